@@ -1,0 +1,9 @@
+//! vswitch: a pure-userspace VXLAN switch.
+//!
+//! The crate is split along one line: [`wire`] and [`core`] are the sans-IO heart (packet
+//! formats, the MAC table, the forwarding decision, sealing) and never touch a file descriptor;
+//! everything else is the I/O shell that moves bytes between TAPs, the underlay socket and the
+//! core.
+
+pub mod core;
+pub mod wire;

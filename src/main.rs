@@ -1,0 +1,3 @@
+fn main() {
+    println!("vswitch {}", env!("CARGO_PKG_VERSION"));
+}
