@@ -1,1 +1,14 @@
-//! The sans-IO switch.
+//! The sans-IO switch: the MAC table, the forwarding decision, counters. No syscalls, no
+//! threads, no clocks: time is a [`Timestamp`] the caller passes in.
+
+#![forbid(unsafe_code)]
+
+pub mod counters;
+pub mod fdb;
+pub mod switch;
+pub mod time;
+
+pub use counters::{DropReason, Traffic, TrafficSnapshot};
+pub use fdb::{Fdb, FdbConfig, FdbEntry, Learned, Location, PortId, Vtep};
+pub use switch::{Encapsulated, Forward, Switch, SwitchConfig, SwitchError};
+pub use time::Timestamp;

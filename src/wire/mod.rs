@@ -1,1 +1,26 @@
-//! Packet formats.
+//! Packet formats, in the smoltcp style: a zero-copy view over `T: AsRef<[u8]>` with a checked
+//! constructor, plus an owned `Repr` with `parse`/`emit`.
+//!
+//! Nothing in this module panics on untrusted input once a view has been made with
+//! `new_checked`; the only calls that can panic are the `new_unchecked` + accessor paths on
+//! buffers the caller has not checked, and `emit` into a buffer shorter than `HEADER_LEN` (a
+//! caller bug, never network input).
+
+#![forbid(unsafe_code)]
+
+pub mod ethernet;
+pub mod vxlan;
+
+pub use ethernet::{classify, flow_hash, udp_source_port, EtherType, FrameInfo, Mac};
+pub use vxlan::{Vni, VxlanPacket, VxlanRepr};
+
+/// Why bytes from the network could not be parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("buffer too short")]
+    Truncated,
+    #[error("VXLAN I flag (valid VNI) is clear")]
+    NoVniFlag,
+    #[error("VNI {0} is outside 1..=16777215")]
+    InvalidVni(u32),
+}

@@ -1,0 +1,265 @@
+//! The forwarding database of one network: which MAC lives where.
+//!
+//! Lookups and refreshes run on every frame from several data-path workers at once, so the table
+//! is a [`DashMap`] (sharded `RwLock`s): a lookup or a refresh of a known MAC takes a shard read
+//! lock, and the last-seen time is an atomic. Only a *new* MAC, a move, eviction and ageing take
+//! the table's one mutex, which guards an expiry heap. That heap makes eviction exact ("the entry
+//! that expires soonest") and ageing proportional to what expires, not to the table size: it
+//! holds one item per entry, keyed by the expiry the entry had when the item was pushed; a
+//! refresh does not touch it, so when an item comes up whose entry has been refreshed since, it
+//! is pushed again with the new expiry. Every item's key is at most its entry's real expiry, so
+//! the first popped item whose key *is* the real expiry is the true minimum.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use dashmap::mapref::entry::Entry as MapEntry;
+use dashmap::DashMap;
+
+use super::time::{duration_millis, Timestamp};
+use crate::wire::Mac;
+
+/// A local port of the switch (a TAP in some container).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct PortId(pub u32);
+
+/// A remote VXLAN tunnel endpoint: the address its switch listens on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct Vtep(pub SocketAddr);
+
+/// Where a MAC lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Location {
+    Port(PortId),
+    Vtep(Vtep),
+}
+
+/// Limits of one network's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FdbConfig {
+    /// An entry not refreshed for this long is forgotten.
+    pub ageing: Duration,
+    /// The most entries the table holds; a new MAC beyond it evicts the soonest-expiring entry.
+    pub capacity: usize,
+}
+
+impl Default for FdbConfig {
+    fn default() -> FdbConfig {
+        FdbConfig {
+            ageing: Duration::from_secs(300),
+            capacity: 65_536,
+        }
+    }
+}
+
+/// What [`Fdb::learn`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Learned {
+    /// The MAC was known at this location; its timer restarted.
+    Refreshed,
+    /// A new entry.
+    New,
+    /// A new entry, and another was evicted to make room.
+    NewEvicted,
+    /// The MAC was known elsewhere and moved here.
+    Moved,
+}
+
+/// Counters of table events.
+#[derive(Debug, Default)]
+pub struct FdbCounters {
+    pub learned: AtomicU64,
+    pub moved: AtomicU64,
+    pub evicted: AtomicU64,
+    pub aged: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    location: Location,
+    last_seen: AtomicU64,
+    /// Tells heap items of this entry from those of an earlier entry for the same MAC.
+    generation: u64,
+}
+
+#[derive(Debug, Default)]
+struct Expiry {
+    heap: BinaryHeap<Reverse<(u64, Mac, u64)>>,
+    next_generation: u64,
+}
+
+/// One row of a table listing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FdbEntry {
+    pub mac: Mac,
+    pub location: Location,
+    pub last_seen: Timestamp,
+}
+
+/// The MAC table of one network.
+#[derive(Debug)]
+pub struct Fdb {
+    map: DashMap<Mac, Entry>,
+    expiry: Mutex<Expiry>,
+    ageing_ms: u64,
+    capacity: usize,
+    pub counters: FdbCounters,
+}
+
+impl Fdb {
+    pub fn new(config: FdbConfig) -> Fdb {
+        Fdb {
+            map: DashMap::new(),
+            expiry: Mutex::new(Expiry::default()),
+            ageing_ms: duration_millis(config.ageing).max(1),
+            capacity: config.capacity.max(1),
+            counters: FdbCounters::default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Records that `mac` was seen at `location`. The caller has checked that `mac` is a valid
+    /// source address (see [`Mac::is_valid_source`]).
+    pub fn learn(&self, mac: Mac, location: Location, now: Timestamp) -> Learned {
+        // Fast path: a known MAC at the same place only restarts its timer.
+        if let Some(entry) = self.map.get(&mac) {
+            if entry.location == location {
+                if entry.last_seen.load(Ordering::Relaxed) != now.0 {
+                    entry.last_seen.store(now.0, Ordering::Relaxed);
+                }
+                return Learned::Refreshed;
+            }
+        }
+        let mut expiry = self.lock_expiry();
+        if let Some(mut entry) = self.map.get_mut(&mac) {
+            let outcome = if entry.location == location {
+                Learned::Refreshed
+            } else {
+                entry.location = location;
+                self.counters.moved.fetch_add(1, Ordering::Relaxed);
+                Learned::Moved
+            };
+            entry.last_seen.store(now.0, Ordering::Relaxed);
+            return outcome;
+        }
+        let mut outcome = Learned::New;
+        if self.map.len() >= self.capacity {
+            self.evict_one(&mut expiry);
+            outcome = Learned::NewEvicted;
+        }
+        expiry.next_generation += 1;
+        let generation = expiry.next_generation;
+        if let MapEntry::Vacant(v) = self.map.entry(mac) {
+            v.insert(Entry {
+                location,
+                last_seen: AtomicU64::new(now.0),
+                generation,
+            });
+        }
+        expiry.heap.push(Reverse((
+            now.0.saturating_add(self.ageing_ms),
+            mac,
+            generation,
+        )));
+        self.counters.learned.fetch_add(1, Ordering::Relaxed);
+        outcome
+    }
+
+    /// Where `mac` lives, unless unknown or expired.
+    pub fn lookup(&self, mac: Mac, now: Timestamp) -> Option<Location> {
+        let entry = self.map.get(&mac)?;
+        let last = entry.last_seen.load(Ordering::Relaxed);
+        (now.0 < last.saturating_add(self.ageing_ms)).then_some(entry.location)
+    }
+
+    /// Forgets every entry that has expired by `now`; returns how many.
+    pub fn age(&self, now: Timestamp) -> usize {
+        let mut expiry = self.lock_expiry();
+        let mut aged = 0;
+        while let Some(&Reverse((due, mac, generation))) = expiry.heap.peek() {
+            if due > now.0 {
+                break;
+            }
+            expiry.heap.pop();
+            match self.current_expiry(mac, generation) {
+                None => {} // stale item: the entry was removed or replaced
+                Some(real) if real <= now.0 => {
+                    self.map.remove(&mac);
+                    aged += 1;
+                }
+                Some(real) => expiry.heap.push(Reverse((real, mac, generation))),
+            }
+        }
+        self.counters.aged.fetch_add(aged as u64, Ordering::Relaxed);
+        aged
+    }
+
+    /// Removes every entry at `location` (a port detached, a peer removed).
+    pub fn flush(&self, location: Location) -> usize {
+        let _expiry = self.lock_expiry();
+        let before = self.map.len();
+        self.map.retain(|_, e| e.location != location);
+        before - self.map.len()
+    }
+
+    /// A snapshot of the table, for listings.
+    pub fn entries(&self) -> Vec<FdbEntry> {
+        let mut v: Vec<FdbEntry> = self
+            .map
+            .iter()
+            .map(|e| FdbEntry {
+                mac: *e.key(),
+                location: e.location,
+                last_seen: Timestamp(e.last_seen.load(Ordering::Relaxed)),
+            })
+            .collect();
+        v.sort_by_key(|e| e.mac);
+        v
+    }
+
+    fn evict_one(&self, expiry: &mut Expiry) {
+        while let Some(Reverse((due, mac, generation))) = expiry.heap.pop() {
+            match self.current_expiry(mac, generation) {
+                None => {}
+                Some(real) if real == due => {
+                    self.map.remove(&mac);
+                    self.counters.evicted.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Some(real) => expiry.heap.push(Reverse((real, mac, generation))),
+            }
+        }
+    }
+
+    /// The real expiry of the entry a heap item belongs to, or `None` for a stale item.
+    fn current_expiry(&self, mac: Mac, generation: u64) -> Option<u64> {
+        let entry = self.map.get(&mac)?;
+        (entry.generation == generation).then(|| {
+            entry
+                .last_seen
+                .load(Ordering::Relaxed)
+                .saturating_add(self.ageing_ms)
+        })
+    }
+
+    fn lock_expiry(&self) -> std::sync::MutexGuard<'_, Expiry> {
+        // A poisoned lock only means another thread panicked mid-update; the heap is still a
+        // valid heap (stale items are tolerated by design), so carry on.
+        self.expiry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,430 @@
+//! The switch: one learning L2 switch per network (VNI), joined to other hosts' switches by
+//! VXLAN. Deterministic and free of I/O: the caller passes in frames, datagrams and the time,
+//! and gets back a [`Forward`] saying where the frame goes.
+//!
+//! Rules:
+//! - known unicast goes to the one port or VTEP that owns the destination MAC, never back out of
+//!   the port it came in on;
+//! - broadcast, multicast and unknown unicast from a port go to every other port of the network
+//!   and, by head-end replication, to every peer VTEP;
+//! - split horizon: a frame from the underlay goes only to local ports, never to another VTEP,
+//!   so a full mesh cannot loop;
+//! - networks are isolated: a frame only ever meets the ports and table of its own VNI.
+//!
+//! Data-path calls take `&self` so several workers can share one switch; configuration calls
+//! take `&mut self` (the shell holds the switch in a read-mostly lock).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+
+use super::counters::{DropCounters, DropReason, Traffic, TrafficSnapshot};
+use super::fdb::{Fdb, FdbConfig, FdbEntry, Location, PortId, Vtep};
+use super::time::Timestamp;
+use crate::wire::vxlan::{self, VxlanPacket, VxlanRepr};
+use crate::wire::{classify, flow_hash, udp_source_port, Mac, Vni, WireError};
+
+/// Headroom a caller reserves in front of a frame so encapsulation writes in place.
+pub const HEADROOM: usize = 64;
+/// Tailroom a caller reserves behind a frame (room for an authentication tag).
+pub const TAILROOM: usize = 16;
+
+/// Switch-wide settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SwitchConfig {
+    pub fdb: FdbConfig,
+    /// Carry 802.1Q-tagged inner frames instead of dropping them (RFC 7348 §6.1 default: drop).
+    pub allow_vlan_tagged: bool,
+}
+
+/// A configuration change the switch refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SwitchError {
+    #[error("network with VNI {0} already exists")]
+    NetworkExists(Vni),
+    #[error("no network with VNI {0}")]
+    UnknownNetwork(Vni),
+    #[error("network with VNI {vni} still has ports {ports:?}; detach them first")]
+    NetworkHasPorts { vni: Vni, ports: Vec<PortId> },
+    #[error("port {0:?} already exists")]
+    PortExists(PortId),
+    #[error("no port {0:?}")]
+    UnknownPort(PortId),
+    #[error("peer {0} already exists")]
+    PeerExists(IpAddr),
+    #[error("no peer {0}")]
+    UnknownPeer(IpAddr),
+}
+
+/// One network: its table, its ports, its counters.
+#[derive(Debug)]
+pub struct Network {
+    pub vni: Vni,
+    pub fdb: Fdb,
+    ports: Vec<PortId>,
+    pub traffic: Traffic,
+}
+
+impl Network {
+    pub fn ports(&self) -> &[PortId] {
+        &self.ports
+    }
+}
+
+#[derive(Debug)]
+struct Port {
+    vni: Vni,
+    traffic: Traffic,
+}
+
+#[derive(Debug)]
+struct Peer {
+    vtep: Vtep,
+    traffic: Traffic,
+}
+
+/// Where one frame goes. Caller-owned and reused from frame to frame: [`Forward::clear`] keeps
+/// the vectors' capacity, so the data path does not allocate once warm.
+#[derive(Debug, Default, Clone)]
+pub struct Forward {
+    /// The network the frame belongs to, once known.
+    pub vni: Option<Vni>,
+    /// Local ports to deliver the frame to.
+    pub ports: Vec<PortId>,
+    /// VTEPs to send the encapsulated frame to.
+    pub vteps: Vec<Vtep>,
+    /// Where the inner Ethernet frame lies in the buffer given to the switch.
+    pub frame: Range<usize>,
+    /// Set when the frame was dropped (and counted).
+    pub dropped: Option<DropReason>,
+}
+
+impl Forward {
+    pub fn clear(&mut self) {
+        self.vni = None;
+        self.ports.clear();
+        self.vteps.clear();
+        self.frame = 0..0;
+        self.dropped = None;
+    }
+
+    fn drop(&mut self, reason: DropReason) {
+        self.ports.clear();
+        self.vteps.clear();
+        self.dropped = Some(reason);
+    }
+}
+
+/// An encapsulated frame, ready for the underlay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encapsulated {
+    /// Where the datagram (VXLAN header onwards) lies in the buffer.
+    pub datagram: Range<usize>,
+    /// The outer UDP source port: a hash of the inner flow.
+    pub src_port: u16,
+}
+
+/// The switch.
+#[derive(Debug, Default)]
+pub struct Switch {
+    config: SwitchConfig,
+    networks: HashMap<Vni, Network>,
+    ports: HashMap<PortId, Port>,
+    peers: Vec<Peer>,
+    /// Every drop, whatever it is also counted against.
+    pub drops: DropCounters,
+}
+
+impl Switch {
+    pub fn new(config: SwitchConfig) -> Switch {
+        Switch {
+            config,
+            ..Switch::default()
+        }
+    }
+
+    pub fn config(&self) -> &SwitchConfig {
+        &self.config
+    }
+
+    // ---- configuration ----
+
+    pub fn add_network(&mut self, vni: Vni) -> Result<(), SwitchError> {
+        if self.networks.contains_key(&vni) {
+            return Err(SwitchError::NetworkExists(vni));
+        }
+        self.networks.insert(
+            vni,
+            Network {
+                vni,
+                fdb: Fdb::new(self.config.fdb),
+                ports: Vec::new(),
+                traffic: Traffic::default(),
+            },
+        );
+        Ok(())
+    }
+
+    pub fn remove_network(&mut self, vni: Vni) -> Result<(), SwitchError> {
+        let network = self
+            .networks
+            .get(&vni)
+            .ok_or(SwitchError::UnknownNetwork(vni))?;
+        if !network.ports.is_empty() {
+            return Err(SwitchError::NetworkHasPorts {
+                vni,
+                ports: network.ports.clone(),
+            });
+        }
+        self.networks.remove(&vni);
+        Ok(())
+    }
+
+    pub fn network(&self, vni: Vni) -> Option<&Network> {
+        self.networks.get(&vni)
+    }
+
+    pub fn networks(&self) -> impl Iterator<Item = &Network> {
+        self.networks.values()
+    }
+
+    pub fn add_port(&mut self, port: PortId, vni: Vni) -> Result<(), SwitchError> {
+        if self.ports.contains_key(&port) {
+            return Err(SwitchError::PortExists(port));
+        }
+        let network = self
+            .networks
+            .get_mut(&vni)
+            .ok_or(SwitchError::UnknownNetwork(vni))?;
+        network.ports.push(port);
+        self.ports.insert(
+            port,
+            Port {
+                vni,
+                traffic: Traffic::default(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes a port and forgets every MAC learned on it.
+    pub fn remove_port(&mut self, port: PortId) -> Result<(), SwitchError> {
+        let p = self
+            .ports
+            .remove(&port)
+            .ok_or(SwitchError::UnknownPort(port))?;
+        if let Some(network) = self.networks.get_mut(&p.vni) {
+            network.ports.retain(|&q| q != port);
+            network.fdb.flush(Location::Port(port));
+        }
+        Ok(())
+    }
+
+    pub fn add_peer(&mut self, vtep: Vtep) -> Result<(), SwitchError> {
+        if self.peer_index(vtep.0.ip()).is_some() {
+            return Err(SwitchError::PeerExists(vtep.0.ip()));
+        }
+        self.peers.push(Peer {
+            vtep,
+            traffic: Traffic::default(),
+        });
+        Ok(())
+    }
+
+    /// Removes a peer and forgets every MAC learned behind it.
+    pub fn remove_peer(&mut self, ip: IpAddr) -> Result<Vtep, SwitchError> {
+        let i = self.peer_index(ip).ok_or(SwitchError::UnknownPeer(ip))?;
+        let peer = self.peers.remove(i);
+        for network in self.networks.values() {
+            network.fdb.flush(Location::Vtep(peer.vtep));
+        }
+        Ok(peer.vtep)
+    }
+
+    pub fn peers(&self) -> impl Iterator<Item = Vtep> + '_ {
+        self.peers.iter().map(|p| p.vtep)
+    }
+
+    fn peer_index(&self, ip: IpAddr) -> Option<usize> {
+        self.peers.iter().position(|p| p.vtep.0.ip() == ip)
+    }
+
+    // ---- the data path ----
+
+    /// Decides where a frame from a local port goes, learning its source on the way.
+    pub fn frame_from_port(&self, now: Timestamp, port: PortId, frame: &[u8], out: &mut Forward) {
+        out.clear();
+        out.frame = 0..frame.len();
+        let Some(p) = self.ports.get(&port) else {
+            return self.count_drop(out, DropReason::UnknownPort, &[]);
+        };
+        p.traffic.rx(frame.len());
+        let Some(network) = self.networks.get(&p.vni) else {
+            return self.count_drop(out, DropReason::UnknownPort, &[&p.traffic]);
+        };
+        out.vni = Some(network.vni);
+        network.traffic.rx(frame.len());
+        let scopes = [&p.traffic, &network.traffic];
+        let dst = match self.admit(now, network, frame, Location::Port(port)) {
+            Ok(dst) => dst,
+            Err(reason) => return self.count_drop(out, reason, &scopes),
+        };
+        match (dst.is_multicast(), network.fdb.lookup(dst, now)) {
+            (false, Some(Location::Port(q))) if q == port => {
+                return self.count_drop(out, DropReason::SamePort, &scopes)
+            }
+            (false, Some(Location::Port(q))) => out.ports.push(q),
+            (false, Some(Location::Vtep(v))) => out.vteps.push(v),
+            _ => {
+                out.ports
+                    .extend(network.ports.iter().copied().filter(|&q| q != port));
+                out.vteps.extend(self.peers.iter().map(|p| p.vtep));
+            }
+        }
+        self.count_tx(network, out, frame.len());
+    }
+
+    /// Decides where a datagram from the underlay goes. On success `out.frame` is the inner
+    /// frame's range inside `datagram`.
+    pub fn datagram_from_vtep(
+        &self,
+        now: Timestamp,
+        from: SocketAddr,
+        datagram: &mut [u8],
+        out: &mut Forward,
+    ) {
+        out.clear();
+        let Some(peer) = self.peers.iter().find(|p| p.vtep.0.ip() == from.ip()) else {
+            return self.count_drop(out, DropReason::UnknownVtep, &[]);
+        };
+        peer.traffic.rx(datagram.len());
+        let repr = match VxlanRepr::parse(&VxlanPacket::new_unchecked(&*datagram)) {
+            Ok(repr) => repr,
+            Err(e) => return self.count_drop(out, wire_drop(e), &[&peer.traffic]),
+        };
+        let Some(network) = self.networks.get(&repr.vni) else {
+            return self.count_drop(out, DropReason::UnknownVni, &[&peer.traffic]);
+        };
+        out.vni = Some(network.vni);
+        let scopes = [&peer.traffic, &network.traffic];
+        if repr.sealed {
+            return self.count_drop(out, DropReason::UnexpectedSeal, &scopes);
+        }
+        out.frame = vxlan::HEADER_LEN..datagram.len();
+        let frame = &datagram[out.frame.clone()];
+        network.traffic.rx(frame.len());
+        let dst = match self.admit(now, network, frame, Location::Vtep(peer.vtep)) {
+            Ok(dst) => dst,
+            Err(reason) => return self.count_drop(out, reason, &scopes),
+        };
+        match (dst.is_multicast(), network.fdb.lookup(dst, now)) {
+            (false, Some(Location::Port(q))) => out.ports.push(q),
+            (false, Some(Location::Vtep(_))) => {
+                return self.count_drop(out, DropReason::SplitHorizon, &scopes)
+            }
+            _ => out.ports.extend_from_slice(&network.ports),
+        }
+        self.count_tx(network, out, frame.len());
+    }
+
+    /// Writes the VXLAN header in front of the frame at `frame` inside `buf` (which needs
+    /// [`vxlan::HEADER_LEN`] bytes of headroom), for sending to `out.vteps`.
+    pub fn encapsulate(
+        &self,
+        vni: Vni,
+        buf: &mut [u8],
+        frame: Range<usize>,
+    ) -> Result<Encapsulated, DropReason> {
+        let start = frame
+            .start
+            .checked_sub(vxlan::HEADER_LEN)
+            .ok_or(DropReason::TooBig)?;
+        let inner = buf.get(frame.clone()).ok_or(DropReason::Truncated)?;
+        let src_port = udp_source_port(flow_hash(inner));
+        let header = VxlanRepr { vni, sealed: false }.to_bytes();
+        buf[start..frame.start].copy_from_slice(&header);
+        Ok(Encapsulated {
+            datagram: start..frame.end,
+            src_port,
+        })
+    }
+
+    /// Advances time: forgets MACs that have aged out.
+    pub fn tick(&self, now: Timestamp) {
+        for network in self.networks.values() {
+            network.fdb.age(now);
+        }
+    }
+
+    /// Checks a frame's header and learns its source; returns its destination.
+    fn admit(
+        &self,
+        now: Timestamp,
+        network: &Network,
+        frame: &[u8],
+        at: Location,
+    ) -> Result<Mac, DropReason> {
+        let info = classify(frame).map_err(wire_drop)?;
+        if info.vlan.is_some() && !self.config.allow_vlan_tagged {
+            return Err(DropReason::VlanTagged);
+        }
+        if !info.src.is_valid_source() {
+            return Err(DropReason::BadSourceMac);
+        }
+        network.fdb.learn(info.src, at, now);
+        Ok(info.dst)
+    }
+
+    fn count_drop(&self, out: &mut Forward, reason: DropReason, scopes: &[&Traffic]) {
+        self.drops.add(reason);
+        for s in scopes {
+            s.drops.add(reason);
+        }
+        out.drop(reason);
+    }
+
+    fn count_tx(&self, network: &Network, out: &Forward, len: usize) {
+        for q in &out.ports {
+            if let Some(p) = self.ports.get(q) {
+                p.traffic.tx(len);
+                network.traffic.tx(len);
+            }
+        }
+        for v in &out.vteps {
+            if let Some(peer) = self.peers.iter().find(|p| p.vtep == *v) {
+                peer.traffic.tx(len);
+                network.traffic.tx(len);
+            }
+        }
+    }
+
+    // ---- observation ----
+
+    pub fn port_traffic(&self, port: PortId) -> Option<TrafficSnapshot> {
+        self.ports.get(&port).map(|p| p.traffic.snapshot())
+    }
+
+    pub fn peer_traffic(&self, ip: IpAddr) -> Option<TrafficSnapshot> {
+        self.peer_index(ip)
+            .map(|i| self.peers[i].traffic.snapshot())
+    }
+
+    pub fn network_traffic(&self, vni: Vni) -> Option<TrafficSnapshot> {
+        self.networks.get(&vni).map(|n| n.traffic.snapshot())
+    }
+
+    pub fn fdb_entries(&self, vni: Vni) -> Vec<FdbEntry> {
+        self.networks
+            .get(&vni)
+            .map(|n| n.fdb.entries())
+            .unwrap_or_default()
+    }
+}
+
+fn wire_drop(e: WireError) -> DropReason {
+    match e {
+        WireError::Truncated => DropReason::Truncated,
+        WireError::NoVniFlag => DropReason::NoVniFlag,
+        WireError::InvalidVni(_) => DropReason::InvalidVni,
+    }
+}

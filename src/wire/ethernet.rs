@@ -1,0 +1,226 @@
+//! The inner Ethernet II frame: addresses, EtherType, 802.1Q detection, and the flow hash that
+//! picks the outer UDP source port.
+//!
+//! Header slicing is done by `etherparse`; nothing here panics on any input.
+
+use core::fmt;
+use core::str::FromStr;
+
+use etherparse::{Ethernet2HeaderSlice, LaxNetSlice, LaxSlicedPacket, TransportSlice};
+
+use super::WireError;
+
+/// Length of an Ethernet II header without a VLAN tag.
+pub const HEADER_LEN: usize = 14;
+
+/// A 48-bit MAC address.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Mac(pub [u8; 6]);
+
+impl Mac {
+    pub const BROADCAST: Mac = Mac([0xff; 6]);
+    pub const ZERO: Mac = Mac([0; 6]);
+
+    /// Group address (multicast or broadcast): the I/G bit of the first octet.
+    pub const fn is_multicast(self) -> bool {
+        self.0[0] & 0x01 != 0
+    }
+
+    pub fn is_broadcast(self) -> bool {
+        self == Self::BROADCAST
+    }
+
+    pub fn is_zero(self) -> bool {
+        self == Self::ZERO
+    }
+
+    /// Whether this address may be learned as a station's source address.
+    pub fn is_valid_source(self) -> bool {
+        !self.is_multicast() && !self.is_zero()
+    }
+
+    /// A locally administered unicast address (the U/L bit set, the I/G bit clear).
+    pub const fn local(bytes: [u8; 6]) -> Mac {
+        let mut b = bytes;
+        b[0] = (b[0] & 0xfc) | 0x02;
+        Mac(b)
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+impl fmt::Debug for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Why a string is not a MAC address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a MAC address (expected six hex octets like 02:42:ac:11:00:02)")]
+pub struct MacParseError(pub String);
+
+impl FromStr for Mac {
+    type Err = MacParseError;
+
+    fn from_str(s: &str) -> Result<Mac, MacParseError> {
+        let err = || MacParseError(s.to_owned());
+        let mut out = [0u8; 6];
+        let mut parts = s.split([':', '-']);
+        for byte in &mut out {
+            let part = parts.next().ok_or_else(err)?;
+            if part.is_empty() || part.len() > 2 {
+                return Err(err());
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| err())?;
+        }
+        if parts.next().is_some() {
+            return Err(err());
+        }
+        Ok(Mac(out))
+    }
+}
+
+impl serde::Serialize for Mac {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Mac {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Mac, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// EtherType values vswitch looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EtherType;
+
+impl EtherType {
+    pub const IPV4: u16 = 0x0800;
+    pub const ARP: u16 = 0x0806;
+    pub const IPV6: u16 = 0x86dd;
+    /// 802.1Q C-tag, 802.1ad S-tag and the old QinQ value.
+    pub const VLAN_TAGS: [u16; 3] = [0x8100, 0x88a8, 0x9100];
+}
+
+/// What the switch needs to know about a frame: its addresses, its EtherType, and whether it
+/// carries a VLAN tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameInfo {
+    pub dst: Mac,
+    pub src: Mac,
+    /// The outer EtherType (the TPID when tagged).
+    pub ethertype: u16,
+    /// The VLAN id of the first tag, when the frame is 802.1Q/802.1ad tagged.
+    pub vlan: Option<u16>,
+}
+
+/// Reads the Ethernet II header of a frame.
+pub fn classify(frame: &[u8]) -> Result<FrameInfo, WireError> {
+    let eth = Ethernet2HeaderSlice::from_slice(frame).map_err(|_| WireError::Truncated)?;
+    let ethertype = eth.ether_type().0;
+    let vlan = if EtherType::VLAN_TAGS.contains(&ethertype) {
+        // A tag is 4 bytes: TPID (already read as the EtherType) then TCI, whose low 12 bits are
+        // the VLAN id. A tagged frame too short to hold its TCI is still a tagged frame.
+        Some(match frame.get(14..16) {
+            Some(tci) => u16::from_be_bytes([tci[0], tci[1]]) & 0x0fff,
+            None => 0,
+        })
+    } else {
+        None
+    };
+    Ok(FrameInfo {
+        dst: Mac(eth.destination()),
+        src: Mac(eth.source()),
+        ethertype,
+        vlan,
+    })
+}
+
+/// A hash of a frame's flow: MACs and EtherType, IP addresses and protocol, TCP/UDP ports.
+/// Every frame of one flow hashes alike, so it keeps one outer UDP source port and one path
+/// through an ECMP underlay. Not keyed: it spreads flows, it is not a defence.
+pub fn flow_hash(frame: &[u8]) -> u32 {
+    let mut h = Fold::default();
+    let Ok(packet) = LaxSlicedPacket::from_ethernet(frame) else {
+        return h.finish();
+    };
+    if let Some(eth) = frame.get(..HEADER_LEN) {
+        h.bytes(eth);
+    }
+    match &packet.net {
+        Some(LaxNetSlice::Ipv4(ip)) => {
+            let hdr = ip.header();
+            h.bytes(&hdr.source());
+            h.bytes(&hdr.destination());
+            h.word(u64::from(hdr.protocol().0));
+        }
+        Some(LaxNetSlice::Ipv6(ip)) => {
+            let hdr = ip.header();
+            h.bytes(&hdr.source());
+            h.bytes(&hdr.destination());
+            h.word(u64::from(ip.payload().ip_number.0));
+        }
+        None => {}
+    }
+    match &packet.transport {
+        Some(TransportSlice::Tcp(tcp)) => {
+            h.word(u64::from(tcp.source_port()) << 16 | u64::from(tcp.destination_port()));
+        }
+        Some(TransportSlice::Udp(udp)) => {
+            h.word(u64::from(udp.source_port()) << 16 | u64::from(udp.destination_port()));
+        }
+        _ => {}
+    }
+    h.finish()
+}
+
+/// The outer UDP source port for a flow hash: 49152..=65535 (RFC 7348 §5, the dynamic range).
+pub const fn udp_source_port(hash: u32) -> u16 {
+    // 16384 ports: take the hash's top bits, which mix best.
+    49152 + (hash >> 18) as u16
+}
+
+/// A small multiply-xorshift fold; plenty to spread flows, and a few ns a frame.
+#[derive(Default)]
+struct Fold(u64);
+
+impl Fold {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+    fn word(&mut self, w: u64) {
+        self.0 = (self.0 ^ w).wrapping_mul(Self::K).rotate_left(29);
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.word(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.word(u64::from_le_bytes(w) ^ (rest.len() as u64) << 56);
+        }
+    }
+
+    fn finish(&self) -> u32 {
+        let x = self.0 ^ (self.0 >> 32);
+        (x.wrapping_mul(Self::K) >> 32) as u32
+    }
+}
