@@ -173,7 +173,7 @@ pub fn flow_hash(frame: &[u8]) -> u32 {
             h.bytes(&hdr.destination());
             h.word(u64::from(ip.payload().ip_number.0));
         }
-        None => {}
+        _ => {}
     }
     match &packet.transport {
         Some(TransportSlice::Tcp(tcp)) => {
