@@ -5,6 +5,12 @@
 //! everything else is the I/O shell that moves bytes between TAPs, the underlay socket and the
 //! core.
 
+pub mod cli;
+pub mod control;
 pub mod core;
+pub mod daemon;
+pub mod dataplane;
+pub mod netns;
 pub mod sim;
+pub mod store;
 pub mod wire;

@@ -1,3 +1,117 @@
-fn main() {
-    println!("vswitch {}", env!("CARGO_PKG_VERSION"));
+//! The `vswitch` command: parse the command line, call the library, map errors to exit codes
+//! (0 ok, 1 refused or failed, 2 usage).
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use vswitch::cli::{AttachArgs, Cli, Command, KeyCommand, NetworkCommand, PeerCommand};
+use vswitch::control::{self, client, Request};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let needs_root = !matches!(cli.command, Command::Key(_));
+    if needs_root && !vswitch::dataplane::sys::is_root() {
+        anyhow::bail!(
+            "vswitch needs root (CAP_NET_ADMIN, and the control socket is root's): run it with sudo"
+        );
+    }
+    let request = match cli.command {
+        Command::Daemon(a) => {
+            init_tracing();
+            return Ok(vswitch::daemon::run(vswitch::daemon::DaemonConfig {
+                listen: a.listen,
+                port: a.port,
+                peers: a.peers,
+                state_dir: a.state_dir,
+                underlay_mtu: a.underlay_mtu,
+                socket: cli.socket,
+            })?);
+        }
+        Command::Key(KeyCommand::Generate { out }) => return key_generate(out.as_deref()),
+        Command::Network(n) => match n {
+            NetworkCommand::Create {
+                name,
+                vni,
+                subnet,
+                gateway,
+                mtu,
+                encrypted,
+                key_file,
+            } => Request::NetworkCreate(control::NetworkSpec {
+                name,
+                vni,
+                subnet,
+                gateway,
+                mtu,
+                encrypted,
+                key_file: key_file.map(absolute).transpose()?,
+            }),
+            NetworkCommand::Ls => Request::NetworkList,
+            NetworkCommand::Inspect { name } => Request::NetworkInspect { name },
+            NetworkCommand::Rm { name } => Request::NetworkRemove { name },
+            NetworkCommand::RotateKey { name, key_file } => Request::NetworkRotateKey {
+                name,
+                key_file: absolute(key_file)?,
+            },
+        },
+        Command::Attach(AttachArgs {
+            netns,
+            network,
+            ip,
+            mac,
+            ifname,
+        }) => Request::Attach(control::AttachRequest {
+            netns,
+            network,
+            ip: ip.map(|(ip, _)| ip),
+            prefix: ip.and_then(|(_, p)| p),
+            mac,
+            ifname: Some(ifname),
+        }),
+        Command::Detach { netns, network } => Request::Detach { netns, network },
+        Command::Peer(p) => match p {
+            PeerCommand::Add { addr } => Request::PeerAdd { addr },
+            PeerCommand::Rm { addr } => Request::PeerRemove { addr },
+            PeerCommand::Ls => Request::PeerList,
+        },
+        Command::Fdb { network } => Request::Fdb { network },
+        Command::Stats => Request::Stats,
+    };
+    let reply = client::call(&cli.socket, &request, Duration::from_secs(30))?;
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&reply)?)?;
+    } else {
+        vswitch::cli::render::human(&request, &reply, &mut out)?;
+    }
+    Ok(())
+}
+
+fn absolute(p: std::path::PathBuf) -> anyhow::Result<std::path::PathBuf> {
+    Ok(std::path::absolute(&p)?)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn key_generate(out: Option<&std::path::Path>) -> anyhow::Result<()> {
+    anyhow::bail!("key generation arrives with encrypted networks (out: {out:?})")
 }

@@ -5,6 +5,7 @@
 
 pub mod counters;
 pub mod fdb;
+pub mod ipam;
 pub mod switch;
 pub mod time;
 

@@ -8,7 +8,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod arp;
 pub mod ethernet;
+pub mod underlay;
 pub mod vxlan;
 
 pub use ethernet::{classify, flow_hash, udp_source_port, EtherType, FrameInfo, Mac};

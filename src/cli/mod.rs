@@ -1,0 +1,293 @@
+//! The command line: the CLI contract in one place, and how replies are shown to people.
+
+pub mod render;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use ipnet::Ipv4Net;
+
+use crate::wire::{vxlan, Mac, Vni};
+
+pub const DEFAULT_SOCKET: &str = "/run/vswitch/vswitch.sock";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/vswitch";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vswitch",
+    version,
+    about = "A pure-userspace VXLAN switch for containers"
+)]
+pub struct Cli {
+    /// The daemon's control socket.
+    #[arg(long, global = true, env = "VSWITCH_SOCKET", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Print data as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the switch daemon in the foreground.
+    Daemon(DaemonArgs),
+    /// Create, list, inspect and remove networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// Give a network namespace an interface on a network.
+    Attach(AttachArgs),
+    /// Remove a namespace's interface from a network.
+    Detach {
+        /// A name under /run/netns, or a path such as /proc/PID/ns/net.
+        netns: String,
+        #[arg(long)]
+        network: Option<String>,
+    },
+    /// Manage the VTEPs this switch replicates to.
+    #[command(subcommand)]
+    Peer(PeerCommand),
+    /// List the MAC table.
+    Fdb {
+        #[arg(long)]
+        network: Option<String>,
+    },
+    /// Show the switch's counters.
+    Stats,
+    /// Key material for encrypted networks.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Underlay address to bind (IPv4).
+    #[arg(long, default_value = "0.0.0.0")]
+    pub listen: Ipv4Addr,
+    /// Underlay UDP port.
+    #[arg(long, default_value_t = vxlan::UDP_PORT)]
+    pub port: u16,
+    /// A peer VTEP, IP or IP:PORT (repeatable).
+    #[arg(long = "peer", value_parser = parse_peer)]
+    pub peers: Vec<SocketAddr>,
+    /// Where networks and peers persist.
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// The underlay MTU (default: detected from the underlay interface).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(576..=65535))]
+    pub underlay_mtu: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network.
+    Create {
+        name: String,
+        /// VXLAN network identifier, 1..=16777215.
+        #[arg(long, value_parser = parse_vni)]
+        vni: Vni,
+        /// The network's IPv4 subnet, e.g. 10.10.0.0/24.
+        #[arg(long, value_parser = parse_cidr)]
+        subnet: Ipv4Net,
+        /// A gateway address inside the subnet; containers get a default route via it.
+        #[arg(long, value_parser = parse_ipv4)]
+        gateway: Option<Ipv4Addr>,
+        /// Container MTU (default: underlay MTU minus VXLAN overhead).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(68..=65535))]
+        mtu: Option<u32>,
+        /// Seal every frame with AES-256-GCM.
+        #[arg(long, requires = "key_file")]
+        encrypted: bool,
+        /// The network key (from `vswitch key generate`), mode 0600.
+        #[arg(long, requires = "encrypted")]
+        key_file: Option<PathBuf>,
+    },
+    /// List networks.
+    Ls,
+    /// Show one network, its ports and counters.
+    Inspect { name: String },
+    /// Remove a network (it must have no ports).
+    Rm { name: String },
+    /// Replace an encrypted network's key, without dropping traffic.
+    RotateKey {
+        name: String,
+        #[arg(long)]
+        key_file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// A name under /run/netns, or a path such as /proc/PID/ns/net.
+    pub netns: String,
+    /// The network (may be left out when the daemon has exactly one).
+    #[arg(long)]
+    pub network: Option<String>,
+    /// The address, as CIDR or a bare IP (default: the next free address, probed for conflicts).
+    #[arg(long, value_parser = parse_ip_cidr)]
+    pub ip: Option<(Ipv4Addr, Option<u8>)>,
+    /// The interface's MAC (default: a random locally administered one).
+    #[arg(long, value_parser = parse_mac)]
+    pub mac: Option<Mac>,
+    /// The interface's name inside the namespace.
+    #[arg(long, default_value = "eth0", value_parser = parse_ifname)]
+    pub ifname: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeerCommand {
+    /// Add a peer VTEP.
+    Add {
+        #[arg(value_parser = parse_peer)]
+        addr: SocketAddr,
+    },
+    /// Remove a peer VTEP.
+    Rm {
+        #[arg(value_parser = parse_peer)]
+        addr: SocketAddr,
+    },
+    /// List peers.
+    Ls,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Print (or write, mode 0600) a new random 256-bit network key.
+    Generate {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+pub fn parse_vni(s: &str) -> Result<Vni, String> {
+    let n: u32 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a VNI (a number 1..=16777215)"))?;
+    Vni::new(n).map_err(|_| format!("VNI {n} is out of range: use 1..=16777215"))
+}
+
+pub fn parse_cidr(s: &str) -> Result<Ipv4Net, String> {
+    let net: Ipv4Net = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not an IPv4 CIDR (like 10.10.0.0/24)"))?;
+    if net.prefix_len() > 30 {
+        return Err(format!(
+            "subnet {s} is too small: use a prefix of /30 or shorter"
+        ));
+    }
+    if net != net.trunc() {
+        return Err(format!(
+            "'{s}' has host bits set: did you mean {}?",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+pub fn parse_ipv4(s: &str) -> Result<Ipv4Addr, String> {
+    s.parse()
+        .map_err(|_| format!("'{s}' is not an IPv4 address"))
+}
+
+/// `10.0.0.5/24` or `10.0.0.5`.
+pub fn parse_ip_cidr(s: &str) -> Result<(Ipv4Addr, Option<u8>), String> {
+    match s.split_once('/') {
+        None => Ok((parse_ipv4(s)?, None)),
+        Some((ip, prefix)) => {
+            let ip = parse_ipv4(ip)?;
+            let prefix: u8 = prefix
+                .parse()
+                .ok()
+                .filter(|p| *p <= 32)
+                .ok_or_else(|| format!("'{s}' has an invalid prefix length"))?;
+            Ok((ip, Some(prefix)))
+        }
+    }
+}
+
+pub fn parse_mac(s: &str) -> Result<Mac, String> {
+    let mac: Mac = s
+        .parse()
+        .map_err(|e: crate::wire::ethernet::MacParseError| e.to_string())?;
+    if !mac.is_valid_source() {
+        return Err(format!(
+            "MAC {mac} is a multicast or zero address; a station needs a unicast MAC"
+        ));
+    }
+    Ok(mac)
+}
+
+pub fn parse_ifname(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 15
+        && s != "."
+        && s != ".."
+        && !s.contains(['/', ':'])
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "'{s}' is not a valid interface name (1-15 characters, no '/', ':' or spaces)"
+        ))
+    }
+}
+
+/// `IP` or `IP:PORT` (IPv4; the port defaults to 4789).
+pub fn parse_peer(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return match addr {
+            SocketAddr::V4(_) if addr.port() != 0 => Ok(addr),
+            SocketAddr::V4(_) => Err(format!("peer '{s}' has port 0")),
+            SocketAddr::V6(_) => Err(format!("peer '{s}': IPv6 underlays are not supported yet")),
+        };
+    }
+    match s.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => Ok(SocketAddr::new(IpAddr::V4(ip), vxlan::UDP_PORT)),
+        Ok(IpAddr::V6(_)) => Err(format!("peer '{s}': IPv6 underlays are not supported yet")),
+        Err(_) => Err(format!("'{s}' is not a peer address (IP or IP:PORT)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_parsers_name_the_bad_input() {
+        assert!(parse_vni("0").unwrap_err().contains("out of range"));
+        assert!(parse_vni("16777216").unwrap_err().contains("out of range"));
+        assert!(parse_vni("x").unwrap_err().contains("'x'"));
+        assert!(parse_cidr("10.0.0.0/33")
+            .unwrap_err()
+            .contains("10.0.0.0/33"));
+        assert!(parse_cidr("10.0.0.1/24")
+            .unwrap_err()
+            .contains("10.0.0.0/24"));
+        assert!(parse_ipv4("10.0.0").unwrap_err().contains("'10.0.0'"));
+        assert!(parse_mac("01:00:5e:00:00:01")
+            .unwrap_err()
+            .contains("multicast"));
+        assert_eq!(
+            parse_peer("192.0.2.1").expect("ip"),
+            "192.0.2.1:4789".parse().expect("addr")
+        );
+        assert_eq!(parse_peer("192.0.2.1:5000").expect("ip").port(), 5000);
+        assert!(parse_peer("nope").is_err());
+        assert_eq!(
+            parse_ip_cidr("10.0.0.5").expect("ip"),
+            ("10.0.0.5".parse().expect("ip"), None)
+        );
+        assert!(parse_ip_cidr("10.0.0.5/40").is_err());
+        assert!(parse_ifname("a/b").is_err());
+        assert!(parse_ifname("abcdefghijklmnop").is_err());
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

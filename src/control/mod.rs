@@ -1,0 +1,202 @@
+//! The daemon's API: newline-delimited JSON over a Unix stream socket. One request per line, one
+//! reply per line. The types here are shared by the daemon (server) and the CLI (client), so the
+//! two cannot drift apart.
+//!
+//! Values are typed (`Vni`, `Mac`, `Ipv4Net`, …): a request with an invalid value fails to
+//! decode, and the daemon answers with an error naming it.
+
+pub mod client;
+pub mod server;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::core::TrafficSnapshot;
+use crate::wire::{Mac, Vni};
+
+/// The longest request line the daemon reads.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// A request to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    NetworkCreate(NetworkSpec),
+    NetworkList,
+    NetworkInspect {
+        name: String,
+    },
+    NetworkRemove {
+        name: String,
+    },
+    NetworkRotateKey {
+        name: String,
+        key_file: PathBuf,
+    },
+    Attach(AttachRequest),
+    Detach {
+        netns: String,
+        network: Option<String>,
+    },
+    PeerAdd {
+        addr: SocketAddr,
+    },
+    PeerRemove {
+        addr: SocketAddr,
+    },
+    PeerList,
+    Fdb {
+        network: Option<String>,
+    },
+    Stats,
+}
+
+/// A network as the user defines it (and as the state dir stores it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    pub name: String,
+    pub vni: Vni,
+    pub subnet: Ipv4Net,
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    /// An explicit container MTU; the default follows the underlay.
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    #[serde(default)]
+    pub encrypted: bool,
+    /// Where the key was read from (encrypted networks only).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachRequest {
+    pub netns: String,
+    pub network: Option<String>,
+    /// An address with or without a prefix length; without, the subnet's is used.
+    pub ip: Option<Ipv4Addr>,
+    pub prefix: Option<u8>,
+    pub mac: Option<Mac>,
+    pub ifname: Option<String>,
+}
+
+/// The daemon's answer: `{"ok": …}` or `{"error": "…"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    Ok(serde_json::Value),
+    Error(String),
+}
+
+/// A row of `network ls`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSummary {
+    pub name: String,
+    pub vni: Vni,
+    pub subnet: Ipv4Net,
+    pub gateway: Option<Ipv4Addr>,
+    pub mtu: u32,
+    pub encrypted: bool,
+    pub ports: usize,
+}
+
+/// `network inspect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkDetail {
+    pub name: String,
+    pub vni: Vni,
+    pub subnet: Ipv4Net,
+    pub gateway: Option<Ipv4Addr>,
+    pub mtu: u32,
+    pub encrypted: bool,
+    pub ports: Vec<PortInfo>,
+    pub traffic: TrafficSnapshot,
+}
+
+/// A port, as `attach` reports it and `inspect` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortInfo {
+    pub port: u32,
+    pub network: String,
+    pub netns: String,
+    pub ifname: String,
+    pub mac: Mac,
+    /// CIDR notation, e.g. `10.0.0.2/24`.
+    pub ip: Option<String>,
+    pub mtu: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub addr: SocketAddr,
+    pub traffic: TrafficSnapshot,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FdbRow {
+    pub network: String,
+    pub vni: Vni,
+    pub mac: Mac,
+    /// `port` or `vtep`.
+    pub kind: String,
+    pub port: Option<u32>,
+    pub vtep: Option<SocketAddr>,
+    /// Human-readable location, e.g. `port 3 (netns c1, eth0)` or `vtep 192.0.2.2:4789`.
+    pub location: String,
+    pub age_secs: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbStats {
+    pub entries: usize,
+    pub capacity: usize,
+    pub learned: u64,
+    pub moved: u64,
+    pub evicted: u64,
+    pub aged: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkStats {
+    pub name: String,
+    pub vni: Vni,
+    pub traffic: TrafficSnapshot,
+    pub fdb: FdbStats,
+    /// Sealing counters, for encrypted networks.
+    pub seal: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStats {
+    pub port: u32,
+    pub network: String,
+    pub netns: String,
+    pub ifname: String,
+    pub traffic: TrafficSnapshot,
+}
+
+/// Counters of the I/O shell itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataplaneStats {
+    pub tap_read_errors: u64,
+    pub tap_write_errors: u64,
+    pub underlay_rx_datagrams: u64,
+    pub underlay_tx_datagrams: u64,
+    pub underlay_send_errors: u64,
+    pub underlay_recv_errors: u64,
+}
+
+/// `stats`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub drops: std::collections::BTreeMap<String, u64>,
+    pub networks: Vec<NetworkStats>,
+    pub ports: Vec<PortStats>,
+    pub peers: Vec<PeerInfo>,
+    pub dataplane: DataplaneStats,
+}

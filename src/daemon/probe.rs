@@ -1,0 +1,64 @@
+//! Address conflict detection on the overlay (RFC 5227, shortened): before an address is
+//! handed out, the daemon sends ARP probes for it into the network, as the new interface, and
+//! listens for anyone who claims it.
+//!
+//! RFC 5227 waits 1–2 s between three probes; an attach should not take 7 s, so vswitch sends
+//! two probes 200 ms apart and listens for 600 ms in all. Containers on this overlay answer
+//! within a round trip, so that is ample; it is not a defence against a host that is down.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use super::{write, Daemon};
+use crate::core::PortId;
+use crate::dataplane::PortSink;
+use crate::wire::{arp, Mac, Vni};
+
+/// The port id of the daemon's own probe port (never a TAP's).
+pub const PROBE_PORT: PortId = PortId(u32::MAX);
+const PROBES: u32 = 2;
+const INTERVAL: Duration = Duration::from_millis(200);
+const LISTEN: Duration = Duration::from_millis(600);
+
+/// Probes `ip` on network `vni` as `mac`; returns who claims it, if anyone.
+pub async fn conflict(d: &Daemon, vni: Vni, mac: Mac, ip: Ipv4Addr) -> Option<String> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(256);
+    if write(&d.switch).add_port(PROBE_PORT, vni).is_err() {
+        return None;
+    }
+    if d.dataplane
+        .add_port(PROBE_PORT, PortSink::Host(tx))
+        .is_err()
+    {
+        let _ = write(&d.switch).remove_port(PROBE_PORT);
+        return None;
+    }
+    let probe = arp::probe(mac, ip);
+    let mut found = None;
+    let step = Duration::from_millis(20);
+    let mut waited = Duration::ZERO;
+    let mut sent = 0;
+    'listen: while waited < LISTEN {
+        if sent < PROBES && waited >= INTERVAL * sent {
+            d.dataplane.inject(PROBE_PORT, &probe);
+            sent += 1;
+        }
+        tokio::time::sleep(step).await;
+        waited += step;
+        while let Ok(frame) = rx.try_recv() {
+            if arp::claims(&frame, ip, mac) {
+                let owner = frame.get(6..12).map(|b| {
+                    let mut m = [0u8; 6];
+                    m.copy_from_slice(b);
+                    Mac(m)
+                });
+                found =
+                    Some(owner.map_or_else(|| "another station".into(), |m| format!("MAC {m}")));
+                break 'listen;
+            }
+        }
+    }
+    d.dataplane.remove_port(PROBE_PORT);
+    let _ = write(&d.switch).remove_port(PROBE_PORT);
+    found
+}
