@@ -300,16 +300,7 @@ fn bad_datagrams_are_dropped_by_reason() {
 fn reserved_bits_are_ignored_on_receive() {
     let mut f = three_hosts(SwitchConfig::default());
     // All reserved bits set (except our S flag, which has a meaning of its own).
-    let mut dgram = vec![
-        !vxlan::FLAG_SEALED,
-        0xff,
-        0xff,
-        0xff,
-        0,
-        0,
-        100,
-        0xff,
-    ];
+    let mut dgram = vec![!vxlan::FLAG_SEALED, 0xff, 0xff, 0xff, 0, 0, 100, 0xff];
     dgram.extend(ip_frame(Mac::BROADCAST, mac(2), "noisy"));
     f.inject(host_addr(1), 0, &dgram);
     let (delivered, _) = f.take();
