@@ -1,1 +1,5 @@
 //! The sans-IO switch.
+
+pub mod time;
+
+pub use time::Timestamp;

@@ -1,1 +1,3 @@
 //! Packet formats.
+
+pub mod sealed;
