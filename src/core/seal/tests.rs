@@ -588,10 +588,10 @@ fn switches_when_every_expected_peer_advertises_the_new_key() {
             switched_at: Some(t)
         }
     );
-    // The overlap counts from the switch.
+    // The overlap counts from the switch, not from the (late) tick that records it.
     assert_eq!(host.next_deadline(), Some(t));
     assert_eq!(
-        host.tick(t),
+        host.tick(t.saturating_add(secs(5))),
         TickOutcome {
             switched_to: Some(k2.id()),
             dropped: None
@@ -603,11 +603,21 @@ fn switches_when_every_expected_peer_advertises_the_new_key() {
 #[test]
 fn a_datagram_sealed_with_the_new_key_proves_acceptance() {
     let (k1, k2) = two_keys();
+    let k3 = (3..=255)
+        .map(key)
+        .find(|k| k.id() != k1.id() && k.id() != k2.id())
+        .expect("third id");
     let host = sealer(&k1, 1);
     host.rotate(&k2, &[B], T0).expect("rotate");
-    // B already switched (say its own peers all confirmed): its datagrams are sealed with k2.
+    // B is already on k2 and rotating on to k3: it seals with k2 but advertises k3.
     let b = sealer(&k2, 2);
-    assert!(open(&host, B, &seal(&b, b"hi"), T0).is_ok());
+    b.rotate(&k3, &[A], T0).expect("rotate b");
+    let from_b = seal(&b, b"hi");
+    assert_eq!(
+        (sealed_with(&from_b), advertised(&from_b)),
+        (k2.id(), k3.id())
+    );
+    assert!(open(&host, B, &from_b, T0).is_ok());
     assert_eq!(sealed_with(&seal(&host, b"x")), k2.id());
 }
 
