@@ -158,6 +158,23 @@ mod tests {
     }
 
     #[test]
+    fn sliding_into_a_new_word_keeps_the_oldest_counters_of_the_window() {
+        // After the top moves to the first counter of a word, the window's oldest counter sits
+        // in the word 32 words back: the bitmap must not share storage between the two.
+        for word in [32u64, 50, 1000] {
+            let mut w = ReplayWindow::default();
+            let oldest = (word - 32) * WORD_BITS + 1;
+            w.update(word * WORD_BITS - 1)
+                .expect("top, last counter of a word");
+            w.update(oldest).expect("inside");
+            w.update(word * WORD_BITS)
+                .expect("top moves into a new word");
+            assert_eq!(word * WORD_BITS - oldest, REPLAY_WINDOW - 1, "still inside");
+            assert_eq!(w.update(oldest), Err(Replay::Duplicate), "word {word}");
+        }
+    }
+
+    #[test]
     fn counters_near_u64_max() {
         let mut w = ReplayWindow::default();
         w.update(u64::MAX - 1)
