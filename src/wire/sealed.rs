@@ -33,6 +33,8 @@
 //! setter panics. Only a view built with [`EnvelopeHeader::new_unchecked`] over a buffer shorter
 //! than [`MIN_LEN`] panics on access; use it only on buffers whose length you have checked.
 
+#![forbid(unsafe_code)]
+
 /// Length of the VXLAN header in front of the envelope.
 pub const VXLAN_HEADER_LEN: usize = 8;
 /// Length of the envelope header.

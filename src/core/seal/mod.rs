@@ -85,10 +85,14 @@
 //! **Guarantee.** If every host of the network gets the new key within `grace` of the first
 //! host that got it, no datagram is lost: a host sends with the new key only after each peer
 //! said it accepts it, or `grace` after its own `rotate`, by which time every peer has the key;
-//! and every host switches at most `2 × grace` after the first rotation, while the first host
-//! still accepts the old key `overlap ≥ 2 × grace` after its switch (the configuration refuses
-//! a shorter overlap). A TCP stream across the rotation sees no loss. A host that never gets
-//! the new key is cut off once its peers' grace ends; its `unknown_key` drop counter shows it.
+//! and every host switches at most `2 × grace` after the first rotation, while every host
+//! still accepts the old key `overlap ≥ 2 × grace` after its own switch, which is no earlier
+//! than the first rotation (the configuration refuses a shorter overlap). Late ticks and time
+//! in flight come out of the same budget, so tick at [`Sealer::next_deadline`] and give the
+//! overlap some slack if the underlay is slow. A TCP stream across the rotation sees no loss
+//! (the `a_staggered_rotation_loses_nothing` test plays this out with three hosts). A host that
+//! never gets the new key is cut off once its peers' grace ends; its `unknown_key` drop counter
+//! shows it.
 //!
 //! # Threads
 //!
@@ -103,6 +107,8 @@
 //!
 //! No method panics on any datagram or buffer: bad input is a [`SealDrop`] or [`OpenDrop`],
 //! counted in [`SealStats`].
+
+#![forbid(unsafe_code)]
 
 mod key;
 mod replay;
@@ -337,7 +343,8 @@ pub struct RotationStatus<P> {
     pub accepted: Vec<KeyId>,
     /// The rotation phase.
     pub phase: RotationPhase,
-    /// Expected peers that have not shown they accept the new key (empty unless accepting).
+    /// Expected peers that have not shown they accept the new key, in no particular order
+    /// (empty unless accepting).
     pub waiting_for: Vec<P>,
 }
 
