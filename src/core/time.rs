@@ -16,7 +16,7 @@ impl Timestamp {
         Timestamp(s.saturating_mul(1000))
     }
 
-    pub const fn millis(self) -> u64 {
+    pub const fn as_millis(self) -> u64 {
         self.0
     }
 

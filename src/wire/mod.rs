@@ -10,6 +10,7 @@
 
 pub mod arp;
 pub mod ethernet;
+pub mod sealed;
 pub mod underlay;
 pub mod vxlan;
 

@@ -1,0 +1,601 @@
+//! Sealing: AES-256-GCM for the frames of an encrypted network, sans-IO.
+//!
+//! A [`Sealer`] holds one network's keys. [`Sealer::seal`] turns a plain VXLAN datagram under
+//! construction into a sealed one in place; [`Sealer::open`] authenticates, replay-checks and
+//! decrypts a received one in place. The envelope format is described in
+//! [`crate::wire::sealed`]. Nothing here reads a clock, opens a socket or spawns a thread:
+//! time is a [`Timestamp`] parameter and randomness is the caller's (see [`NetworkKey::generate`]
+//! and [`generate_sender_id`]), so every behaviour is reproducible in tests.
+//!
+//! # Keys and key ids
+//!
+//! A network key is 32 random bytes shared by every host of the network. Its one-byte id is the
+//! first byte of HKDF-SHA256-Expand(key, info "vswitch key id v1"), so hosts agree on it
+//! without coordination. The id only tells receivers which of their keys to try; it is not
+//! unique (1 in 256 keys collide), which is why a rotation to a key with the current key's id
+//! is refused ([`RotateError::SameKeyId`]: generate another key).
+//!
+//! # Per-sender subkeys: why no nonce is ever reused
+//!
+//! Nobody seals with the network key itself. Each sender seals with its own subkey
+//!
+//! ```text
+//! subkey = HKDF-SHA256(salt = "vswitch seal v1", ikm = network key,
+//!                      info = VNI (u32 BE) || sender_id (u64 BE) || key_id)
+//! nonce  = 0u32 || counter (u64 BE)
+//! ```
+//!
+//! where `sender_id` is 64 random bits chosen when the sender starts and `counter` starts at 0
+//! for every (sender, key) and only ever grows. A (subkey, nonce) pair therefore repeats only
+//! if the same sender id is drawn twice for the same network key — about 2^-64 per pair of
+//! sender starts — never because two hosts, or one host before and after a restart, count
+//! through the same numbers, and the 64-bit counter cannot run out the way a 32-bit one would
+//! after 2^32 frames. A sender whose counter would reach 2^64 − 1 refuses to seal
+//! ([`SealDrop::CounterExhausted`]) instead of wrapping; rotating to a new key starts a fresh
+//! counter. If a network rotates back to a key it held before, the counter resumes where it
+//! stopped. Because the VNI is part of both the subkey and the AAD, a datagram sealed for one
+//! network cannot be spliced into another, and because the sender id is part of the subkey, a
+//! datagram of sender A does not open as sender B.
+//!
+//! The one obligation on the caller: **a sender id must be fresh for every [`Sealer`]** (draw
+//! it with [`generate_sender_id`] whenever a `Sealer` is built, never persist or reuse it).
+//!
+//! # Anti-replay
+//!
+//! Receivers keep, per (sender, key), a sliding bitmap of the last [`REPLAY_WINDOW`] (2048)
+//! counters, as in RFC 6479 and WireGuard. A known sender's datagram is checked against the
+//! window before decryption (replays cost no AES) and the window is updated only after the tag
+//! verified. A datagram more than 2047 counters behind the newest one is refused as
+//! [`OpenDrop::Replayed`], like a duplicate.
+//!
+//! Receiver state (the cached subkey and the window, about 1 KiB) is created only when a
+//! datagram authenticates, so forged sender ids cannot grow it; an unknown sender id costs one
+//! HKDF derivation and one AES-GCM key setup per datagram, which is of the order of decrypting
+//! a frame. At most [`SealConfig::max_senders`] (default 4096) pairs are remembered per
+//! network; beyond that the least recently seen is forgotten (counted in
+//! [`SealStats::evicted_senders`]). A forgotten sender's window is lost, so its old datagrams
+//! could be replayed once; only authenticated senders fill the table, so this takes thousands
+//! of sender starts under one key — rotate keys now and then.
+//!
+//! # Key rotation
+//!
+//! Every sealed datagram carries `key_id` (the key it is sealed with) and `accept_id` (the
+//! newest key its sender accepts). A rotation on one host goes through three phases
+//! ([`RotationPhase`]):
+//!
+//! 1. **Accepting.** [`Sealer::rotate`]`(new, peers, now)` makes the new key acceptable for
+//!    receiving at once. We keep sending with the old key, but every datagram now advertises
+//!    `accept_id = new`.
+//! 2. **Switch.** We start sending with the new key as soon as every peer in `peers` has proved
+//!    that it accepts it: an authenticated datagram from the peer either advertises
+//!    `accept_id = new` or is sealed with the new key. The switch happens inside
+//!    [`Sealer::open`], so the very next [`Sealer::seal`] uses the new key. Peers that stay
+//!    silent (or never get the new key) are waited for at most [`SealConfig::grace`]
+//!    (default 30 s) after `rotate`: the first [`Sealer::tick`] at or after that deadline
+//!    switches. An empty `peers` list switches immediately.
+//! 3. **Overlap.** The old key stays acceptable for [`SealConfig::overlap`] (default 60 s) after
+//!    the switch, for datagrams still in flight and for peers that switch later. The first
+//!    `tick` at or after the end of the overlap drops it; the network is then stable again.
+//!
+//! While a rotation is in progress (accepting or overlap) a second [`Sealer::rotate`] is refused
+//! with [`RotateError::InProgress`] and changes nothing; `rotate` ticks first, so a rotation
+//! whose overlap just ended does not get in the way. [`Sealer::next_deadline`] tells the shell
+//! when to call `tick` next (or it can simply tick every second).
+//!
+//! **Guarantee.** If every host of the network gets the new key within `grace` of the first
+//! host that got it, no datagram is lost: a host sends with the new key only after each peer
+//! said it accepts it, or `grace` after its own `rotate`, by which time every peer has the key;
+//! and every host switches at most `2 × grace` after the first rotation, while every host
+//! still accepts the old key `overlap ≥ 2 × grace` after its own switch, which is no earlier
+//! than the first rotation (the configuration refuses a shorter overlap). Late ticks and time
+//! in flight come out of the same budget, so tick at [`Sealer::next_deadline`] and give the
+//! overlap some slack if the underlay is slow. A TCP stream across the rotation sees no loss
+//! (the `a_staggered_rotation_loses_nothing` test plays this out with three hosts). A host that
+//! never gets the new key is cut off once its peers' grace ends; its `unknown_key` drop counter
+//! shows it.
+//!
+//! # Threads
+//!
+//! `seal` and `open` take `&self` and are meant to be called from several worker threads on
+//! one `Arc<Sealer>`. Sending counters are atomics; the keys are behind an `RwLock` that only
+//! `rotate` and `tick` write; receiver state is a `RwLock`ed map (written only when a new sender
+//! authenticates) of per-sender replay windows behind their own small `Mutex`. `rotate`, `tick`
+//! and the inspection methods also take `&self`. Nothing allocates per datagram, except once
+//! per new (sender, key).
+//!
+//! # Panics
+//!
+//! No method panics on any datagram or buffer: bad input is a [`SealDrop`] or [`OpenDrop`],
+//! counted in [`SealStats`].
+
+#![forbid(unsafe_code)]
+
+mod key;
+mod replay;
+mod rotation;
+mod senders;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::hash::Hash;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use ring::aead::{Aad, Tag};
+
+pub use key::{generate_sender_id, KeyError, KeyId, NetworkKey, KEY_LEN};
+pub use replay::REPLAY_WINDOW;
+pub use rotation::{RotateError, RotationPhase, TickOutcome};
+
+use crate::core::Timestamp;
+pub use crate::wire::sealed::SEAL_OVERHEAD;
+use crate::wire::sealed::{
+    canonical_vxlan_header, EnvelopeHeader, EnvelopeRepr, Error as EnvelopeError, AAD_LEN,
+    HEADER_LEN, TAG_LEN, VXLAN_HEADER_LEN,
+};
+use key::KeySlot;
+use rotation::Keys;
+use senders::{Incoming, Senders};
+
+/// Where the plaintext frame starts in a datagram buffer: after the VXLAN header (8) and the
+/// envelope header (20).
+pub const FRAME_OFFSET: usize = VXLAN_HEADER_LEN + HEADER_LEN;
+
+/// The largest frame [`Sealer::seal`] accepts: a sealed datagram must fit in one UDP datagram.
+pub const MAX_FRAME_LEN: usize = u16::MAX as usize - FRAME_OFFSET - TAG_LEN;
+
+/// Tunables of a [`Sealer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealConfig {
+    /// How long after `rotate` we wait for peers that have not confirmed the new key before
+    /// sending with it anyway.
+    pub grace: Duration,
+    /// How long after switching to the new key we still accept the old one. At least
+    /// `2 × grace`.
+    pub overlap: Duration,
+    /// How many (sender, key) pairs a receiver remembers; the least recently seen is forgotten
+    /// beyond that. About 1 KiB each.
+    pub max_senders: usize,
+}
+
+impl Default for SealConfig {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(30),
+            overlap: Duration::from_secs(60),
+            max_senders: 4096,
+        }
+    }
+}
+
+/// Why a [`SealConfig`] was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The overlap cannot cover the senders that switch last.
+    #[error(
+        "key overlap ({overlap:?}) must be at least twice the grace period ({grace:?}), or a \
+         rotation can lose traffic; lengthen the overlap or shorten the grace period"
+    )]
+    OverlapTooShort {
+        /// The configured overlap.
+        overlap: Duration,
+        /// The configured grace period.
+        grace: Duration,
+    },
+    /// A receiver must remember at least one sender.
+    #[error("max_senders must be at least 1")]
+    NoSenders,
+}
+
+impl SealConfig {
+    /// Check the invariants the rotation guarantee relies on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.overlap < self.grace.saturating_mul(2) {
+            return Err(ConfigError::OverlapTooShort {
+                overlap: self.overlap,
+                grace: self.grace,
+            });
+        }
+        if self.max_senders == 0 {
+            return Err(ConfigError::NoSenders);
+        }
+        Ok(())
+    }
+}
+
+/// Why a frame was not sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum SealDrop {
+    /// The buffer has no room for envelope header, frame and tag (a caller bug).
+    #[error("buffer too small for the sealed datagram")]
+    BufferTooSmall,
+    /// The frame exceeds [`MAX_FRAME_LEN`].
+    #[error("frame too long to seal into one UDP datagram")]
+    FrameTooLong,
+    /// Our counter for the sending key is used up; rotate the key.
+    #[error("send counter exhausted for this key; rotate the network key")]
+    CounterExhausted,
+}
+
+impl SealDrop {
+    /// Every reason, in a stable order.
+    pub const ALL: [SealDrop; 3] = [
+        SealDrop::BufferTooSmall,
+        SealDrop::FrameTooLong,
+        SealDrop::CounterExhausted,
+    ];
+
+    /// Stable snake_case name, for counters.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SealDrop::BufferTooSmall => "buffer_too_small",
+            SealDrop::FrameTooLong => "frame_too_long",
+            SealDrop::CounterExhausted => "counter_exhausted",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why a received datagram was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum OpenDrop {
+    /// Too short to hold VXLAN header, envelope header and tag.
+    #[error("datagram too short to be sealed")]
+    Truncated,
+    /// Not a sealed v1 envelope (for example a plain VXLAN datagram on an encrypted network).
+    #[error("not a sealed v1 datagram")]
+    BadVersion,
+    /// Sealed with a key id we do not hold.
+    #[error("sealed with a key this host does not hold")]
+    UnknownKey,
+    /// The tag did not verify: wrong key, wrong network, or the bytes were changed.
+    #[error("authentication failed")]
+    AuthFailed,
+    /// Seen before, or too far behind the newest datagram of its sender to tell.
+    #[error("replayed or too old")]
+    Replayed,
+}
+
+impl OpenDrop {
+    /// Every reason, in a stable order.
+    pub const ALL: [OpenDrop; 5] = [
+        OpenDrop::Truncated,
+        OpenDrop::BadVersion,
+        OpenDrop::UnknownKey,
+        OpenDrop::AuthFailed,
+        OpenDrop::Replayed,
+    ];
+
+    /// Stable snake_case name, for counters.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OpenDrop::Truncated => "truncated",
+            OpenDrop::BadVersion => "bad_version",
+            OpenDrop::UnknownKey => "unknown_key",
+            OpenDrop::AuthFailed => "auth_failed",
+            OpenDrop::Replayed => "replayed",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Counters of one [`Sealer`]. Read them any time; `seal` and `open` keep them.
+#[derive(Debug, Default)]
+pub struct SealStats {
+    sealed: AtomicU64,
+    opened: AtomicU64,
+    new_senders: AtomicU64,
+    evicted_senders: AtomicU64,
+    seal_drops: [AtomicU64; SealDrop::ALL.len()],
+    open_drops: [AtomicU64; OpenDrop::ALL.len()],
+}
+
+impl SealStats {
+    /// Frames sealed.
+    pub fn sealed(&self) -> u64 {
+        self.sealed.load(Ordering::Relaxed)
+    }
+
+    /// Datagrams opened (authenticated, fresh, decrypted).
+    pub fn opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    /// (sender, key) pairs that authenticated for the first time.
+    pub fn new_senders(&self) -> u64 {
+        self.new_senders.load(Ordering::Relaxed)
+    }
+
+    /// (sender, key) pairs forgotten because the table was full.
+    pub fn evicted_senders(&self) -> u64 {
+        self.evicted_senders.load(Ordering::Relaxed)
+    }
+
+    /// Frames not sealed, for `reason`.
+    pub fn seal_drops(&self, reason: SealDrop) -> u64 {
+        self.seal_drops[reason.index()].load(Ordering::Relaxed)
+    }
+
+    /// Datagrams dropped by `open`, for `reason`.
+    pub fn open_drops(&self, reason: OpenDrop) -> u64 {
+        self.open_drops[reason.index()].load(Ordering::Relaxed)
+    }
+}
+
+/// Where one network's key rotation stands, for `vswitch` status output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationStatus<P> {
+    /// The key new datagrams are sealed with.
+    pub sending: KeyId,
+    /// The key advertised as the newest we accept.
+    pub accept_id: KeyId,
+    /// Every key id we open, oldest first.
+    pub accepted: Vec<KeyId>,
+    /// The rotation phase.
+    pub phase: RotationPhase,
+    /// Expected peers that have not shown they accept the new key, in no particular order
+    /// (empty unless accepting).
+    pub waiting_for: Vec<P>,
+}
+
+/// The sealing state of one encrypted network: its keys, our sending counters, what we know
+/// of every sender, and counters. See the module documentation.
+///
+/// `P` identifies a peer host for the rotation protocol (by default its underlay address).
+pub struct Sealer<P = SocketAddr> {
+    vni: u32,
+    sender_id: u64,
+    config: SealConfig,
+    keys: RwLock<Keys<P>>,
+    senders: Senders,
+    stats: SealStats,
+}
+
+impl<P: Copy + Eq + Hash> Sealer<P> {
+    /// Seal and open network `vni` (low 24 bits) with `key`, sending as `sender_id` (fresh for
+    /// every `Sealer`: use [`generate_sender_id`]).
+    pub fn new(
+        vni: u32,
+        key: &NetworkKey,
+        sender_id: u64,
+        config: SealConfig,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let vni = vni & 0x00ff_ffff;
+        Ok(Self {
+            vni,
+            sender_id,
+            config,
+            keys: RwLock::new(Keys::new(KeySlot::new(key, vni, sender_id, 0))),
+            senders: Senders::new(config.max_senders),
+            stats: SealStats::default(),
+        })
+    }
+
+    /// The network.
+    pub fn vni(&self) -> u32 {
+        self.vni
+    }
+
+    /// Our sender id.
+    pub fn sender_id(&self) -> u64 {
+        self.sender_id
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SealConfig {
+        &self.config
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &SealStats {
+        &self.stats
+    }
+
+    /// Seal a frame in place and return the datagram length.
+    ///
+    /// `buf` is laid out as `[VXLAN header (8, written by the caller)][20 bytes headroom]
+    /// [frame: frame_len bytes][at least 16 bytes tailroom]`; the frame starts at
+    /// [`FRAME_OFFSET`]. The envelope header goes into the headroom, the frame is encrypted
+    /// where it is and the tag follows it; the sealed datagram is `buf[..returned]`. The
+    /// VXLAN header bytes are not read: the AAD carries the canonical header of this network.
+    pub fn seal(&self, buf: &mut [u8], frame_len: usize) -> Result<usize, SealDrop> {
+        let result = self.seal_inner(buf, frame_len);
+        match result {
+            Ok(_) => self.stats.sealed.fetch_add(1, Ordering::Relaxed),
+            Err(drop) => self.stats.seal_drops[drop.index()].fetch_add(1, Ordering::Relaxed),
+        };
+        result
+    }
+
+    fn seal_inner(&self, buf: &mut [u8], frame_len: usize) -> Result<usize, SealDrop> {
+        if frame_len > MAX_FRAME_LEN {
+            return Err(SealDrop::FrameTooLong);
+        }
+        let len = FRAME_OFFSET + frame_len + TAG_LEN;
+        let buf = buf
+            .get_mut(VXLAN_HEADER_LEN..len)
+            .ok_or(SealDrop::BufferTooSmall)?;
+        let keys = read(&self.keys);
+        let slot = keys.sending();
+        let counter = slot.next_counter().ok_or(SealDrop::CounterExhausted)?;
+        let repr = EnvelopeRepr {
+            key_id: slot.id.0,
+            accept_id: keys.accept_id().0,
+            sender_id: self.sender_id,
+            counter,
+        };
+        let mut envelope = EnvelopeHeader::new_unchecked(buf);
+        repr.emit(&mut envelope);
+        let aad = aad(self.vni, envelope.header());
+        let tag = slot
+            .send_key()
+            .seal_in_place_separate_tag(
+                key::nonce(counter),
+                Aad::from(&aad),
+                envelope.ciphertext_mut(),
+            )
+            .map_err(|_| SealDrop::FrameTooLong)?;
+        envelope.tag_mut().copy_from_slice(tag.as_ref());
+        Ok(len)
+    }
+
+    /// Open a received datagram (UDP payload, starting with the VXLAN header) from `peer` in
+    /// place, and return where the plaintext frame now is inside `datagram`.
+    ///
+    /// The AAD is built from the VNI in the datagram's VXLAN header; its flag and reserved
+    /// bits are ignored. On any error the datagram's contents are unspecified.
+    pub fn open(
+        &self,
+        peer: &P,
+        datagram: &mut [u8],
+        now: Timestamp,
+    ) -> Result<Range<usize>, OpenDrop> {
+        let result = self.open_inner(peer, datagram, now);
+        match result {
+            Ok(_) => self.stats.opened.fetch_add(1, Ordering::Relaxed),
+            Err(drop) => self.stats.open_drops[drop.index()].fetch_add(1, Ordering::Relaxed),
+        };
+        result
+    }
+
+    fn open_inner(
+        &self,
+        peer: &P,
+        datagram: &mut [u8],
+        now: Timestamp,
+    ) -> Result<Range<usize>, OpenDrop> {
+        let len = datagram.len();
+        let Some((vxlan, envelope)) = datagram.split_first_chunk_mut::<VXLAN_HEADER_LEN>() else {
+            return Err(OpenDrop::Truncated);
+        };
+        let vni = u32::from_be_bytes([0, vxlan[4], vxlan[5], vxlan[6]]);
+        let mut envelope = EnvelopeHeader::new_checked(envelope).map_err(|e| match e {
+            EnvelopeError::Truncated { .. } => OpenDrop::Truncated,
+            EnvelopeError::BadVersion(_) => OpenDrop::BadVersion,
+        })?;
+        let repr = EnvelopeRepr::parse(&envelope).map_err(|_| OpenDrop::BadVersion)?;
+        let aad = aad(vni, envelope.header());
+        let tag = Tag::try_from(envelope.tag()).map_err(|_| OpenDrop::Truncated)?;
+        let keys = read(&self.keys);
+        let key_id = KeyId(repr.key_id);
+        let slot = keys.find(key_id).ok_or(OpenDrop::UnknownKey)?;
+        let incoming = Incoming {
+            sender_id: repr.sender_id,
+            counter: repr.counter,
+            aad: &aad,
+            tag,
+            ciphertext: envelope.ciphertext_mut(),
+        };
+        self.senders
+            .open(slot, self.vni, incoming, now, &self.stats)?;
+        keys.observe(peer, key_id, KeyId(repr.accept_id), now);
+        Ok(FRAME_OFFSET..len - TAG_LEN)
+    }
+
+    /// Start rotating to `new_key`, expecting `peers` (every host we exchange traffic with on
+    /// this network) to confirm it. Ticks first. Refused, changing nothing, if `new_key` has
+    /// the current key's id or another rotation is still in progress.
+    pub fn rotate(
+        &self,
+        new_key: &NetworkKey,
+        peers: &[P],
+        now: Timestamp,
+    ) -> Result<(), RotateError> {
+        let mut keys = write(&self.keys);
+        self.tick_locked(&mut keys, now);
+        keys.rotate(
+            new_key,
+            self.vni,
+            self.sender_id,
+            peers,
+            self.config.grace,
+            now,
+        )
+    }
+
+    /// Advance the rotation: switch to the new key when due, drop the old key after the
+    /// overlap. Call it at [`Sealer::next_deadline`] (or periodically).
+    pub fn tick(&self, now: Timestamp) -> TickOutcome {
+        self.tick_locked(&mut write(&self.keys), now)
+    }
+
+    fn tick_locked(&self, keys: &mut Keys<P>, now: Timestamp) -> TickOutcome {
+        let outcome = keys.tick(now, self.config.overlap);
+        if let Some(dropped) = outcome.dropped {
+            self.senders.forget_key(dropped);
+        }
+        outcome
+    }
+
+    /// When [`Sealer::tick`] next has work, if a rotation is in progress. May be in the past.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        read(&self.keys).next_deadline()
+    }
+
+    /// Where the rotation stands.
+    pub fn status(&self) -> RotationStatus<P> {
+        let keys = read(&self.keys);
+        RotationStatus {
+            sending: keys.sending().id,
+            accept_id: keys.accept_id(),
+            accepted: keys.accepted(),
+            phase: keys.phase(),
+            waiting_for: keys.waiting_for(),
+        }
+    }
+
+    /// How many (sender, key) pairs are remembered.
+    pub fn known_senders(&self) -> usize {
+        self.senders.len()
+    }
+
+    #[cfg(test)]
+    fn set_send_counter(&self, value: u64) {
+        read(&self.keys).sending().set_counter(value);
+    }
+}
+
+impl<P> fmt::Debug for Sealer<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sealer")
+            .field("vni", &self.vni)
+            .field("sender_id", &format_args!("{:#018x}", self.sender_id))
+            .field("config", &self.config)
+            .field("keys", &*read(&self.keys))
+            .field("senders", &self.senders)
+            .finish_non_exhaustive()
+    }
+}
+
+/// AAD: the canonical VXLAN header of `vni`, then the envelope header as sent.
+fn aad(vni: u32, header: &[u8; HEADER_LEN]) -> [u8; AAD_LEN] {
+    let mut aad = [0u8; AAD_LEN];
+    aad[..VXLAN_HEADER_LEN].copy_from_slice(&canonical_vxlan_header(vni));
+    aad[VXLAN_HEADER_LEN..].copy_from_slice(header);
+    aad
+}
+
+// Locks are never held across code that can panic on input, so a poisoned lock only means
+// another thread panicked elsewhere; the data is still consistent and we carry on.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

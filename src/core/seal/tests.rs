@@ -1,0 +1,818 @@
+//! Tests of sealing, opening, anti-replay and key rotation on a virtual clock.
+
+use super::*;
+use crate::wire::sealed::MIN_LEN;
+use proptest::prelude::*;
+use std::sync::Arc;
+
+type Peer = u32;
+
+const VNI: u32 = 0x00ab_cdef;
+const T0: Timestamp = Timestamp(1_000);
+const A: Peer = 1;
+const B: Peer = 2;
+const C: Peer = 3;
+
+fn key(byte: u8) -> NetworkKey {
+    NetworkKey::from_bytes([byte; KEY_LEN])
+}
+
+/// Two keys with different ids.
+fn two_keys() -> (NetworkKey, NetworkKey) {
+    let k1 = key(1);
+    let k2 = (2..=255)
+        .map(key)
+        .find(|k| k.id() != k1.id())
+        .expect("ids differ");
+    (k1, k2)
+}
+
+/// Two different keys with the same id.
+fn colliding_keys() -> (NetworkKey, NetworkKey) {
+    let k1 = key(1);
+    let k2 = (0..=u16::MAX)
+        .map(|i| {
+            let mut bytes = [9u8; KEY_LEN];
+            bytes[..2].copy_from_slice(&i.to_be_bytes());
+            NetworkKey::from_bytes(bytes)
+        })
+        .find(|k| k.id() == k1.id())
+        .expect("a 1-in-256 collision within 65536 keys");
+    (k1, k2)
+}
+
+fn sealer(key: &NetworkKey, sender_id: u64) -> Sealer<Peer> {
+    Sealer::new(VNI, key, sender_id, SealConfig::default()).expect("default config is valid")
+}
+
+/// A buffer with the VXLAN header of `vni`, headroom, `frame` and tailroom.
+fn buffer(vni: u32, frame: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0u8; FRAME_OFFSET + frame.len() + TAG_LEN];
+    buf[..VXLAN_HEADER_LEN].copy_from_slice(&canonical_vxlan_header(vni));
+    buf[FRAME_OFFSET..FRAME_OFFSET + frame.len()].copy_from_slice(frame);
+    buf
+}
+
+fn seal(sealer: &Sealer<Peer>, frame: &[u8]) -> Vec<u8> {
+    let mut buf = buffer(sealer.vni(), frame);
+    let len = sealer.seal(&mut buf, frame.len()).expect("seal");
+    assert_eq!(len, buf.len());
+    buf
+}
+
+fn open(
+    sealer: &Sealer<Peer>,
+    peer: Peer,
+    datagram: &[u8],
+    now: Timestamp,
+) -> Result<Vec<u8>, OpenDrop> {
+    let mut copy = datagram.to_vec();
+    let range = sealer.open(&peer, &mut copy, now)?;
+    Ok(copy[range].to_vec())
+}
+
+fn sealed_with(datagram: &[u8]) -> KeyId {
+    KeyId(datagram[VXLAN_HEADER_LEN + 1])
+}
+
+fn advertised(datagram: &[u8]) -> KeyId {
+    KeyId(datagram[VXLAN_HEADER_LEN + 2])
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sealing and opening
+
+#[test]
+fn known_answer_matches_independent_implementation() {
+    // Computed with Python's `cryptography` (HKDF, AESGCM) from the format in the docs.
+    let key = NetworkKey::from_bytes(std::array::from_fn(|i| i as u8));
+    assert_eq!(key.id(), KeyId(0x9a));
+    let sender = sealer(&key, 0x0123_4567_89ab_cdef);
+    let datagram = seal(&sender, b"vswitch sealed frame known answer");
+    let expected = "08000000abcdef00019a9a000123456789abcdef00000000000000006dab1d4dc21b97a0154e\
+                    b3a9b71bcf93c5aa2c8d412f1f6fee8901497d78ab36e72d1b53865ddb3a542091b2b73d0a06d2";
+    let hex: String = datagram.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, expected);
+}
+
+#[test]
+fn round_trip_every_frame_size_up_to_9000() {
+    let key = key(7);
+    let sender = sealer(&key, 11);
+    let receiver = sealer(&key, 22);
+    let mut buf = vec![0u8; FRAME_OFFSET + 9000 + TAG_LEN];
+    buf[..VXLAN_HEADER_LEN].copy_from_slice(&canonical_vxlan_header(VNI));
+    for frame_len in 0..=9000usize {
+        let fill = frame_len as u8;
+        buf[FRAME_OFFSET..FRAME_OFFSET + frame_len].fill(fill);
+        let len = sender.seal(&mut buf, frame_len).expect("seal");
+        assert_eq!(len, frame_len + VXLAN_HEADER_LEN + SEAL_OVERHEAD);
+        if frame_len >= 16 {
+            assert_ne!(
+                &buf[FRAME_OFFSET..FRAME_OFFSET + 16],
+                &[fill; 16],
+                "encrypted"
+            );
+        }
+        let range = receiver.open(&A, &mut buf[..len], T0).expect("open");
+        assert_eq!(range, FRAME_OFFSET..FRAME_OFFSET + frame_len);
+        assert!(buf[range].iter().all(|&b| b == fill), "frame {frame_len}");
+    }
+    assert_eq!(sender.stats().sealed(), 9001);
+    assert_eq!(receiver.stats().opened(), 9001);
+}
+
+#[test]
+fn every_single_bit_flip_is_rejected() {
+    let key = key(7);
+    let datagram = seal(&sealer(&key, 11), b"sixteen byte frm");
+    for bit in 0..datagram.len() * 8 {
+        let (byte, mask) = (bit / 8, 1u8 << (bit % 8));
+        let mut flipped = datagram.clone();
+        flipped[byte] ^= mask;
+        // A fresh receiver each time, so no flip is judged by a window another one filled.
+        let result = open(&sealer(&key, 22), A, &flipped, T0);
+        let expected = match byte {
+            // VXLAN flags and reserved bits: noise, not authenticated.
+            0..=3 | 7 => continue,
+            8 => Err(OpenDrop::BadVersion),
+            9 => Err(OpenDrop::UnknownKey),
+            // VNI, accept id, reserved, sender id, counter, ciphertext, tag.
+            _ => Err(OpenDrop::AuthFailed),
+        };
+        assert_eq!(result, expected, "bit {bit} (byte {byte})");
+    }
+}
+
+#[test]
+fn vxlan_reserved_bits_do_not_break_authentication() {
+    let key = key(7);
+    let mut datagram = seal(&sealer(&key, 11), b"frame");
+    for i in [0usize, 1, 2, 3, 7] {
+        datagram[i] ^= 0xff;
+    }
+    assert_eq!(
+        open(&sealer(&key, 22), A, &datagram, T0).as_deref(),
+        Ok(&b"frame"[..])
+    );
+}
+
+#[test]
+fn reserved_envelope_byte_is_authenticated_as_sent() {
+    let key = key(7);
+    let mut datagram = seal(&sealer(&key, 11), b"frame");
+    assert_eq!(datagram[VXLAN_HEADER_LEN + 3], 0);
+    datagram[VXLAN_HEADER_LEN + 3] = 1;
+    assert_eq!(
+        open(&sealer(&key, 22), A, &datagram, T0),
+        Err(OpenDrop::AuthFailed)
+    );
+}
+
+#[test]
+fn another_network_cannot_open() {
+    let key = key(7);
+    let datagram = seal(&sealer(&key, 11), b"frame");
+    let other = Sealer::<Peer>::new(VNI + 1, &key, 22, SealConfig::default()).expect("config");
+    assert_eq!(open(&other, A, &datagram, T0), Err(OpenDrop::AuthFailed));
+}
+
+#[test]
+fn senders_with_one_key_never_share_a_keystream() {
+    let key = key(7);
+    let (a, b) = (sealer(&key, 0xaaaa), sealer(&key, 0xbbbb));
+    let frame = [0x42u8; 64];
+    let (from_a, from_b) = (seal(&a, &frame), seal(&b, &frame));
+    // Same key id, counter and plaintext: only the subkey differs.
+    assert_eq!(
+        from_a[VXLAN_HEADER_LEN + 12..FRAME_OFFSET],
+        0u64.to_be_bytes()
+    );
+    assert_eq!(
+        from_b[VXLAN_HEADER_LEN + 12..FRAME_OFFSET],
+        0u64.to_be_bytes()
+    );
+    assert_ne!(from_a[FRAME_OFFSET..], from_b[FRAME_OFFSET..]);
+
+    // A's datagram relabelled as B's fails, and so does decrypting it with B's subkey under
+    // A's own header (the sender id is bound by the subkey, not only by the AAD).
+    let mut relabelled = from_a.clone();
+    relabelled[VXLAN_HEADER_LEN + 4..VXLAN_HEADER_LEN + 12]
+        .copy_from_slice(&0xbbbbu64.to_be_bytes());
+    let receiver = sealer(&key, 0xcccc);
+    assert_eq!(
+        open(&receiver, A, &relabelled, T0),
+        Err(OpenDrop::AuthFailed)
+    );
+
+    let slot = KeySlot::new(&key, VNI, 0xcccc, 0);
+    let mut copy = from_a.clone();
+    let header: [u8; HEADER_LEN] = copy[VXLAN_HEADER_LEN..FRAME_OFFSET].try_into().expect("20");
+    let aad = aad(VNI, &header);
+    let (body, tag) = copy[FRAME_OFFSET..].split_at_mut(frame.len());
+    let tag = Tag::try_from(&tag[..]).expect("16 bytes");
+    let as_b = slot.subkey(VNI, 0xbbbb);
+    assert!(as_b
+        .open_in_place_separate_tag(key::nonce(0), Aad::from(&aad), tag, body, 0..)
+        .is_err());
+    let as_a = slot.subkey(VNI, 0xaaaa);
+    let mut copy = from_a.clone();
+    let (body, _) = copy[FRAME_OFFSET..].split_at_mut(frame.len());
+    assert!(as_a
+        .open_in_place_separate_tag(key::nonce(0), Aad::from(&aad), tag, body, 0..)
+        .is_ok());
+    assert_eq!(open(&receiver, A, &from_a, T0).as_deref(), Ok(&frame[..]));
+}
+
+#[test]
+fn wrong_key_is_rejected() {
+    let (k1, k2) = two_keys();
+    let datagram = seal(&sealer(&k1, 11), b"frame");
+    assert_eq!(
+        open(&sealer(&k2, 22), A, &datagram, T0),
+        Err(OpenDrop::UnknownKey)
+    );
+
+    let (k1, same_id) = colliding_keys();
+    let datagram = seal(&sealer(&k1, 11), b"frame");
+    let receiver = sealer(&same_id, 22);
+    assert_eq!(open(&receiver, A, &datagram, T0), Err(OpenDrop::AuthFailed));
+    assert_eq!(receiver.stats().open_drops(OpenDrop::AuthFailed), 1);
+    assert_eq!(
+        receiver.known_senders(),
+        0,
+        "no state for a sender that did not authenticate"
+    );
+}
+
+#[test]
+fn plain_and_short_datagrams_are_dropped() {
+    let receiver = sealer(&key(7), 22);
+    for len in 0..FRAME_OFFSET + TAG_LEN {
+        let mut bytes = vec![0x01u8; len];
+        assert_eq!(
+            receiver.open(&A, &mut bytes, T0),
+            Err(OpenDrop::Truncated),
+            "len {len}"
+        );
+    }
+    // A plain VXLAN datagram carrying a broadcast frame.
+    let mut plain = buffer(VNI, &[0xff; 60]);
+    assert_eq!(receiver.open(&A, &mut plain, T0), Err(OpenDrop::BadVersion));
+    assert_eq!(receiver.stats().open_drops(OpenDrop::BadVersion), 1);
+    assert_eq!(
+        receiver.stats().open_drops(OpenDrop::Truncated),
+        FRAME_OFFSET as u64 + TAG_LEN as u64
+    );
+    assert_eq!(MIN_LEN + VXLAN_HEADER_LEN, FRAME_OFFSET + TAG_LEN);
+}
+
+#[test]
+fn seal_refuses_small_buffers_and_huge_frames() {
+    let sender = sealer(&key(7), 11);
+    let mut buf = vec![0u8; FRAME_OFFSET + 100 + TAG_LEN];
+    assert_eq!(sender.seal(&mut buf, 101), Err(SealDrop::BufferTooSmall));
+    assert_eq!(
+        sender.seal(&mut buf[..10], 0),
+        Err(SealDrop::BufferTooSmall)
+    );
+    assert_eq!(
+        sender.seal(&mut buf, MAX_FRAME_LEN + 1),
+        Err(SealDrop::FrameTooLong)
+    );
+    assert_eq!(
+        sender.seal(&mut buf, usize::MAX),
+        Err(SealDrop::FrameTooLong)
+    );
+    assert_eq!(sender.seal(&mut buf, 100), Ok(buf.len()));
+    assert_eq!(sender.stats().seal_drops(SealDrop::BufferTooSmall), 2);
+    assert_eq!(sender.stats().seal_drops(SealDrop::FrameTooLong), 2);
+    assert_eq!(sender.stats().sealed(), 1);
+    assert_eq!(FRAME_OFFSET + MAX_FRAME_LEN + TAG_LEN, 65_535);
+}
+
+#[test]
+fn drop_names_are_stable_and_distinct() {
+    let open: Vec<_> = OpenDrop::ALL.iter().map(OpenDrop::name).collect();
+    assert_eq!(
+        open,
+        [
+            "truncated",
+            "bad_version",
+            "unknown_key",
+            "auth_failed",
+            "replayed"
+        ]
+    );
+    let seal: Vec<_> = SealDrop::ALL.iter().map(SealDrop::name).collect();
+    assert_eq!(
+        seal,
+        ["buffer_too_small", "frame_too_long", "counter_exhausted"]
+    );
+    for (i, reason) in OpenDrop::ALL.iter().enumerate() {
+        assert_eq!(reason.index(), i);
+    }
+    for (i, reason) in SealDrop::ALL.iter().enumerate() {
+        assert_eq!(reason.index(), i);
+    }
+}
+
+proptest! {
+    #[test]
+    fn open_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let receiver = sealer(&key(7), 22);
+        let mut copy = bytes.clone();
+        prop_assert!(receiver.open(&A, &mut copy, T0).is_err());
+    }
+
+    #[test]
+    fn open_never_panics_on_mangled_datagrams(
+        frame in proptest::collection::vec(any::<u8>(), 0..100),
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4),
+        cut in any::<usize>(),
+    ) {
+        let key = key(7);
+        let mut datagram = seal(&sealer(&key, 11), &frame);
+        for (at, value) in edits {
+            let at = at % datagram.len();
+            datagram[at] = value;
+        }
+        datagram.truncate(cut % (datagram.len() + 1));
+        let receiver = sealer(&key, 22);
+        if let Ok(range) = receiver.open(&A, &mut datagram, T0) {
+            prop_assert!(range.end <= datagram.len());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Anti-replay through the full open path
+
+#[test]
+fn duplicates_are_replays() {
+    let key = key(7);
+    let receiver = sealer(&key, 22);
+    let datagram = seal(&sealer(&key, 11), b"once");
+    assert!(open(&receiver, A, &datagram, T0).is_ok());
+    assert_eq!(open(&receiver, A, &datagram, T0), Err(OpenDrop::Replayed));
+    assert_eq!(receiver.stats().open_drops(OpenDrop::Replayed), 1);
+    assert_eq!(receiver.stats().opened(), 1);
+}
+
+#[test]
+fn replays_are_refused_before_decryption() {
+    let key = key(7);
+    let receiver = sealer(&key, 22);
+    let datagram = seal(&sealer(&key, 11), b"once");
+    assert!(open(&receiver, A, &datagram, T0).is_ok());
+    // Had the tag been checked first, this would be `AuthFailed`.
+    let mut corrupted = datagram.clone();
+    corrupted[FRAME_OFFSET] ^= 1;
+    assert_eq!(open(&receiver, A, &corrupted, T0), Err(OpenDrop::Replayed));
+}
+
+#[test]
+fn window_edges_on_the_wire() {
+    let key = key(7);
+    let sender = sealer(&key, 11);
+    let receiver = sealer(&key, 22);
+    let at = |counter: u64| {
+        sender.set_send_counter(counter);
+        seal(&sender, b"frame")
+    };
+    let top = 100_000;
+    let (newest, inside, outside) = (
+        at(top),
+        at(top - (REPLAY_WINDOW - 1)),
+        at(top - REPLAY_WINDOW),
+    );
+    let (mid_a, mid_b) = (at(top - 10), at(top - 20));
+    assert!(open(&receiver, A, &newest, T0).is_ok());
+    assert_eq!(
+        open(&receiver, A, &outside, T0),
+        Err(OpenDrop::Replayed),
+        "too old"
+    );
+    // Out of order within the window: accepted, once.
+    for datagram in [&mid_b, &inside, &mid_a] {
+        assert!(open(&receiver, A, datagram, T0).is_ok());
+        assert_eq!(open(&receiver, A, datagram, T0), Err(OpenDrop::Replayed));
+    }
+    // A jump far ahead moves the window: what was inside is now too old.
+    let far = at(top + 1_000_000);
+    assert!(open(&receiver, A, &far, T0).is_ok());
+    let before_jump = at(top + 1);
+    assert_eq!(
+        open(&receiver, A, &before_jump, T0),
+        Err(OpenDrop::Replayed)
+    );
+}
+
+#[test]
+fn counter_never_wraps() {
+    let key = key(7);
+    let sender = sealer(&key, 11);
+    let receiver = sealer(&key, 22);
+    sender.set_send_counter(u64::MAX - 2);
+    let last_two = [seal(&sender, b"a"), seal(&sender, b"b")];
+    let mut buf = buffer(VNI, b"c");
+    for _ in 0..3 {
+        assert_eq!(sender.seal(&mut buf, 1), Err(SealDrop::CounterExhausted));
+    }
+    assert_eq!(sender.stats().seal_drops(SealDrop::CounterExhausted), 3);
+    for datagram in &last_two {
+        assert!(open(&receiver, A, datagram, T0).is_ok());
+    }
+    let counter = |d: &Vec<u8>| {
+        u64::from_be_bytes(
+            d[VXLAN_HEADER_LEN + 12..FRAME_OFFSET]
+                .try_into()
+                .expect("8"),
+        )
+    };
+    assert_eq!(counter(&last_two[1]), u64::MAX - 1);
+    // A rotation gives a fresh counter.
+    let (_, k2) = two_keys();
+    sender.rotate(&k2, &[], T0).expect("rotate");
+    assert_eq!(sender.seal(&mut buf, 1).map(|_| counter(&buf)), Ok(0));
+}
+
+#[test]
+fn forged_senders_do_not_grow_state_and_the_table_is_bounded() {
+    let key = key(7);
+    let config = SealConfig {
+        max_senders: 4,
+        ..SealConfig::default()
+    };
+    let receiver = Sealer::<Peer>::new(VNI, &key, 1, config).expect("config");
+    let genuine = seal(&sealer(&key, 2), b"frame");
+    for forged_id in 100..200u64 {
+        let mut forged = genuine.clone();
+        forged[VXLAN_HEADER_LEN + 4..VXLAN_HEADER_LEN + 12]
+            .copy_from_slice(&forged_id.to_be_bytes());
+        assert_eq!(open(&receiver, A, &forged, T0), Err(OpenDrop::AuthFailed));
+    }
+    assert_eq!(receiver.known_senders(), 0);
+
+    // Senders 10..=15 each talk once, at increasing times: the two oldest are evicted.
+    let senders: Vec<_> = (10..16).map(|id| sealer(&key, id)).collect();
+    let first: Vec<_> = senders.iter().map(|s| seal(s, b"first")).collect();
+    for (i, datagram) in first.iter().enumerate() {
+        assert!(open(&receiver, A, datagram, Timestamp(i as u64)).is_ok());
+    }
+    assert_eq!(receiver.known_senders(), 4);
+    assert_eq!(receiver.stats().new_senders(), 6);
+    assert_eq!(receiver.stats().evicted_senders(), 2);
+    // A remembered sender's replay is caught; an evicted one's is not (documented limit).
+    assert_eq!(open(&receiver, A, &first[5], T0), Err(OpenDrop::Replayed));
+    assert!(open(&receiver, A, &first[0], T0).is_ok());
+}
+
+#[test]
+fn workers_share_one_sealer() {
+    let key = key(7);
+    let sender = Arc::new(sealer(&key, 11));
+    let receiver = Arc::new(sealer(&key, 22));
+    let handles: Vec<_> = (0..4u8)
+        .map(|worker| {
+            let (sender, receiver) = (Arc::clone(&sender), Arc::clone(&receiver));
+            std::thread::spawn(move || {
+                let mut datagrams = Vec::new();
+                for i in 0..250u8 {
+                    datagrams.push(seal(&sender, &[worker, i]));
+                }
+                // Open in reverse: the window must absorb the reordering.
+                datagrams
+                    .iter()
+                    .rev()
+                    .filter(|d| open(&receiver, A, d, T0).is_ok())
+                    .count()
+            })
+        })
+        .collect();
+    let opened: usize = handles.into_iter().map(|h| h.join().expect("worker")).sum();
+    assert_eq!(opened, 1000);
+    assert_eq!(sender.stats().sealed(), 1000);
+    assert_eq!(receiver.stats().opened(), 1000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key rotation
+
+#[test]
+fn config_is_validated() {
+    let short = SealConfig {
+        grace: secs(30),
+        overlap: secs(59),
+        ..SealConfig::default()
+    };
+    assert!(matches!(
+        Sealer::<Peer>::new(VNI, &key(1), 1, short),
+        Err(ConfigError::OverlapTooShort { .. })
+    ));
+    let none = SealConfig {
+        max_senders: 0,
+        ..SealConfig::default()
+    };
+    assert_eq!(none.validate(), Err(ConfigError::NoSenders));
+    assert_eq!(SealConfig::default().validate(), Ok(()));
+}
+
+#[test]
+fn same_key_id_rotation_is_refused() {
+    let (k1, same_id) = colliding_keys();
+    let host = sealer(&k1, 1);
+    let before = host.status();
+    assert_eq!(
+        host.rotate(&k1, &[B], T0),
+        Err(RotateError::SameKeyId { id: k1.id() })
+    );
+    assert_eq!(
+        host.rotate(&same_id, &[B], T0),
+        Err(RotateError::SameKeyId { id: k1.id() })
+    );
+    assert_eq!(host.status(), before);
+    assert_eq!(host.next_deadline(), None);
+    let message = host
+        .rotate(&same_id, &[B], T0)
+        .expect_err("refused")
+        .to_string();
+    assert!(message.contains("generate another key"), "{message}");
+}
+
+#[test]
+fn switches_when_every_expected_peer_advertises_the_new_key() {
+    let (k1, k2) = two_keys();
+    let host = sealer(&k1, 1);
+    let (b, c) = (sealer(&k1, 2), sealer(&k1, 3));
+    host.rotate(&k2, &[B, C], T0).expect("rotate");
+    let d = seal(&host, b"x");
+    assert_eq!(
+        (sealed_with(&d), advertised(&d)),
+        (k1.id(), k2.id()),
+        "still old key, new advertised"
+    );
+    assert_eq!(host.status().accepted, vec![k1.id(), k2.id()]);
+
+    // B learns the key and says so in an old-key datagram.
+    b.rotate(&k2, &[A, C], T0).expect("rotate b");
+    assert!(open(&host, B, &seal(&b, b"hi"), T0).is_ok());
+    assert_eq!(
+        sealed_with(&seal(&host, b"x")),
+        k1.id(),
+        "C has not confirmed"
+    );
+    assert_eq!(host.status().waiting_for, vec![C]);
+    // An advertisement from a peer we do not expect changes nothing.
+    assert!(open(&host, 99, &seal(&b, b"hi"), T0).is_ok());
+    assert_eq!(sealed_with(&seal(&host, b"x")), k1.id());
+
+    c.rotate(&k2, &[A, B], T0).expect("rotate c");
+    let t = T0.saturating_add(secs(2));
+    assert!(open(&host, C, &seal(&c, b"hi"), t).is_ok());
+    let d = seal(&host, b"x");
+    assert_eq!(
+        (sealed_with(&d), advertised(&d)),
+        (k2.id(), k2.id()),
+        "switched at once"
+    );
+    assert_eq!(
+        host.status().phase,
+        RotationPhase::Accepting {
+            next: k2.id(),
+            grace_deadline: T0.saturating_add(secs(30)),
+            switched_at: Some(t)
+        }
+    );
+    // The overlap counts from the switch, not from the (late) tick that records it.
+    assert_eq!(host.next_deadline(), Some(t));
+    assert_eq!(
+        host.tick(t.saturating_add(secs(5))),
+        TickOutcome {
+            switched_to: Some(k2.id()),
+            dropped: None
+        }
+    );
+    assert_eq!(host.next_deadline(), Some(t.saturating_add(secs(60))));
+}
+
+#[test]
+fn a_datagram_sealed_with_the_new_key_proves_acceptance() {
+    let (k1, k2) = two_keys();
+    let k3 = (3..=255)
+        .map(key)
+        .find(|k| k.id() != k1.id() && k.id() != k2.id())
+        .expect("third id");
+    let host = sealer(&k1, 1);
+    host.rotate(&k2, &[B], T0).expect("rotate");
+    // B is already on k2 and rotating on to k3: it seals with k2 but advertises k3.
+    let b = sealer(&k2, 2);
+    b.rotate(&k3, &[A], T0).expect("rotate b");
+    let from_b = seal(&b, b"hi");
+    assert_eq!(
+        (sealed_with(&from_b), advertised(&from_b)),
+        (k2.id(), k3.id())
+    );
+    assert!(open(&host, B, &from_b, T0).is_ok());
+    assert_eq!(sealed_with(&seal(&host, b"x")), k2.id());
+}
+
+#[test]
+fn silent_peers_are_waited_for_until_the_grace_period_ends() {
+    let (k1, k2) = two_keys();
+    let host = sealer(&k1, 1);
+    host.rotate(&k2, &[B], T0).expect("rotate");
+    let deadline = T0.saturating_add(secs(30));
+    assert_eq!(host.next_deadline(), Some(deadline));
+    assert_eq!(host.tick(Timestamp(deadline.0 - 1)), TickOutcome::default());
+    assert_eq!(sealed_with(&seal(&host, b"x")), k1.id());
+    assert_eq!(
+        host.tick(deadline),
+        TickOutcome {
+            switched_to: Some(k2.id()),
+            dropped: None
+        }
+    );
+    assert_eq!(sealed_with(&seal(&host, b"x")), k2.id());
+    assert_eq!(
+        host.status().phase,
+        RotationPhase::Overlap {
+            previous: k1.id(),
+            drop_at: deadline.saturating_add(secs(60))
+        }
+    );
+}
+
+#[test]
+fn old_and_new_keys_are_accepted_during_the_overlap_then_the_old_is_dropped() {
+    let (k1, k2) = two_keys();
+    let host = sealer(&k1, 1);
+    let old_peer = sealer(&k1, 2);
+    let new_peer = sealer(&k2, 3);
+    assert_eq!(
+        open(&host, C, &seal(&new_peer, b"n"), T0),
+        Err(OpenDrop::UnknownKey)
+    );
+    host.rotate(&k2, &[], T0).expect("rotate");
+    assert_eq!(
+        sealed_with(&seal(&host, b"x")),
+        k2.id(),
+        "no peers to wait for"
+    );
+    assert_eq!(host.tick(T0).switched_to, Some(k2.id()));
+    let drop_at = T0.saturating_add(secs(60));
+    for t in [T0, Timestamp(drop_at.0 - 1)] {
+        assert_eq!(host.tick(t).dropped, None);
+        assert!(
+            open(&host, B, &seal(&old_peer, b"o"), t).is_ok(),
+            "old key at {t:?}"
+        );
+        assert!(
+            open(&host, C, &seal(&new_peer, b"n"), t).is_ok(),
+            "new key at {t:?}"
+        );
+    }
+    assert_eq!(host.known_senders(), 2);
+    assert_eq!(
+        host.tick(drop_at),
+        TickOutcome {
+            switched_to: None,
+            dropped: Some(k1.id())
+        }
+    );
+    assert_eq!(
+        open(&host, B, &seal(&old_peer, b"o"), drop_at),
+        Err(OpenDrop::UnknownKey)
+    );
+    assert!(open(&host, C, &seal(&new_peer, b"n"), drop_at).is_ok());
+    assert_eq!(
+        host.known_senders(),
+        1,
+        "state of the dropped key is forgotten"
+    );
+    assert_eq!(host.status().phase, RotationPhase::Stable);
+    assert_eq!(host.status().accepted, vec![k2.id()]);
+    assert_eq!(host.next_deadline(), None);
+}
+
+#[test]
+fn rotating_during_a_rotation_is_refused_until_it_completes() {
+    let (k1, k2) = two_keys();
+    let k3 = (3..=255)
+        .map(key)
+        .find(|k| k.id() != k1.id() && k.id() != k2.id())
+        .expect("third id");
+    let host = sealer(&k1, 1);
+    host.rotate(&k2, &[B], T0).expect("rotate");
+    let err = host.rotate(&k3, &[B], T0).expect_err("accepting");
+    assert!(matches!(
+        err,
+        RotateError::InProgress {
+            phase: RotationPhase::Accepting { .. }
+        }
+    ));
+    let switched = T0.saturating_add(secs(30));
+    host.tick(switched);
+    let err = host.rotate(&k3, &[B], switched).expect_err("overlap");
+    assert!(err.to_string().contains("in progress"), "{err}");
+    // rotate ticks first: once the overlap is over no explicit tick is needed.
+    host.rotate(&k3, &[B], switched.saturating_add(secs(60)))
+        .expect("stable again");
+    assert_eq!(advertised(&seal(&host, b"x")), k3.id());
+}
+
+#[test]
+fn rotating_back_to_a_previous_key_never_reuses_a_nonce() {
+    let (k1, k2) = two_keys();
+    let host = sealer(&k1, 1);
+    let receiver = sealer(&k1, 2);
+    for _ in 0..5 {
+        assert!(open(&receiver, A, &seal(&host, b"x"), T0).is_ok());
+    }
+    let mut t = T0;
+    for next in [&k2, &k1] {
+        host.rotate(next, &[], t).expect("rotate");
+        t = t.saturating_add(secs(60));
+        host.tick(t);
+    }
+    let d = seal(&host, b"x");
+    assert_eq!(sealed_with(&d), k1.id());
+    assert_eq!(
+        d[VXLAN_HEADER_LEN + 12..FRAME_OFFSET],
+        5u64.to_be_bytes(),
+        "counter resumed"
+    );
+    assert!(open(&receiver, A, &d, t).is_ok());
+}
+
+/// Three hosts exchange a datagram every 10 ms each way, with 40 ms in flight, while they get
+/// the new key at different times within the grace period: nothing may be lost.
+#[test]
+fn a_staggered_rotation_loses_nothing() {
+    let (k1, k2) = two_keys();
+    let ids = [A, B, C];
+    let hosts: Vec<Sealer<Peer>> = ids.iter().map(|&id| sealer(&k1, u64::from(id))).collect();
+    let rotate_at = [
+        Timestamp::from_secs(5),
+        Timestamp::from_secs(20),
+        Timestamp::from_secs(34),
+    ];
+    let mut in_flight: std::collections::VecDeque<(Timestamp, usize, usize, Vec<u8>)> =
+        Default::default();
+    let mut delivered = 0u64;
+    for ms in (0..200_000u64).step_by(10) {
+        let now = Timestamp(ms);
+        for (i, host) in hosts.iter().enumerate() {
+            if now == rotate_at[i] {
+                let peers: Vec<Peer> = ids.iter().copied().filter(|&p| p != ids[i]).collect();
+                host.rotate(&k2, &peers, now).expect("rotate");
+            }
+            if ms % 100 == 0 {
+                host.tick(now);
+            }
+            for j in (0..hosts.len()).filter(|&j| j != i) {
+                in_flight.push_back((
+                    now.saturating_add(Duration::from_millis(40)),
+                    i,
+                    j,
+                    seal(host, &[i as u8, j as u8]),
+                ));
+            }
+        }
+        while in_flight.front().is_some_and(|(at, ..)| *at <= now) {
+            let Some((at, from, to, datagram)) = in_flight.pop_front() else {
+                break;
+            };
+            let frame = open(&hosts[to], ids[from], &datagram, at);
+            assert_eq!(
+                frame,
+                Ok(vec![from as u8, to as u8]),
+                "{from} -> {to} at {at:?}"
+            );
+            delivered += 1;
+        }
+    }
+    assert!(delivered > 100_000);
+    for host in &hosts {
+        let status = host.status();
+        assert_eq!(
+            (status.phase, status.accepted),
+            (RotationPhase::Stable, vec![k2.id()])
+        );
+        assert_eq!(host.stats().open_drops(OpenDrop::UnknownKey), 0);
+    }
+}
+
+#[test]
+fn debug_output_has_no_secrets() {
+    let key = NetworkKey::from_bytes([0x5c; KEY_LEN]);
+    let shown = format!("{:?}", sealer(&key, 1));
+    assert!(
+        !shown.contains("92,") && !shown.contains("5c, 5c"),
+        "{shown}"
+    );
+}
