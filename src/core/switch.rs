@@ -18,13 +18,17 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 
+use std::sync::Arc;
+
 use super::counters::{DropCounters, DropReason, Traffic, TrafficSnapshot};
+use super::seal::{OpenDrop, SealDrop, Sealer};
 use super::fdb::{Fdb, FdbConfig, FdbEntry, Location, PortId, Vtep};
 use super::time::Timestamp;
 use crate::wire::vxlan::{self, VxlanPacket, VxlanRepr};
 use crate::wire::{classify, flow_hash, udp_source_port, Mac, Vni, WireError};
 
-/// Headroom a caller reserves in front of a frame so encapsulation writes in place.
+/// Headroom a caller reserves in front of a frame so encapsulation writes in place: outer IPv4
+/// and UDP (28), VXLAN (8), a sealed envelope header (20), rounded up.
 pub const HEADROOM: usize = 64;
 /// Tailroom a caller reserves behind a frame (room for an authentication tag).
 pub const TAILROOM: usize = 16;
@@ -63,11 +67,17 @@ pub struct Network {
     pub fdb: Fdb,
     ports: Vec<PortId>,
     pub traffic: Traffic,
+    /// Present when the network is encrypted.
+    seal: Option<Arc<Sealer<SocketAddr>>>,
 }
 
 impl Network {
     pub fn ports(&self) -> &[PortId] {
         &self.ports
+    }
+
+    pub fn sealer(&self) -> Option<&Arc<Sealer<SocketAddr>>> {
+        self.seal.as_ref()
     }
 }
 
@@ -160,8 +170,21 @@ impl Switch {
                 fdb: Fdb::new(self.config.fdb),
                 ports: Vec::new(),
                 traffic: Traffic::default(),
+                seal: None,
             },
         );
+        Ok(())
+    }
+
+    /// Makes a network encrypted (or plain again with `None`). Every frame of an encrypted
+    /// network is sealed before it leaves and must open before it is delivered; plain datagrams
+    /// for it are dropped.
+    pub fn set_sealer(&mut self, vni: Vni, sealer: Option<Sealer<SocketAddr>>) -> Result<(), SwitchError> {
+        let network = self
+            .networks
+            .get_mut(&vni)
+            .ok_or(SwitchError::UnknownNetwork(vni))?;
+        network.seal = sealer.map(Arc::new);
         Ok(())
     }
 
@@ -307,10 +330,15 @@ impl Switch {
         };
         out.vni = Some(network.vni);
         let scopes = [&peer.traffic, &network.traffic];
-        if repr.sealed {
-            return self.count_drop(out, DropReason::UnexpectedSeal, &scopes);
-        }
-        out.frame = vxlan::HEADER_LEN..datagram.len();
+        out.frame = match (&network.seal, repr.sealed) {
+            (None, false) => vxlan::HEADER_LEN..datagram.len(),
+            (None, true) => return self.count_drop(out, DropReason::UnexpectedSeal, &scopes),
+            (Some(_), false) => return self.count_drop(out, DropReason::NotSealed, &scopes),
+            (Some(sealer), true) => match sealer.open(&peer.vtep.0, datagram, now) {
+                Ok(range) => range,
+                Err(e) => return self.count_drop(out, open_drop(e), &scopes),
+            },
+        };
         let frame = &datagram[out.frame.clone()];
         network.traffic.rx(frame.len());
         let dst = match self.admit(now, network, frame, Location::Vtep(peer.vtep)) {
@@ -327,32 +355,63 @@ impl Switch {
         self.count_tx(network, out, frame.len());
     }
 
-    /// Writes the VXLAN header in front of the frame at `frame` inside `buf` (which needs
-    /// [`vxlan::HEADER_LEN`] bytes of headroom), for sending to `out.vteps`.
+    /// Encapsulates the frame at `frame` inside `buf` in place, for sending to `out.vteps`:
+    /// writes the VXLAN header in front of it and, on an encrypted network, seals it (which
+    /// needs [`HEADROOM`] bytes before the frame and [`TAILROOM`] after it). Call it after the
+    /// frame has been delivered to local ports: sealing encrypts the frame where it lies.
     pub fn encapsulate(
         &self,
         vni: Vni,
         buf: &mut [u8],
         frame: Range<usize>,
     ) -> Result<Encapsulated, DropReason> {
-        let start = frame
-            .start
-            .checked_sub(vxlan::HEADER_LEN)
-            .ok_or(DropReason::TooBig)?;
+        let network = self.networks.get(&vni).ok_or(DropReason::UnknownVni)?;
         let inner = buf.get(frame.clone()).ok_or(DropReason::Truncated)?;
         let src_port = udp_source_port(flow_hash(inner));
-        let header = VxlanRepr { vni, sealed: false }.to_bytes();
-        buf[start..frame.start].copy_from_slice(&header);
+        let header_len = match network.seal {
+            Some(_) => vxlan::HEADER_LEN + crate::wire::sealed::HEADER_LEN,
+            None => vxlan::HEADER_LEN,
+        };
+        let start = frame.start.checked_sub(header_len).ok_or(DropReason::TooBig)?;
+        let header = VxlanRepr {
+            vni,
+            sealed: network.seal.is_some(),
+        }
+        .to_bytes();
+        buf[start..start + vxlan::HEADER_LEN].copy_from_slice(&header);
+        let end = match &network.seal {
+            None => frame.end,
+            Some(sealer) => {
+                let room = buf.len().min(frame.end + TAILROOM);
+                let len = sealer
+                    .seal(&mut buf[start..room], frame.len())
+                    .map_err(|e| self.seal_drop(network, e))?;
+                start + len
+            }
+        };
         Ok(Encapsulated {
-            datagram: start..frame.end,
+            datagram: start..end,
             src_port,
         })
+    }
+
+    fn seal_drop(&self, network: &Network, e: SealDrop) -> DropReason {
+        let reason = match e {
+            SealDrop::CounterExhausted => DropReason::KeyExhausted,
+            SealDrop::BufferTooSmall | SealDrop::FrameTooLong => DropReason::TooBig,
+        };
+        self.drops.add(reason);
+        network.traffic.drops.add(reason);
+        reason
     }
 
     /// Advances time: forgets MACs that have aged out.
     pub fn tick(&self, now: Timestamp) {
         for network in self.networks.values() {
             network.fdb.age(now);
+            if let Some(sealer) = &network.seal {
+                sealer.tick(now);
+            }
         }
     }
 
@@ -418,6 +477,15 @@ impl Switch {
             .get(&vni)
             .map(|n| n.fdb.entries())
             .unwrap_or_default()
+    }
+}
+
+fn open_drop(e: OpenDrop) -> DropReason {
+    match e {
+        OpenDrop::Truncated | OpenDrop::BadVersion => DropReason::BadEnvelope,
+        OpenDrop::UnknownKey => DropReason::UnknownKey,
+        OpenDrop::AuthFailed => DropReason::AuthFailed,
+        OpenDrop::Replayed => DropReason::Replayed,
     }
 }
 
