@@ -6,4 +6,5 @@
 //! core.
 
 pub mod core;
+pub mod dataplane;
 pub mod wire;

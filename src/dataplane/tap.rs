@@ -1,0 +1,428 @@
+//! A TAP device owned by the daemon: one file descriptor on `/dev/net/tun`, one Ethernet port.
+//!
+//! # Why not the `tun-tap` crate
+//!
+//! The design card named `tun-tap`. Its `Iface` does exactly one ioctl (`TUNSETIFF` with
+//! `IFF_TUN`/`IFF_TAP` and optionally `IFF_NO_PI`), through a C shim built by a `cc` build
+//! script. It has no way to ask for `IFF_VNET_HDR`, to size the virtio-net header
+//! (`TUNSETVNETHDRSZ`), to enable checksum/TSO offloads (`TUNSETOFFLOAD`), to open several
+//! queues (`IFF_MULTI_QUEUE`), or to refuse adopting an existing device (`IFF_TUN_EXCL`), and
+//! it silently truncates names. The throughput plan (TSO/GRO superframes, one queue per worker)
+//! needs all of those, so this file wraps the handful of ioctls itself with `libc`: no C
+//! compiler in the build, and every `unsafe` block of the TAP port in one place.
+//!
+//! # Lifetime
+//!
+//! The device is not persistent: it exists exactly as long as the [`Tap`] (its file
+//! descriptor). Dropping the `Tap` removes the link, also after it was moved into another
+//! network namespace — a crashed daemon leaves nothing behind in its containers.
+//!
+//! # Naming
+//!
+//! [`Tap::name`] is the name the kernel gave the device at creation. Attaching the port to a
+//! container renames it (usually to `eth0` inside the namespace); [`Tap::current_name`] asks the
+//! kernel for the name it has now.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::ops::BitOr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+/// The longest interface name the kernel accepts (`IFNAMSIZ` minus the terminating NUL).
+pub const IFNAME_MAX_LEN: usize = libc::IFNAMSIZ - 1;
+
+/// Length of the virtio-net header in front of every frame when [`TapOptions::vnet_hdr`] is on.
+///
+/// 12 bytes is `struct virtio_net_hdr_v1` (the legacy header plus `num_buffers`). The kernel's
+/// default is the 10-byte legacy header; we ask for the v1 layout so the header can later be
+/// handed between virtio-style code and the TAP without re-packing.
+pub const VNET_HDR_LEN: usize = 12;
+
+const TUN_PATH: &str = "/dev/net/tun";
+
+/// How to create a [`Tap`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TapOptions {
+    vnet_hdr: bool,
+    nonblocking: bool,
+}
+
+impl TapOptions {
+    /// Plain frames, blocking I/O.
+    pub const fn new() -> Self {
+        TapOptions {
+            vnet_hdr: false,
+            nonblocking: false,
+        }
+    }
+
+    /// Prefix every frame read or written with a [`VNET_HDR_LEN`]-byte virtio-net header
+    /// (`IFF_VNET_HDR`). Required for [`Tap::set_offload`].
+    pub const fn vnet_hdr(mut self, on: bool) -> Self {
+        self.vnet_hdr = on;
+        self
+    }
+
+    /// Open the descriptor with `O_NONBLOCK` (what an event loop wants).
+    pub const fn nonblocking(mut self, on: bool) -> Self {
+        self.nonblocking = on;
+        self
+    }
+}
+
+/// Offloads the kernel may use on frames it hands us (`TUNSETOFFLOAD`, `TUN_F_*`).
+///
+/// Turning one on means the reader promises to handle what it implies: partial checksums
+/// (`CSUM`) and frames larger than the MTU that it must segment (`TSO4`, `TSO6`, `USO4`,
+/// `USO6`), all described by the virtio-net header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Offload(u32);
+
+impl Offload {
+    /// No offloads: every frame is complete and at most MTU-sized.
+    pub const NONE: Offload = Offload(0);
+    /// Frames may carry a partial checksum (`TUN_F_CSUM`); required by all the others.
+    pub const CSUM: Offload = Offload(libc::TUN_F_CSUM);
+    /// TCP segmentation offload for IPv4 (`TUN_F_TSO4`).
+    pub const TSO4: Offload = Offload(libc::TUN_F_TSO4);
+    /// TCP segmentation offload for IPv6 (`TUN_F_TSO6`).
+    pub const TSO6: Offload = Offload(libc::TUN_F_TSO6);
+    /// TSO with the ECN (CWR) bit (`TUN_F_TSO_ECN`).
+    pub const TSO_ECN: Offload = Offload(libc::TUN_F_TSO_ECN);
+    /// UDP segmentation offload for IPv4 (`TUN_F_USO4`, Linux 6.2+).
+    pub const USO4: Offload = Offload(libc::TUN_F_USO4);
+    /// UDP segmentation offload for IPv6 (`TUN_F_USO6`, Linux 6.2+).
+    pub const USO6: Offload = Offload(libc::TUN_F_USO6);
+
+    /// The raw `TUN_F_*` bits.
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// Whether every flag in `other` is set in `self`.
+    pub const fn contains(self, other: Offload) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl BitOr for Offload {
+    type Output = Offload;
+
+    fn bitor(self, rhs: Offload) -> Offload {
+        Offload(self.0 | rhs.0)
+    }
+}
+
+/// A TAP device: reads return frames the kernel sends out of the interface, writes inject frames
+/// as if received on it.
+#[derive(Debug)]
+pub struct Tap {
+    file: File,
+    name: String,
+    vnet_hdr_len: usize,
+}
+
+/// `struct ifreq` reduced to the two members the TUN ioctls use, padded to the real size so the
+/// kernel's `copy_from_user`/`copy_to_user` of a whole `ifreq` stays inside it.
+#[repr(C)]
+struct IfReq {
+    name: [u8; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; IFREQ_PAD],
+}
+
+const IFREQ_PAD: usize =
+    std::mem::size_of::<libc::ifreq>() - libc::IFNAMSIZ - std::mem::size_of::<libc::c_short>();
+const _: () = assert!(std::mem::size_of::<IfReq>() == std::mem::size_of::<libc::ifreq>());
+
+impl IfReq {
+    fn new(name: &str, flags: libc::c_int) -> Self {
+        let mut req = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            // The flag bits all live in the low 16 bits; `ifr_flags` is a short.
+            flags: flags as libc::c_short,
+            _pad: [0; IFREQ_PAD],
+        };
+        // Callers pass names that passed `check_ifname`; the clamp only keeps the final NUL.
+        let len = name.len().min(IFNAME_MAX_LEN);
+        req.name[..len].copy_from_slice(&name.as_bytes()[..len]);
+        req
+    }
+
+    fn name(&self) -> String {
+        let len = self
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.name.len());
+        String::from_utf8_lossy(&self.name[..len]).into_owned()
+    }
+}
+
+/// Checks an interface name the way the kernel will (`dev_valid_name`), so users get a message
+/// instead of a bare `EINVAL`. `%d` patterns pass; the kernel expands them.
+pub fn check_ifname(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the name is empty".into());
+    }
+    if name.len() > IFNAME_MAX_LEN {
+        return Err(format!(
+            "'{name}' is {} bytes long; interface names have at most {IFNAME_MAX_LEN}",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("'{name}' is not allowed as an interface name"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|&c| c == '/' || c == ':' || c == '\0' || c.is_whitespace())
+    {
+        return Err(format!(
+            "'{}' contains {c:?}; interface names may not contain '/', ':', NUL or whitespace",
+            name.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+fn invalid_input(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+fn with_context(err: io::Error, what: impl FnOnce() -> String) -> io::Error {
+    io::Error::new(err.kind(), format!("{}: {err}", what()))
+}
+
+impl Tap {
+    /// Creates a TAP device named `name` (at most [`IFNAME_MAX_LEN`] bytes; a pattern such as
+    /// `vsw%d` lets the kernel pick the number).
+    ///
+    /// Fails if an interface with that name already exists: the daemon never adopts a device
+    /// someone else created (`IFF_TUN_EXCL`).
+    pub fn create(name: &str, opts: TapOptions) -> io::Result<Tap> {
+        check_ifname(name).map_err(|why| invalid_input(format!("invalid TAP name: {why}")))?;
+
+        let mut flags = libc::O_CLOEXEC;
+        if opts.nonblocking {
+            flags |= libc::O_NONBLOCK;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(flags)
+            .open(TUN_PATH)
+            .map_err(|e| {
+                with_context(e, || {
+                    format!("cannot open {TUN_PATH} (is the tun module available?)")
+                })
+            })?;
+
+        let mut iff = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_TUN_EXCL;
+        if opts.vnet_hdr {
+            iff |= libc::IFF_VNET_HDR;
+        }
+        let mut req = IfReq::new(name, iff);
+        // SAFETY: `file` is an open /dev/net/tun descriptor; TUNSETIFF reads and writes back one
+        // `struct ifreq`, and `req` is a live, exclusively borrowed buffer of exactly that size
+        // (checked at compile time above) with a NUL-terminated name.
+        let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req as *mut IfReq) };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            let why = match err.raw_os_error() {
+                Some(libc::EBUSY) | Some(libc::EEXIST) => {
+                    format!(
+                        "cannot create TAP '{name}': an interface with that name already exists"
+                    )
+                }
+                Some(libc::EPERM) => {
+                    format!("cannot create TAP '{name}': permission denied (needs CAP_NET_ADMIN)")
+                }
+                Some(libc::EINVAL) => format!(
+                    "cannot create TAP '{name}': the kernel rejected it (the name may belong to \
+                     an interface that is not a TAP)"
+                ),
+                _ => format!("cannot create TAP '{name}'"),
+            };
+            return Err(with_context(err, || why));
+        }
+
+        let mut tap = Tap {
+            file,
+            name: req.name(),
+            vnet_hdr_len: 0,
+        };
+        if opts.vnet_hdr {
+            tap.set_vnet_hdr_len(VNET_HDR_LEN)?;
+        }
+        Ok(tap)
+    }
+
+    /// The name the kernel gave the device when it was created.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The device's name now, asked from the kernel (`TUNGETIFF`); differs from [`Tap::name`]
+    /// once the port has been attached to a container under another name.
+    pub fn current_name(&self) -> io::Result<String> {
+        let mut req = IfReq::new("", 0);
+        // SAFETY: TUNGETIFF writes one `struct ifreq` into the pointed-to buffer; `req` is a live,
+        // exclusively borrowed value of exactly that size.
+        let rc = unsafe { libc::ioctl(self.as_raw_fd(), libc::TUNGETIFF, &mut req as *mut IfReq) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(req.name())
+    }
+
+    /// Length of the virtio-net header in front of each frame: 0 without
+    /// [`TapOptions::vnet_hdr`], else [`VNET_HDR_LEN`].
+    pub fn vnet_hdr_len(&self) -> usize {
+        self.vnet_hdr_len
+    }
+
+    fn set_vnet_hdr_len(&mut self, len: usize) -> io::Result<()> {
+        let len_c = libc::c_int::try_from(len)
+            .map_err(|_| invalid_input(format!("virtio-net header length {len} is too large")))?;
+        // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer; `len_c` is a live local.
+        let rc = unsafe {
+            libc::ioctl(
+                self.as_raw_fd(),
+                libc::TUNSETVNETHDRSZ,
+                &len_c as *const libc::c_int,
+            )
+        };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            return Err(with_context(err, || {
+                format!("cannot set the virtio-net header length of {}", self.name)
+            }));
+        }
+        self.vnet_hdr_len = len;
+        Ok(())
+    }
+
+    /// Tells the kernel which offloads it may use on frames it gives us (`TUNSETOFFLOAD`).
+    ///
+    /// Anything but [`Offload::NONE`] needs the virtio-net header ([`TapOptions::vnet_hdr`]):
+    /// without it there is nowhere to describe a partial checksum or a superframe.
+    pub fn set_offload(&self, offload: Offload) -> io::Result<()> {
+        if offload != Offload::NONE && self.vnet_hdr_len == 0 {
+            return Err(invalid_input(format!(
+                "cannot enable offloads on {}: it was created without the virtio-net header",
+                self.name
+            )));
+        }
+        // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned long of TUN_F_* bits)
+        // and touches no memory of ours.
+        let rc = unsafe {
+            libc::ioctl(
+                self.as_raw_fd(),
+                libc::TUNSETOFFLOAD,
+                libc::c_ulong::from(offload.bits()),
+            )
+        };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            return Err(with_context(err, || {
+                format!("cannot set offloads {:#x} on {}", offload.bits(), self.name)
+            }));
+        }
+        Ok(())
+    }
+
+    /// Switches `O_NONBLOCK` on or off.
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        let fd = self.as_raw_fd();
+        // SAFETY: F_GETFL on a descriptor we own; no pointers involved.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let new = if on {
+            flags | libc::O_NONBLOCK
+        } else {
+            flags & !libc::O_NONBLOCK
+        };
+        if new != flags {
+            // SAFETY: F_SETFL with an integer argument on a descriptor we own; no pointers.
+            let rc = unsafe { libc::fcntl(fd, libc::F_SETFL, new) };
+            if rc < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one frame (preceded by the virtio-net header if enabled). A buffer shorter than the
+    /// frame gets the frame truncated, as with any packet descriptor.
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (&self.file).read(buf)
+    }
+
+    /// Writes one frame (preceded by the virtio-net header if enabled).
+    pub fn write(&self, frame: &[u8]) -> io::Result<usize> {
+        (&self.file).write(frame)
+    }
+}
+
+impl AsRawFd for Tap {
+    fn as_raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
+impl AsFd for Tap {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ifname_rules() {
+        assert!(check_ifname("eth0").is_ok());
+        assert!(check_ifname("vsw%d").is_ok());
+        assert!(check_ifname("a23456789012345").is_ok());
+        assert!(check_ifname("a234567890123456")
+            .expect_err("must fail")
+            .contains("at most 15"));
+        assert!(check_ifname("").is_err());
+        assert!(check_ifname(".").is_err());
+        assert!(check_ifname("..").is_err());
+        assert!(check_ifname("a/b").is_err());
+        assert!(check_ifname("a:b").is_err());
+        assert!(check_ifname("a b").is_err());
+        assert!(check_ifname("a\0b").is_err());
+    }
+
+    #[test]
+    fn bad_names_are_rejected_before_any_syscall() {
+        let err = Tap::create("much-too-long-name", TapOptions::new()).expect_err("must fail");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("at most 15"), "{err}");
+    }
+
+    #[test]
+    fn ifreq_round_trips_the_name() {
+        let req = IfReq::new("vsw%d", libc::IFF_TAP);
+        assert_eq!(req.name(), "vsw%d");
+        assert_eq!(req.flags, libc::IFF_TAP as libc::c_short);
+        let full = IfReq::new("a23456789012345", 0);
+        assert_eq!(full.name(), "a23456789012345");
+    }
+
+    #[test]
+    fn offload_bits() {
+        let o = Offload::CSUM | Offload::TSO4 | Offload::TSO6;
+        assert_eq!(o.bits(), 0x7);
+        assert!(o.contains(Offload::TSO4));
+        assert!(!o.contains(Offload::USO4));
+        assert_eq!(Offload::default(), Offload::NONE);
+    }
+}
