@@ -7,4 +7,5 @@
 
 pub mod core;
 pub mod dataplane;
+pub mod netns;
 pub mod wire;
