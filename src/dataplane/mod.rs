@@ -13,6 +13,8 @@
 pub mod sys;
 pub mod tap;
 
+pub use tap::{Offload, TapOptions};
+
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};

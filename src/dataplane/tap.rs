@@ -390,7 +390,7 @@ mod tests {
         assert!(check_ifname("vsw%d").is_ok());
         assert!(check_ifname("a23456789012345").is_ok());
         assert!(check_ifname("a234567890123456")
-            .unwrap_err()
+            .expect_err("must fail")
             .contains("at most 15"));
         assert!(check_ifname("").is_err());
         assert!(check_ifname(".").is_err());
@@ -403,7 +403,7 @@ mod tests {
 
     #[test]
     fn bad_names_are_rejected_before_any_syscall() {
-        let err = Tap::create("much-too-long-name", TapOptions::new()).unwrap_err();
+        let err = Tap::create("much-too-long-name", TapOptions::new()).expect_err("must fail");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         assert!(err.to_string().contains("at most 15"), "{err}");
     }

@@ -2,8 +2,9 @@
 //! over rtnetlink, never by running `ip`.
 //!
 //! Everything here is async and runs on the daemon's tokio runtime. Talking to another
-//! namespace never moves a runtime thread: see [`netlink`] for how a socket is opened inside
-//! the target namespace.
+//! namespace never moves a runtime thread: the netlink socket for it is created on a
+//! short-lived helper thread that joins the namespace first (a socket stays in the namespace it
+//! was created in), then driven from the runtime like any other.
 
 use std::io;
 use std::net::IpAddr;

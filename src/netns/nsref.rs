@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn missing_name_says_where_it_looked() {
         let name = format!("vswt{}-no-such-ns", std::process::id());
-        let err = NetnsRef::resolve(&name).unwrap_err();
+        let err = NetnsRef::resolve(&name).expect_err("must fail");
         assert!(matches!(err, NetnsError::NotFound { .. }), "{err:?}");
         assert_eq!(
             err.to_string(),
@@ -150,7 +150,7 @@ mod tests {
 
     #[test]
     fn missing_path() {
-        let err = NetnsRef::resolve("/proc/0/ns/net").unwrap_err();
+        let err = NetnsRef::resolve("/proc/0/ns/net").expect_err("must fail");
         assert!(matches!(err, NetnsError::PathNotFound { .. }), "{err:?}");
         assert!(err.to_string().contains("/proc/0/ns/net"), "{err}");
     }
@@ -158,7 +158,7 @@ mod tests {
     #[test]
     fn bad_names() {
         for bad in ["", ".", ".."] {
-            let err = NetnsRef::resolve(bad).unwrap_err();
+            let err = NetnsRef::resolve(bad).expect_err("must fail");
             assert!(
                 matches!(err, NetnsError::InvalidName { .. }),
                 "{bad:?}: {err:?}"
@@ -176,7 +176,7 @@ mod tests {
 
     #[test]
     fn other_namespace_types_are_rejected() {
-        let err = NetnsRef::resolve("/proc/self/ns/uts").unwrap_err();
+        let err = NetnsRef::resolve("/proc/self/ns/uts").expect_err("must fail");
         assert!(matches!(err, NetnsError::NotANetns { .. }), "{err:?}");
         assert_eq!(
             err.to_string(),
@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn ordinary_files_are_rejected() {
-        let err = NetnsRef::resolve("/proc/self/status").unwrap_err();
+        let err = NetnsRef::resolve("/proc/self/status").expect_err("must fail");
         assert!(matches!(err, NetnsError::NotANetns { .. }), "{err:?}");
         assert!(err.to_string().contains("not a namespace file"), "{err}");
     }

@@ -225,7 +225,7 @@ mod tests {
             mtu_of_address(ip("127.0.0.1"), &ifaces, &holders).ok(),
             Some(65536)
         );
-        let err = mtu_of_address(ip("10.9.9.9"), &ifaces, &holders).unwrap_err();
+        let err = mtu_of_address(ip("10.9.9.9"), &ifaces, &holders).expect_err("must fail");
         assert!(err.to_string().contains("10.9.9.9"), "{err}");
     }
 
