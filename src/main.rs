@@ -113,5 +113,17 @@ fn init_tracing() {
 }
 
 fn key_generate(out: Option<&std::path::Path>) -> anyhow::Result<()> {
-    anyhow::bail!("key generation arrives with encrypted networks (out: {out:?})")
+    use vswitch::daemon::keys;
+    let key = keys::generate().map_err(anyhow::Error::msg)?;
+    match out {
+        Some(path) => {
+            keys::write_new(path, &key).map_err(anyhow::Error::msg)?;
+            eprintln!(
+                "wrote a new 256-bit key to {} (mode 0600); copy it to every host of the network",
+                path.display()
+            );
+        }
+        None => print!("{}", keys::encode(&key)),
+    }
+    Ok(())
 }

@@ -100,9 +100,10 @@ impl Fabric {
 
     /// A container on `host`/`port` sends `frame`; the fabric runs until the underlay is quiet.
     pub fn send(&mut self, host: usize, port: PortId, frame: &[u8]) {
-        let mut buf = vec![0u8; crate::core::switch::HEADROOM + frame.len()];
+        let mut buf =
+            vec![0u8; crate::core::switch::HEADROOM + frame.len() + crate::core::switch::TAILROOM];
         let start = crate::core::switch::HEADROOM;
-        buf[start..].copy_from_slice(frame);
+        buf[start..start + frame.len()].copy_from_slice(frame);
         let h = &self.hosts[host];
         h.switch
             .frame_from_port(self.now, port, frame, &mut self.forward);

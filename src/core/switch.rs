@@ -21,8 +21,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use super::counters::{DropCounters, DropReason, Traffic, TrafficSnapshot};
-use super::seal::{OpenDrop, SealDrop, Sealer};
 use super::fdb::{Fdb, FdbConfig, FdbEntry, Location, PortId, Vtep};
+use super::seal::{OpenDrop, SealDrop, Sealer};
 use super::time::Timestamp;
 use crate::wire::vxlan::{self, VxlanPacket, VxlanRepr};
 use crate::wire::{classify, flow_hash, udp_source_port, Mac, Vni, WireError};
@@ -179,7 +179,11 @@ impl Switch {
     /// Makes a network encrypted (or plain again with `None`). Every frame of an encrypted
     /// network is sealed before it leaves and must open before it is delivered; plain datagrams
     /// for it are dropped.
-    pub fn set_sealer(&mut self, vni: Vni, sealer: Option<Sealer<SocketAddr>>) -> Result<(), SwitchError> {
+    pub fn set_sealer(
+        &mut self,
+        vni: Vni,
+        sealer: Option<Sealer<SocketAddr>>,
+    ) -> Result<(), SwitchError> {
         let network = self
             .networks
             .get_mut(&vni)
@@ -372,7 +376,10 @@ impl Switch {
             Some(_) => vxlan::HEADER_LEN + crate::wire::sealed::HEADER_LEN,
             None => vxlan::HEADER_LEN,
         };
-        let start = frame.start.checked_sub(header_len).ok_or(DropReason::TooBig)?;
+        let start = frame
+            .start
+            .checked_sub(header_len)
+            .ok_or(DropReason::TooBig)?;
         let header = VxlanRepr {
             vni,
             sealed: network.seal.is_some(),

@@ -2,6 +2,7 @@
 //! Each request is checked completely before anything changes, so a refused request changes
 //! nothing.
 
+pub mod keys;
 mod probe;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use crate::control::{
     AttachRequest, FdbRow, FdbStats, NetworkDetail, NetworkSpec, NetworkStats, NetworkSummary,
     PeerInfo, PortInfo, PortStats, Request, Stats,
 };
+use crate::core::seal::{generate_sender_id, NetworkKey, SealConfig, Sealer, SEAL_OVERHEAD};
 use crate::core::{ipam, Location, PortId, Switch, SwitchConfig, Vtep};
 use crate::dataplane::tap::{Tap, TapOptions};
 use crate::dataplane::{Dataplane, PortSink};
@@ -109,6 +111,13 @@ async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
         switch
             .add_network(n.vni)
             .map_err(|e| DaemonError::Config(format!("state file: {e}")))?;
+        if n.encrypted {
+            let key = keys::read(&store.path(&key_name(&n.name))).map_err(DaemonError::Config)?;
+            let sealer = new_sealer(n, &key).map_err(DaemonError::Config)?;
+            switch
+                .set_sealer(n.vni, Some(sealer))
+                .map_err(|e| DaemonError::Config(e.to_string()))?;
+        }
     }
     for p in &state.peers {
         switch
@@ -186,9 +195,9 @@ impl Handler for Daemon {
             Request::NetworkList => to_json(self.network_list(&inner)),
             Request::NetworkInspect { name } => to_json(self.network_inspect(&inner, &name)?),
             Request::NetworkRemove { name } => to_json(self.network_remove(&mut inner, &name)?),
-            Request::NetworkRotateKey { name, .. } => Err(format!(
-                "network '{name}' is not encrypted, so it has no key to rotate"
-            )),
+            Request::NetworkRotateKey { name, key_file } => {
+                to_json(self.rotate_key(&inner, &name, &key_file)?)
+            }
             Request::Attach(req) => to_json(self.attach(&mut inner, req).await?),
             Request::Detach { netns, network } => {
                 to_json(self.detach(&mut inner, &netns, network.as_deref())?)
@@ -205,8 +214,10 @@ impl Handler for Daemon {
 impl Daemon {
     /// The largest container MTU that fits the underlay without fragmenting.
     fn max_mtu(&self, spec: &NetworkSpec) -> u32 {
-        let overhead = vxlan::IPV4_OVERHEAD as u32;
-        let _ = spec.encrypted;
+        let mut overhead = vxlan::IPV4_OVERHEAD as u32;
+        if spec.encrypted {
+            overhead += SEAL_OVERHEAD as u32;
+        }
         self.underlay_mtu.saturating_sub(overhead)
     }
 
@@ -269,9 +280,14 @@ impl Daemon {
         if let Some(gw) = spec.gateway {
             ipam::assignable(spec.subnet, None, gw).map_err(|e| format!("gateway: {e}"))?;
         }
-        if spec.encrypted {
-            return Err("encrypted networks are not available in this build".into());
-        }
+        let sealer = match (&spec.encrypted, &spec.key_file) {
+            (false, None) => None,
+            (true, Some(path)) => {
+                let key = keys::read(path)?;
+                Some((new_sealer(&spec, &key)?, key))
+            }
+            _ => return Err("--encrypted and --key-file go together".into()),
+        };
         let max = self.max_mtu(&spec);
         if let Some(m) = spec.mtu {
             if m > max {
@@ -286,11 +302,23 @@ impl Daemon {
         }
         let mut new = inner.state.clone();
         new.networks.push(spec.clone());
-        write(&self.switch)
-            .add_network(spec.vni)
-            .map_err(|e| e.to_string())?;
+        if let Some((_, key)) = &sealer {
+            // The daemon keeps its own copy, so a restart does not depend on the user's file.
+            self.store
+                .write_atomic(&key_name(&spec.name), keys::encode(key).as_bytes(), 0o600)
+                .map_err(|e| e.to_string())?;
+        }
+        {
+            let mut sw = write(&self.switch);
+            sw.add_network(spec.vni).map_err(|e| e.to_string())?;
+            if let Some((s, _)) = sealer {
+                sw.set_sealer(spec.vni, Some(s))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
         if let Err(e) = self.persist(inner, new) {
             let _ = write(&self.switch).remove_network(spec.vni);
+            let _ = self.store.remove(&key_name(&spec.name));
             return Err(e);
         }
         tracing::info!(
@@ -361,7 +389,36 @@ impl Daemon {
         write(&self.switch)
             .remove_network(spec.vni)
             .map_err(|e| e.to_string())?;
+        let _ = self.store.remove(&key_name(name));
         Ok(summary)
+    }
+
+    fn rotate_key(
+        &self,
+        inner: &Inner,
+        name: &str,
+        key_file: &std::path::Path,
+    ) -> Result<serde_json::Value, String> {
+        let spec = self.network(inner, name)?;
+        if !spec.encrypted {
+            return Err(format!(
+                "network '{name}' is not encrypted, so it has no key to rotate"
+            ));
+        }
+        let key = keys::read(key_file)?;
+        let sw = read(&self.switch);
+        let sealer = sw
+            .network(spec.vni)
+            .and_then(|n| n.sealer())
+            .ok_or_else(|| format!("network '{name}' has no sealer (internal)"))?;
+        let peers: Vec<SocketAddr> = sw.peers().map(|v| v.0).collect();
+        sealer
+            .rotate(&key, &peers, self.dataplane.now())
+            .map_err(|e| format!("cannot rotate the key of '{name}': {e}"))?;
+        self.store
+            .write_atomic(&key_name(name), keys::encode(&key).as_bytes(), 0o600)
+            .map_err(|e| e.to_string())?;
+        Ok(seal_status(sealer))
     }
 
     async fn attach(&self, inner: &mut Inner, req: AttachRequest) -> Result<PortInfo, String> {
@@ -678,7 +735,7 @@ impl Daemon {
                         evicted: ld(&c.evicted),
                         aged: ld(&c.aged),
                     },
-                    seal: None,
+                    seal: n.sealer().map(|s| seal_status(s)),
                 })
             })
             .collect();
@@ -701,6 +758,44 @@ impl Daemon {
             dataplane: self.dataplane.stats(),
         }
     }
+}
+
+/// The daemon's copy of a network's key, in the state dir.
+fn key_name(network: &str) -> String {
+    format!("key-{network}.hex")
+}
+
+/// A sealer for a network, with a sender id of its own (fresh for every sealer: see
+/// `core::seal`).
+fn new_sealer(spec: &NetworkSpec, key: &NetworkKey) -> Result<Sealer<SocketAddr>, String> {
+    let rng = ring::rand::SystemRandom::new();
+    let sender = generate_sender_id(&rng).map_err(|e| e.to_string())?;
+    Sealer::new(spec.vni.get(), key, sender, SealConfig::default()).map_err(|e| e.to_string())
+}
+
+/// Sealing counters and rotation state, for `stats` and `rotate-key`.
+fn seal_status(s: &Sealer<SocketAddr>) -> serde_json::Value {
+    use crate::core::seal::{OpenDrop, SealDrop};
+    let st = s.stats();
+    let status = s.status();
+    let mut drops = serde_json::Map::new();
+    for d in OpenDrop::ALL {
+        drops.insert(d.name().into(), st.open_drops(d).into());
+    }
+    for d in SealDrop::ALL {
+        drops.insert(d.name().into(), st.seal_drops(d).into());
+    }
+    serde_json::json!({
+        "sending_key": status.sending.0,
+        "accept_key": status.accept_id.0,
+        "accepted_keys": status.accepted.iter().map(|k| k.0).collect::<Vec<_>>(),
+        "phase": status.phase.to_string(),
+        "waiting_for": status.waiting_for.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        "sealed": st.sealed(),
+        "opened": st.opened(),
+        "senders": s.known_senders(),
+        "drops": drops,
+    })
 }
 
 fn check_name(name: &str) -> Result<(), String> {

@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::control::DataplaneStats;
-use crate::core::switch::HEADROOM;
+use crate::core::switch::{HEADROOM, TAILROOM};
 use crate::core::{Forward, PortId, Switch, Timestamp};
 use crate::wire::underlay::{self, OUTER_LEN};
 use sys::{Epoll, RawSender, RecvBatch};
@@ -174,8 +174,8 @@ impl Dataplane {
     /// Sends `frame` into the switch as if it came from `port` (used for the daemon's own
     /// frames, e.g. address probes).
     pub fn inject(&self, port: PortId, frame: &[u8]) {
-        let mut buf = vec![0u8; HEADROOM + frame.len()];
-        buf[HEADROOM..].copy_from_slice(frame);
+        let mut buf = vec![0u8; HEADROOM + frame.len() + TAILROOM];
+        buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
         let mut fwd = Forward::default();
         let Ok(mut sender) = RawSender::new(1) else {
             return;
@@ -234,7 +234,7 @@ fn ports_worker(shared: &Shared, mut sender: RawSender) {
     let mut events = sys::epoll_events(64);
     let mut tokens = Vec::with_capacity(64);
     let mut bufs: Vec<Box<[u8]>> = (0..BATCH)
-        .map(|_| vec![0u8; HEADROOM + MAX_FRAME].into_boxed_slice())
+        .map(|_| vec![0u8; HEADROOM + MAX_FRAME + TAILROOM].into_boxed_slice())
         .collect();
     let mut fwd = Forward::default();
     // Datagrams waiting for one sendmmsg: (buffer slot, range in it, destination).
@@ -259,7 +259,7 @@ fn ports_worker(shared: &Shared, mut sender: RawSender) {
             for _ in 0..BATCH {
                 let slot = pending.len();
                 let buf = &mut bufs[slot];
-                let len = match tap.read(&mut buf[HEADROOM..]) {
+                let len = match tap.read(&mut buf[HEADROOM..HEADROOM + MAX_FRAME]) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(_) => {

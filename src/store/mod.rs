@@ -83,6 +83,22 @@ impl Store {
         self.write_atomic(FILE, &bytes, 0o600)
     }
 
+    /// Reads `name` from the state dir.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Removes `name` from the state dir (absent is fine).
+    pub fn remove(&self, name: &str) -> Result<(), StoreError> {
+        match fs::remove_file(self.dir.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::Io {
+                path: self.dir.join(name),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Writes `name` in the state dir atomically with the given mode.
     pub fn write_atomic(&self, name: &str, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
         let path = self.dir.join(name);
