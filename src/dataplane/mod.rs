@@ -13,7 +13,7 @@
 pub mod sys;
 pub mod tap;
 
-pub use tap::{Offload, TapOptions};
+pub use tap::{Offload, Tap, TapOptions};
 
 use std::collections::HashMap;
 use std::io;
@@ -29,7 +29,6 @@ use crate::core::switch::{HEADROOM, TAILROOM};
 use crate::core::{Forward, PortId, Switch, Timestamp};
 use crate::wire::underlay::{self, OUTER_LEN};
 use sys::{Epoll, RawSender, RecvBatch};
-use tap::Tap;
 
 /// Frames read per TAP per wakeup, and datagrams per recvmmsg/sendmmsg.
 const BATCH: usize = 32;
