@@ -165,7 +165,7 @@ else:
     sys.exit(f"unknown action {act}")
 EOF
 
-wait_file() { local i; for i in $(seq 100); do [[ -e $1 ]] && return 0; sleep 0.05; done; echo "timeout waiting for $1" >&2; return 1; }
+wait_file() { local _i; for _i in $(seq 100); do [[ -e $1 ]] && return 0; sleep 0.05; done; echo "timeout waiting for $1" >&2; return 1; }
 
 # ---------------------------------------------------------------- topology
 echo "== building topology (ns prefix $P, link prefix $L)"
@@ -237,8 +237,8 @@ PCAP="$WORK/cap.pcap"
 echo "== capturing on $NS_H1/$UL"
 ip netns exec "$NS_H1" tcpdump -i "$UL" -nn -U -s 0 --immediate-mode -w "$PCAP" 'udp port 4789' 2>"$WORK/tcpdump.err" &
 TCPDUMP=$!
-PIDS+=($TCPDUMP)
-for i in $(seq 100); do grep -q "listening on" "$WORK/tcpdump.err" 2>/dev/null && break; sleep 0.05; done
+PIDS+=("$TCPDUMP")
+for _ in $(seq 100); do grep -q "listening on" "$WORK/tcpdump.err" 2>/dev/null && break; sleep 0.05; done
 grep -q "listening on" "$WORK/tcpdump.err" || { cat "$WORK/tcpdump.err" >&2; exit 1; }
 
 client() { nsx "$NS_C1" "$PY" "$WORK/client.py" "$@"; }
@@ -490,4 +490,4 @@ for e in expected:
     print(f"  {e['file']:38} vni={e['vni']:<9} outer {e['outer_src_ip']}:{e['outer_src_port']} -> {e['outer_dst_ip']}:{e['outer_dst_port']} len={e['len']}")
 EOF
 
-echo "== done: $(ls "$OUT" | wc -l) files in $OUT"
+echo "== done: $(find "$OUT" -maxdepth 1 -type f | wc -l) files in $OUT"

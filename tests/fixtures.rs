@@ -33,11 +33,23 @@ fn every_fixture_parses_to_what_tshark_saw_and_re_emits_identically() {
     for e in all {
         let file = e["file"].as_str().expect("file");
         let bytes = hex(file);
-        assert_eq!(bytes.len() as u64, e["len"].as_u64().expect("len"), "{file}");
+        assert_eq!(
+            bytes.len() as u64,
+            e["len"].as_u64().expect("len"),
+            "{file}"
+        );
         let packet = VxlanPacket::new_checked(&bytes[..]).expect(file);
-        assert_eq!(u64::from(packet.flags()), e["flags"].as_u64().expect("flags"), "{file}");
+        assert_eq!(
+            u64::from(packet.flags()),
+            e["flags"].as_u64().expect("flags"),
+            "{file}"
+        );
         let repr = VxlanRepr::parse(&packet).expect(file);
-        assert_eq!(u64::from(repr.vni.get()), e["vni"].as_u64().expect("vni"), "{file}");
+        assert_eq!(
+            u64::from(repr.vni.get()),
+            e["vni"].as_u64().expect("vni"),
+            "{file}"
+        );
         assert!(!repr.sealed);
         // Re-emitting the header gives the captured bytes back.
         assert_eq!(repr.to_bytes(), bytes[..HEADER_LEN], "{file}");
@@ -45,7 +57,11 @@ fn every_fixture_parses_to_what_tshark_saw_and_re_emits_identically() {
         let mac = |k: &str| e[k].as_str().expect(k).parse::<Mac>().expect(k);
         assert_eq!(info.dst, mac("dst_mac"), "{file}");
         assert_eq!(info.src, mac("src_mac"), "{file}");
-        assert_eq!(u64::from(info.ethertype), e["ethertype"].as_u64().expect("ethertype"), "{file}");
+        assert_eq!(
+            u64::from(info.ethertype),
+            e["ethertype"].as_u64().expect("ethertype"),
+            "{file}"
+        );
         assert_eq!(info.vlan.map(u64::from), e["vlan"].as_u64(), "{file}");
         let port = udp_source_port(flow_hash(packet.payload()));
         assert!(port >= 49152, "{file}");
@@ -98,6 +114,8 @@ fn encapsulating_a_captured_inner_frame_rebuilds_the_kernel_datagram() {
     s.add_network(vni).expect("net");
     let mut buf = vec![0u8; 64 + frame.len() + 16];
     buf[64..64 + frame.len()].copy_from_slice(frame);
-    let enc = s.encapsulate(vni, &mut buf, 64..64 + frame.len()).expect("encap");
+    let enc = s
+        .encapsulate(vni, &mut buf, 64..64 + frame.len())
+        .expect("encap");
     assert_eq!(&buf[enc.datagram], &captured[..]);
 }
