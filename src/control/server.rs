@@ -115,3 +115,105 @@ async fn connection<H: Handler>(stream: UnixStream, handler: Arc<H>) -> std::io:
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::client;
+    use std::io::{BufRead, BufReader, Write};
+    use std::time::Duration;
+
+    struct Echo;
+
+    impl Handler for Echo {
+        async fn handle(&self, request: Request) -> Result<serde_json::Value, String> {
+            match request {
+                Request::PeerList => Ok(serde_json::json!(["ok"])),
+                other => Err(format!("refused {other:?}")),
+            }
+        }
+    }
+
+    fn serve_in_background(tag: &str) -> (PathBuf, std::thread::JoinHandle<()>) {
+        let path =
+            std::env::temp_dir().join(format!("vswitch-ctl-{tag}-{}.sock", std::process::id()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        let t = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let sock = ControlSocket::bind(&p).expect("bind");
+                tx.send(()).expect("ready");
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), sock.serve(Arc::new(Echo))).await;
+            });
+        });
+        rx.recv().expect("server ready");
+        (path, t)
+    }
+
+    #[test]
+    fn garbled_requests_get_error_replies_and_the_connection_stays_usable() {
+        let (path, _t) = serve_in_background("garbled");
+        let mode = std::fs::metadata(&path)
+            .expect("socket")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        let mut s = std::os::unix::net::UnixStream::connect(&path).expect("connect");
+        let mut r = BufReader::new(s.try_clone().expect("clone"));
+        for junk in [
+            &b"\xff\xfe garbage\n"[..],
+            b"{\"op\":\"no_such_op\"}\n",
+            b"{\"op\":\"peer_add\",\"addr\":\"nope\"}\n",
+        ] {
+            s.write_all(junk).expect("write");
+            let mut line = String::new();
+            r.read_line(&mut line).expect("reply");
+            let reply: Reply = serde_json::from_str(&line).expect("a reply");
+            assert!(
+                matches!(reply, Reply::Error(ref e) if e.contains("malformed request")),
+                "{line}"
+            );
+        }
+        s.write_all(b"{\"op\":\"peer_list\"}\n").expect("write");
+        let mut line = String::new();
+        r.read_line(&mut line).expect("reply");
+        assert_eq!(
+            serde_json::from_str::<Reply>(&line).expect("reply"),
+            Reply::Ok(serde_json::json!(["ok"]))
+        );
+        // And the typed client sees the handler's refusal as such.
+        let e = client::call(&path, &Request::Stats, Duration::from_secs(2)).expect_err("refused");
+        assert!(
+            matches!(e, client::ClientError::Refused(ref m) if m.contains("Stats")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_oversized_request_is_refused_and_the_connection_closed() {
+        let (path, _t) = serve_in_background("big");
+        let mut s = std::os::unix::net::UnixStream::connect(&path).expect("connect");
+        let big = vec![b'x'; MAX_REQUEST + 10];
+        s.write_all(&big).expect("write");
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).expect("reply");
+        assert!(line.contains("longer than"), "{line}");
+    }
+
+    #[test]
+    fn a_missing_daemon_is_reported_with_how_to_start_it() {
+        let e = client::call(
+            Path::new("/nonexistent/vswitch.sock"),
+            &Request::Stats,
+            Duration::from_secs(1),
+        )
+        .expect_err("no daemon");
+        assert!(e.to_string().contains("vswitch daemon"), "{e}");
+    }
+}
