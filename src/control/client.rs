@@ -10,13 +10,13 @@ use super::{Reply, Request};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(
-        "cannot reach the vswitch daemon at {path}: {source}. Is it running? Start it with `vswitch daemon` (as root), or point --socket / VSWITCH_SOCKET at its socket"
+        "cannot reach the vswitch daemon at {path} (is it running? start it with `vswitch daemon` as root, or point --socket / VSWITCH_SOCKET at its socket)"
     )]
     Connect {
         path: String,
         source: std::io::Error,
     },
-    #[error("talking to the daemon at {path}: {source}")]
+    #[error("talking to the daemon at {path}")]
     Io {
         path: String,
         source: std::io::Error,

@@ -1,0 +1,199 @@
+//! Daemon lifecycle (clean exit, state that survives a restart) and what `attach` sets up.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+/// The static part of `network ls --json`, keyed by name (port counts may differ).
+fn networks(h: &Host) -> Vec<Value> {
+    let v = h.json(&["network", "ls"]);
+    let mut nets: Vec<Value> = v
+        .as_array()
+        .unwrap_or_else(|| panic!("network ls --json is not an array: {v}"))
+        .iter()
+        .map(|n| {
+            serde_json::json!({
+                "name": n["name"], "vni": n["vni"], "subnet": n["subnet"],
+                "gateway": n["gateway"], "mtu": n["mtu"], "encrypted": n["encrypted"],
+            })
+        })
+        .collect();
+    nets.sort_by_key(|n| n["name"].as_str().unwrap_or_default().to_string());
+    nets
+}
+
+#[test]
+fn daemon_restart_and_clean_exit() {
+    let mut lab = Lab::new(2);
+    let hn = lab.hosts[0].ns.name.clone();
+    let host_links_before: BTreeSet<String> = links(&hn).into_iter().collect();
+    let args = lab.mesh_args(0);
+    lab.hosts[0].start(&args);
+    let c1 = lab.netns("c1");
+    let c2 = lab.netns("c2");
+    {
+        let a = &lab.hosts[0];
+        a.create_network("n1", 501, "10.51.0.0/24", &["--gateway", "10.51.0.1"]);
+        a.create_network("n2", 502, "10.52.0.0/24", &["--mtu", "1400"]);
+        a.ok(&["peer", "add", "192.0.2.77:4789"]);
+        a.ok(&["peer", "add", "192.0.2.78"]);
+        a.attach(&c1, "n1", &[]);
+        a.attach(&c2, "n2", &[]);
+        assert!(
+            links(&c1).iter().any(|l| l == "eth0"),
+            "c1 has no eth0 after attach"
+        );
+    }
+    let nets_before = networks(&lab.hosts[0]);
+    let peers_before = peer_addrs(&lab.hosts[0].json(&["peer", "ls"]));
+    assert_eq!(
+        nets_before.len(),
+        2,
+        "network ls before restart: {nets_before:?}"
+    );
+    assert!(
+        peers_before.len() >= 3,
+        "peer ls should list the --peer and both added peers: {peers_before:?}"
+    );
+
+    let status = lab.hosts[0].stop();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "daemon should exit 0 on SIGTERM, got {status}\n{}",
+        lab.hosts[0].log_text()
+    );
+    for ns in [&c1, &c2] {
+        assert_eq!(
+            links(ns),
+            vec!["lo".to_string()],
+            "links left in container {ns} after SIGTERM"
+        );
+    }
+    let host_links_after: BTreeSet<String> = links(&hn).into_iter().collect();
+    assert_eq!(
+        host_links_after, host_links_before,
+        "links left in host A's namespace after SIGTERM"
+    );
+
+    lab.hosts[0].respawn();
+    let a = &lab.hosts[0];
+    assert_eq!(
+        networks(a),
+        nets_before,
+        "networks differ after restart with the same state dir"
+    );
+    assert_eq!(
+        peer_addrs(&a.json(&["peer", "ls"])),
+        peers_before,
+        "peers differ after restart with the same state dir"
+    );
+    // The restarted daemon is usable: the container can be attached again.
+    a.attach(&c1, "n1", &[]);
+    assert!(
+        links(&c1).iter().any(|l| l == "eth0"),
+        "c1 has no eth0 after re-attach"
+    );
+}
+
+#[test]
+fn attach_allocates_addresses_and_mtu() {
+    let mut lab = Lab::new(2);
+    lab.start_mesh();
+    let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
+    for h in [a, b] {
+        h.create_network("alloc", 700, "10.70.0.0/24", &["--gateway", "10.70.0.1"]);
+    }
+    a.create_network("nogw", 701, "10.71.0.0/24", &[]);
+    a.create_network("tiny", 702, "10.72.0.0/30", &["--gateway", "10.72.0.1"]);
+
+    let c1 = lab.netns("c1");
+    let c2 = lab.netns("c2");
+    let c3 = lab.netns("c3");
+    let att1 = a.attach(&c1, "alloc", &[]);
+    let x = jstr(&att1, "ip");
+    let (xa, xlen) = parse_cidr(&x);
+    let (net, _) = parse_cidr("10.70.0.0/24");
+    assert_eq!(
+        xlen, 24,
+        "allocated address should carry the subnet's prefix: {x}"
+    );
+    assert_eq!(
+        xa & 0xffff_ff00,
+        net,
+        "allocated {x} is outside 10.70.0.0/24"
+    );
+    assert!(
+        ![net, net + 1, net + 255].contains(&xa),
+        "allocated {x}: the network, gateway or broadcast address"
+    );
+    assert_eq!(
+        addrs4(&c1, "eth0"),
+        vec![x.clone()],
+        "address in the container vs attach --json"
+    );
+    assert_eq!(
+        att1["mtu"].as_u64(),
+        Some(1450),
+        "attach --json mtu: {att1}"
+    );
+    assert_eq!(
+        link(&c1, "eth0")["mtu"].as_u64(),
+        Some(1450),
+        "container MTU on a 1500-byte underlay should be 1450"
+    );
+    let routes = default_routes(&c1);
+    assert!(
+        routes
+            .iter()
+            .any(|r| r["gateway"].as_str() == Some("10.70.0.1")),
+        "no default route via the gateway 10.70.0.1 in c1: {routes:?}"
+    );
+
+    let y = jstr(&a.attach(&c2, "alloc", &[]), "ip");
+    assert_ne!(y, x, "two containers on host A got the same address");
+
+    // Host B allocates from the same subnet: its probe must find x and y in use on host A.
+    let z = jstr(&b.attach(&c3, "alloc", &[]), "ip");
+    assert!(
+        z != x && z != y,
+        "host B gave {z} although host A already uses {x} and {y} on the same network"
+    );
+    let (za, _) = parse_cidr(&z);
+    assert!(
+        ![net, net + 1, net + 255].contains(&za),
+        "host B allocated {z}"
+    );
+    let x_ip = x.split('/').next().unwrap_or_default().to_string();
+    lab.assert_ping(&c3, &x_ip);
+
+    // No gateway, no default route.
+    let c4 = lab.netns("c4");
+    a.attach(&c4, "nogw", &[]);
+    let routes = default_routes(&c4);
+    assert!(
+        routes.is_empty(),
+        "network without --gateway, yet a default route: {routes:?}"
+    );
+
+    // /30 with the gateway at .1: the only assignable address is .2; then the pool is empty.
+    let c5 = lab.netns("c5");
+    let c6 = lab.netns("c6");
+    assert_eq!(jstr(&a.attach(&c5, "tiny", &[]), "ip"), "10.72.0.2/30");
+    let out = a.vs(&["attach", &c6, "--network", "tiny"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.lines().any(|l| l.starts_with("error:")),
+        "attach to a full /30 should fail with an error line (it must not hand out the network, \
+         gateway or broadcast address); status {}, stdout {}, stderr {err}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        links(&c6),
+        vec!["lo".to_string()],
+        "failed attach left a link in c6"
+    );
+}
