@@ -6,6 +6,7 @@
 pub mod counters;
 pub mod fdb;
 pub mod ipam;
+pub mod offload;
 pub mod seal;
 pub mod switch;
 pub mod time;

@@ -12,6 +12,7 @@ pub mod arp;
 pub mod ethernet;
 pub mod sealed;
 pub mod underlay;
+pub mod virtio_net;
 pub mod vxlan;
 
 pub use ethernet::{classify, flow_hash, udp_source_port, EtherType, FrameInfo, Mac};

@@ -1,0 +1,437 @@
+//! Checksums are checked with etherparse's own implementation, never with ours.
+
+use super::*;
+use etherparse::{Ipv4HeaderSlice, PacketBuilder, TcpHeaderSlice};
+use proptest::prelude::*;
+
+const SRC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+const DST: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
+const HEADROOM: usize = 64;
+const TAILROOM: usize = 16;
+
+#[derive(Clone, Copy, Default)]
+struct Flags {
+    psh: bool,
+    fin: bool,
+    cwr: bool,
+    ece: bool,
+}
+
+/// A TCP superframe as a TAP with TSO would hand it over: full headers, a partial checksum.
+fn superframe(v6: bool, options: bool, payload: &[u8], f: Flags, mss: u16) -> (Vec<u8>, VnetHdr) {
+    let b = PacketBuilder::ethernet2(SRC, DST);
+    let b = if v6 {
+        b.ipv6([0xfd; 16], [0xfe; 16], 64)
+    } else {
+        b.ipv4([10, 9, 0, 1], [10, 9, 0, 2], 64)
+    };
+    let mut b = b.tcp(40000, 5201, 0xffff_f000, 502).ack(777);
+    if options {
+        // NOP NOP timestamps
+        b = b
+            .options_raw(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2])
+            .expect("12 bytes of options");
+    }
+    if f.psh {
+        b = b.psh();
+    }
+    if f.fin {
+        b = b.fin();
+    }
+    if f.cwr {
+        b = b.cwr();
+    }
+    if f.ece {
+        b = b.ece();
+    }
+    let mut frame = Vec::new();
+    b.write(&mut frame, payload).expect("fits");
+    let t = TcpFrame::parse(&frame).expect("tcp");
+    let partial = fold(pseudo_sum(&frame, &t, frame.len() - t.l4));
+    frame[t.l4 + 16..t.l4 + 18].copy_from_slice(&partial.to_be_bytes());
+    let hdr = VnetHdr {
+        flags: virtio_net::F_NEEDS_CSUM,
+        gso_type: if v6 {
+            virtio_net::GSO_TCPV6
+        } else {
+            virtio_net::GSO_TCPV4
+        },
+        hdr_len: t.payload as u16,
+        gso_size: mss,
+        csum_start: t.l4 as u16,
+        csum_offset: 16,
+        num_buffers: 0,
+    };
+    (frame, hdr)
+}
+
+fn seg_bufs(n: usize) -> (Vec<Vec<u8>>, Vec<usize>) {
+    (vec![vec![0u8; HEADROOM + 9000 + TAILROOM]; n], vec![0; n])
+}
+
+/// Checks IP and TCP checksums and lengths with etherparse; returns (seq, flags, payload).
+fn check_segment(frame: &[u8]) -> (u32, u8, Vec<u8>) {
+    let t = TcpFrame::parse(frame).expect("tcp segment");
+    assert_eq!(t.end, frame.len());
+    let tcp = TcpHeaderSlice::from_slice(&frame[t.l4..]).expect("tcp header");
+    let payload = &frame[t.payload..];
+    let expect = if t.v6 {
+        let ip = etherparse::Ipv6HeaderSlice::from_slice(&frame[14..]).expect("ipv6");
+        assert_eq!(usize::from(ip.payload_length()), frame.len() - 14 - 40);
+        tcp.calc_checksum_ipv6(&ip, payload).expect("fits")
+    } else {
+        let ip = Ipv4HeaderSlice::from_slice(&frame[14..]).expect("ipv4");
+        assert_eq!(usize::from(ip.total_len()), frame.len() - 14);
+        assert_eq!(
+            ip.header_checksum(),
+            ip.to_header().calc_header_checksum(),
+            "ipv4 header checksum"
+        );
+        tcp.calc_checksum_ipv4(&ip, payload).expect("fits")
+    };
+    assert_eq!(tcp.checksum(), expect, "tcp checksum");
+    (tcp.sequence_number(), frame[t.l4 + 13], payload.to_vec())
+}
+
+#[test]
+fn segments_ipv4_with_options_and_flags() {
+    let payload: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+    let f = Flags {
+        psh: true,
+        fin: true,
+        cwr: true,
+        ece: false,
+    };
+    let (frame, hdr) = superframe(false, true, &payload, f, 1398);
+    let (mut bufs, mut lens) = seg_bufs(8);
+    let n = segment(&frame, &hdr, &mut bufs, HEADROOM, TAILROOM, &mut lens).expect("segments");
+    assert_eq!(n, 4);
+    let mut got = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let seg = &bufs[i][HEADROOM..HEADROOM + lens[i]];
+        let (seq, flags, p) = check_segment(seg);
+        assert_eq!(
+            seq,
+            0xffff_f000u32.wrapping_add(1398 * i as u32),
+            "seq wraps"
+        );
+        assert_eq!(flags & TCP_FIN != 0, i == 3, "FIN only on the last");
+        assert_eq!(flags & TCP_PSH != 0, i == 3, "PSH only on the last");
+        assert_eq!(flags & TCP_CWR != 0, i == 0, "CWR only on the first");
+        assert!(flags & TCP_ACK != 0);
+        assert_eq!(p.len(), if i < 3 { 1398 } else { 5000 - 3 * 1398 });
+        ids.push(u16::from_be_bytes([seg[18], seg[19]]));
+        got.extend(p);
+    }
+    assert_eq!(got, payload);
+    assert!(ids.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
+}
+
+#[test]
+fn segments_ipv6_with_a_tiny_last_segment() {
+    let payload = vec![0xab; 2 * 1428 + 1];
+    let (frame, hdr) = superframe(true, false, &payload, Flags::default(), 1428);
+    let (mut bufs, mut lens) = seg_bufs(4);
+    let n = segment(&frame, &hdr, &mut bufs, HEADROOM, TAILROOM, &mut lens).expect("segments");
+    assert_eq!(n, 3);
+    assert_eq!(lens[2], 14 + 40 + 20 + 1);
+    for i in 0..n {
+        check_segment(&bufs[i][HEADROOM..HEADROOM + lens[i]]);
+    }
+}
+
+#[test]
+fn segmentation_errors() {
+    let (frame, hdr) = superframe(false, false, &[1; 3000], Flags::default(), 1000);
+    let (mut bufs, mut lens) = seg_bufs(2);
+    assert_eq!(
+        segment(&frame, &hdr, &mut bufs, HEADROOM, TAILROOM, &mut lens),
+        Err(OffloadError::NoRoom),
+        "3 segments, 2 buffers"
+    );
+    let (mut small, mut lens) = (vec![vec![0u8; 1000]; 4], vec![0; 4]);
+    assert_eq!(
+        segment(&frame, &hdr, &mut small, HEADROOM, TAILROOM, &mut lens),
+        Err(OffloadError::NoRoom),
+        "buffers too small"
+    );
+    let (mut bufs, mut lens) = seg_bufs(4);
+    let v6 = VnetHdr {
+        gso_type: virtio_net::GSO_TCPV6,
+        ..hdr
+    };
+    assert_eq!(
+        segment(&frame, &v6, &mut bufs, HEADROOM, TAILROOM, &mut lens),
+        Err(OffloadError::Unsupported)
+    );
+    let zero = VnetHdr { gso_size: 0, ..hdr };
+    assert_eq!(
+        segment(&frame, &zero, &mut bufs, HEADROOM, TAILROOM, &mut lens),
+        Err(OffloadError::BadGsoSize)
+    );
+    let mut udp = Vec::new();
+    PacketBuilder::ethernet2(SRC, DST)
+        .ipv4([10, 9, 0, 1], [10, 9, 0, 2], 64)
+        .udp(1, 2)
+        .write(&mut udp, &[0; 3000])
+        .expect("fits");
+    assert_eq!(
+        segment(&udp, &hdr, &mut bufs, HEADROOM, TAILROOM, &mut lens),
+        Err(OffloadError::Unsupported)
+    );
+}
+
+#[test]
+fn empty_superframe_is_one_segment() {
+    let (frame, hdr) = superframe(false, true, &[], Flags::default(), 1398);
+    let (mut bufs, mut lens) = seg_bufs(2);
+    assert_eq!(
+        segment(&frame, &hdr, &mut bufs, HEADROOM, TAILROOM, &mut lens),
+        Ok(1)
+    );
+    check_segment(&bufs[0][HEADROOM..HEADROOM + lens[0]]);
+}
+
+#[test]
+fn completes_partial_udp_and_tcp_checksums() {
+    let mut udp = Vec::new();
+    PacketBuilder::ethernet2(SRC, DST)
+        .ipv4([10, 9, 0, 1], [10, 9, 0, 2], 64)
+        .udp(1000, 53)
+        .write(&mut udp, b"some payload of odd length")
+        .expect("fits");
+    let expect = [udp[40], udp[41]];
+    // pseudo-header sum: addresses, protocol, UDP length
+    let pseudo = fold(sum(&udp[26..34], 17 + (udp.len() - 34) as u64));
+    udp[40..42].copy_from_slice(&pseudo.to_be_bytes());
+    let hdr = VnetHdr {
+        flags: virtio_net::F_NEEDS_CSUM,
+        csum_start: 34,
+        csum_offset: 6,
+        ..VnetHdr::PLAIN
+    };
+    complete_checksum(&mut udp, &hdr).expect("in bounds");
+    assert_eq!([udp[40], udp[41]], expect);
+
+    let (mut tcp, mut hdr) = superframe(true, true, &[5; 999], Flags::default(), 0);
+    hdr.gso_type = virtio_net::GSO_NONE;
+    complete_checksum(&mut tcp, &hdr).expect("in bounds");
+    check_segment(&tcp);
+
+    let far = VnetHdr {
+        csum_start: 60000,
+        ..hdr
+    };
+    assert_eq!(
+        complete_checksum(&mut tcp, &far),
+        Err(OffloadError::BadChecksumOffset)
+    );
+    let before = tcp.clone();
+    complete_checksum(&mut tcp, &VnetHdr::PLAIN).expect("no-op");
+    assert_eq!(tcp, before);
+}
+
+/// What the container's kernel would make of frames written to the TAP: checksums completed
+/// per the header and checked by etherparse; returns the TCP payload stream.
+fn receive(written: &[Vec<u8>]) -> Vec<u8> {
+    let mut stream = Vec::new();
+    for w in written {
+        let hdr = VnetHdr::parse(w).expect("header");
+        let mut frame = w[virtio_net::HEADER_LEN..].to_vec();
+        complete_checksum(&mut frame, &hdr).expect("valid offsets");
+        if hdr.is_gso() {
+            let t = TcpFrame::parse(&frame).expect("tcp");
+            assert_eq!(usize::from(hdr.hdr_len), t.payload);
+            assert_eq!(usize::from(hdr.csum_start), t.l4);
+            assert!(hdr.gso_size > 0);
+            assert_eq!(hdr.gso() == virtio_net::GSO_TCPV6, t.v6);
+        }
+        let (_, _, p) = check_segment(&frame);
+        stream.extend(p);
+    }
+    stream
+}
+
+/// Feeds frames to a coalescer the way the underlay worker does; returns what it writes.
+fn coalesce(frames: &[Vec<u8>], tag: u32) -> Vec<Vec<u8>> {
+    let mut c = Coalescer::new();
+    let mut out = Vec::new();
+    let plain = |f: &[u8]| [&VnetHdr::PLAIN.to_bytes()[..], f].concat();
+    for f in frames {
+        match c.push(tag, f) {
+            Push::Merged => {}
+            Push::Busy => {
+                out.extend(c.take().map(|(_, b)| b.to_vec()));
+                assert_eq!(c.push(tag, f), Push::Merged, "an empty coalescer takes it");
+            }
+            Push::Unsuitable => {
+                out.extend(c.take().map(|(_, b)| b.to_vec()));
+                out.push(plain(f));
+            }
+        }
+    }
+    out.extend(c.take().map(|(_, b)| b.to_vec()));
+    out
+}
+
+fn segments(frame: &[u8], hdr: &VnetHdr) -> Vec<Vec<u8>> {
+    let (mut bufs, mut lens) = seg_bufs(64);
+    let n = segment(frame, hdr, &mut bufs, HEADROOM, TAILROOM, &mut lens).expect("segments");
+    (0..n)
+        .map(|i| bufs[i][HEADROOM..HEADROOM + lens[i]].to_vec())
+        .collect()
+}
+
+#[test]
+fn segment_then_coalesce_round_trip() {
+    let payload: Vec<u8> = (0..60000u32).map(|i| (i % 251) as u8).collect();
+    let f = Flags {
+        psh: true,
+        ..Flags::default()
+    };
+    let (frame, hdr) = superframe(false, true, &payload, f, 1398);
+    let segs = segments(&frame, &hdr);
+    let written = coalesce(&segs, 7);
+    assert_eq!(written.len(), 1, "one superframe");
+    let out = VnetHdr::parse(&written[0]).expect("header");
+    assert_eq!(out.gso(), virtio_net::GSO_TCPV4);
+    assert_eq!(out.gso_size, 1398);
+    assert!(out.needs_csum());
+    let t = TcpFrame::parse(&written[0][12..]).expect("tcp");
+    assert!(
+        written[0][12 + t.l4 + 13] & TCP_PSH != 0,
+        "PSH of the last kept"
+    );
+    assert_eq!(receive(&written), payload);
+}
+
+#[test]
+fn fin_is_written_on_its_own_after_the_run() {
+    let payload = vec![9u8; 5000];
+    let f = Flags {
+        fin: true,
+        ..Flags::default()
+    };
+    let (frame, hdr) = superframe(true, false, &payload, f, 1000);
+    let written = coalesce(&segments(&frame, &hdr), 1);
+    assert_eq!(written.len(), 2, "4 merged, then the FIN segment alone");
+    assert_eq!(VnetHdr::parse(&written[1]), Ok(VnetHdr::PLAIN));
+    assert_eq!(receive(&written), payload);
+}
+
+#[test]
+fn a_corrupt_segment_is_not_merged() {
+    let (frame, hdr) = superframe(false, false, &[3; 4000], Flags::default(), 1000);
+    let mut segs = segments(&frame, &hdr);
+    let last = segs[2].len() - 1;
+    segs[2][last] ^= 1;
+    let mut c = Coalescer::new();
+    assert_eq!(c.push(0, &segs[0]), Push::Merged);
+    assert_eq!(c.push(0, &segs[1]), Push::Merged);
+    assert_eq!(c.push(0, &segs[2]), Push::Unsuitable);
+}
+
+#[test]
+fn different_flows_and_tags_do_not_merge() {
+    let (frame, hdr) = superframe(false, false, &[3; 4000], Flags::default(), 1000);
+    let segs = segments(&frame, &hdr);
+    let mut c = Coalescer::new();
+    assert_eq!(c.push(0, &segs[0]), Push::Merged);
+    assert_eq!(c.push(1, &segs[1]), Push::Busy, "other port");
+    assert_eq!(c.push(0, &segs[2]), Push::Busy, "gap in sequence");
+    let mut other = segs[1].clone();
+    other[14 + 20 + 1] ^= 1; // source port
+    let t = TcpFrame::parse(&other).expect("tcp");
+    other[t.l4 + 16..t.l4 + 18].copy_from_slice(&[0, 0]);
+    let acc = pseudo_sum(&other, &t, other.len() - t.l4);
+    let c2 = !fold(sum(&other[t.l4..], acc));
+    other[t.l4 + 16..t.l4 + 18].copy_from_slice(&c2.to_be_bytes());
+    assert_eq!(c.push(0, &other), Push::Busy, "other flow");
+    assert_eq!(c.push(0, &segs[1]), Push::Merged);
+    let (tag, bytes) = c.take().expect("pending");
+    assert_eq!(tag, 0);
+    assert_eq!(receive(&[bytes.to_vec()]), vec![3; 2000]);
+    assert!(c.take().is_none());
+}
+
+#[test]
+fn a_single_segment_is_written_data_valid() {
+    let (frame, hdr) = superframe(false, false, &[3; 100], Flags::default(), 1000);
+    let segs = segments(&frame, &hdr);
+    let written = coalesce(&segs, 0);
+    assert_eq!(VnetHdr::parse(&written[0]), Ok(VnetHdr::DATA_VALID));
+    assert_eq!(&written[0][12..], &segs[0][..]);
+}
+
+#[test]
+fn non_tcp_is_unsuitable() {
+    let mut udp = Vec::new();
+    PacketBuilder::ethernet2(SRC, DST)
+        .ipv4([10, 9, 0, 1], [10, 9, 0, 2], 64)
+        .udp(1, 2)
+        .write(&mut udp, &[0; 30])
+        .expect("fits");
+    assert_eq!(Coalescer::new().push(0, &udp), Push::Unsuitable);
+    assert_eq!(Coalescer::new().push(0, &[0; 10]), Push::Unsuitable);
+}
+
+proptest! {
+    #[test]
+    fn round_trip_any_shape(
+        v6 in any::<bool>(),
+        options in any::<bool>(),
+        len in 0usize..20_000,
+        mss in 536u16..1500,
+        psh in any::<bool>(),
+        fin in any::<bool>(),
+        cwr in any::<bool>(),
+        seed in any::<u8>(),
+    ) {
+        let payload: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect();
+        let f = Flags { psh, fin, cwr, ece: false };
+        let (frame, hdr) = superframe(v6, options, &payload, f, mss);
+        let segs = segments(&frame, &hdr);
+        prop_assert_eq!(segs.len(), len.div_ceil(usize::from(mss)).max(1));
+        for s in &segs {
+            check_segment(s);
+        }
+        let written = coalesce(&segs, 3);
+        prop_assert_eq!(receive(&written), payload);
+    }
+
+    #[test]
+    fn never_panics_on_arbitrary_input(
+        mut frame in proptest::collection::vec(any::<u8>(), 0..3000),
+        raw in proptest::array::uniform12(any::<u8>()),
+        headroom in 0usize..100,
+    ) {
+        let hdr = VnetHdr::parse(&raw).expect("12 bytes");
+        let (mut bufs, mut lens) = (vec![vec![0u8; 1600]; 4], vec![0; 4]);
+        let _ = segment(&frame, &hdr, &mut bufs, headroom, 16, &mut lens);
+        let mut c = Coalescer::new();
+        let _ = c.push(0, &frame);
+        let _ = c.push(0, &frame);
+        let _ = c.take();
+        let _ = complete_checksum(&mut frame, &hdr);
+    }
+
+    #[test]
+    fn arbitrary_tcp_headers_never_panic(
+        v6 in any::<bool>(),
+        garbage in proptest::collection::vec(any::<u8>(), 60),
+        len in 0usize..3000,
+        mss in 1u16..2000,
+    ) {
+        // A well-formed frame whose TCP/IP header bytes are then overwritten at random.
+        let (mut frame, mut hdr) = superframe(v6, true, &vec![1; len], Flags::default(), mss);
+        let n = garbage.len().min(frame.len() - 14);
+        frame[14..14 + n].copy_from_slice(&garbage[..n]);
+        hdr.gso_type = if v6 { virtio_net::GSO_TCPV6 } else { virtio_net::GSO_TCPV4 };
+        let (mut bufs, mut lens) = (vec![vec![0u8; 2100]; 8], vec![0; 8]);
+        let _ = segment(&frame, &hdr, &mut bufs, 64, 16, &mut lens);
+        let mut c = Coalescer::new();
+        let _ = c.push(0, &frame);
+        let _ = c.take();
+    }
+}
