@@ -200,7 +200,12 @@ pub fn human(request: &Request, reply: &serde_json::Value, out: &mut impl Write)
             }
             let d = &s.dataplane;
             writeln!(out, "dataplane: underlay rx {} tx {} datagrams, send errors {}, recv errors {}, tap read errors {}, tap write errors {}",
-                d.underlay_rx_datagrams, d.underlay_tx_datagrams, d.underlay_send_errors, d.underlay_recv_errors, d.tap_read_errors, d.tap_write_errors)
+                d.underlay_rx_datagrams, d.underlay_tx_datagrams, d.underlay_send_errors, d.underlay_recv_errors, d.tap_read_errors, d.tap_write_errors)?;
+            writeln!(
+                out,
+                "offload: superframes segmented {}, coalesced {}, errors {}",
+                d.superframes_segmented, d.superframes_coalesced, d.offload_errors
+            )
         }
     }
 }

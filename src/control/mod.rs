@@ -189,6 +189,16 @@ pub struct DataplaneStats {
     pub underlay_tx_datagrams: u64,
     pub underlay_send_errors: u64,
     pub underlay_recv_errors: u64,
+    /// TCP superframes read from TAPs (TSO) and cut into segments.
+    #[serde(default)]
+    pub superframes_segmented: u64,
+    /// Superframes written to TAPs, coalesced from segments off the underlay (userspace GRO).
+    #[serde(default)]
+    pub superframes_coalesced: u64,
+    /// Frames from TAPs dropped because their offload request could not be honoured (a
+    /// malformed virtio-net header, a non-TCP superframe, a bad checksum offset).
+    #[serde(default)]
+    pub offload_errors: u64,
 }
 
 /// `stats`.

@@ -10,8 +10,8 @@
 //! MSS-sized frames, each with its own IPv4 total length, identification and header checksum (or
 //! IPv6 payload length), TCP sequence number, flags (FIN and PSH only on the last segment, CWR
 //! only on the first) and a full TCP checksum — what the kernel's `tcp_gso_segment` would
-//! produce. Each segment is written into its own caller-owned buffer at `headroom`, with
-//! `tailroom` left behind it, so the switch can encapsulate (and seal) it in place.
+//! produce. Segments go into consecutive slots of one caller-owned arena, each with `headroom`
+//! in front and `tailroom` behind, so the switch can encapsulate (and seal) each in place.
 //!
 //! # Receive: [`Coalescer`]
 //!
@@ -195,20 +195,50 @@ pub fn complete_checksum(frame: &mut [u8], hdr: &VnetHdr) -> Result<(), OffloadE
     Ok(())
 }
 
+/// Where [`segment`] put its segments in the arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segments {
+    pub count: usize,
+    /// Distance between the starts of consecutive segment slots.
+    pub stride: usize,
+    headroom: usize,
+    full_len: usize,
+    last_len: usize,
+}
+
+impl Segments {
+    /// Where segment `i` (an Ethernet frame) lies in the arena; `headroom` bytes free before it
+    /// and at least the requested tailroom after it belong to its slot.
+    pub fn frame(&self, i: usize) -> Range<usize> {
+        let start = i * self.stride + self.headroom;
+        let len = if i + 1 == self.count {
+            self.last_len
+        } else {
+            self.full_len
+        };
+        start..start + len
+    }
+
+    /// Every segment's range, in order.
+    pub fn frames(&self) -> impl Iterator<Item = Range<usize>> + '_ {
+        (0..self.count).map(|i| self.frame(i))
+    }
+}
+
 /// Cuts the TCP superframe `frame` described by `hdr` into segments of at most `gso_size`
-/// payload bytes. Segment `i` is written to `bufs[i][headroom..headroom + lens[i]]`, and each
-/// buffer must have `tailroom` bytes free behind it. Returns the number of segments.
+/// payload bytes, written into consecutive slots of `arena`: each slot is `headroom` bytes,
+/// the segment, then at least `tailroom` bytes, so the switch can encapsulate (and seal) every
+/// segment in place. [`Segments::frame`] says where each one lies.
 ///
 /// A superframe with no payload (a bare ACK or FIN that happened to be marked GSO) yields one
 /// segment. Checksums are computed in full; the partial checksum in `frame` is ignored.
-pub fn segment<B: AsMut<[u8]>>(
+pub fn segment(
     frame: &[u8],
     hdr: &VnetHdr,
-    bufs: &mut [B],
+    arena: &mut [u8],
     headroom: usize,
     tailroom: usize,
-    lens: &mut [usize],
-) -> Result<usize, OffloadError> {
+) -> Result<Segments, OffloadError> {
     let t = TcpFrame::parse(frame).ok_or(OffloadError::Unsupported)?;
     match (hdr.gso(), t.v6) {
         (virtio_net::GSO_TCPV4, false) | (virtio_net::GSO_TCPV6, true) => {}
@@ -219,10 +249,19 @@ pub fn segment<B: AsMut<[u8]>>(
         return Err(OffloadError::BadGsoSize);
     }
     let payload = &frame[t.payload..t.end];
-    let n = payload.len().div_ceil(mss).max(1);
-    if n > bufs.len() || n > lens.len() {
+    let count = payload.len().div_ceil(mss).max(1);
+    // Slots start 16-byte aligned relative to the arena, which keeps the copies fast.
+    let stride = (headroom + t.payload + mss + tailroom).next_multiple_of(16);
+    if count.saturating_mul(stride) > arena.len() {
         return Err(OffloadError::NoRoom);
     }
+    let segs = Segments {
+        count,
+        stride,
+        headroom,
+        full_len: t.payload + mss,
+        last_len: t.payload + (payload.len() - (count - 1) * mss),
+    };
     let headers = &frame[..t.payload];
     let seq0 = u32::from_be_bytes([
         frame[t.l4 + 4],
@@ -231,16 +270,12 @@ pub fn segment<B: AsMut<[u8]>>(
         frame[t.l4 + 7],
     ]);
     let id0 = u16::from_be_bytes([frame[ETH_LEN + 4], frame[ETH_LEN + 5]]);
-    for (i, (buf, len)) in bufs.iter_mut().zip(lens.iter_mut()).take(n).enumerate() {
+    for i in 0..count {
         let chunk = payload
             .get(i * mss..payload.len().min((i + 1) * mss))
             .unwrap_or(&[]);
-        let seg_len = t.payload + chunk.len();
-        let buf = buf.as_mut();
-        if headroom + seg_len + tailroom > buf.len() {
-            return Err(OffloadError::NoRoom);
-        }
-        let out = &mut buf[headroom..headroom + seg_len];
+        let out = &mut arena[segs.frame(i)];
+        let seg_len = out.len();
         out[..t.payload].copy_from_slice(headers);
         out[t.payload..].copy_from_slice(chunk);
         let ip_len = seg_len - ETH_LEN;
@@ -255,7 +290,7 @@ pub fn segment<B: AsMut<[u8]>>(
         let tcp = t.l4;
         let seq = seq0.wrapping_add((i * mss) as u32);
         out[tcp + 4..tcp + 8].copy_from_slice(&seq.to_be_bytes());
-        if i + 1 < n {
+        if i + 1 < count {
             out[tcp + 13] &= !(TCP_FIN | TCP_PSH);
         }
         if i > 0 {
@@ -266,9 +301,8 @@ pub fn segment<B: AsMut<[u8]>>(
         let acc = pseudo_sum(out, &t, seg_len - tcp);
         let c = !fold(sum(&out[tcp..], acc));
         out[field..field + 2].copy_from_slice(&c.to_be_bytes());
-        *len = seg_len;
     }
-    Ok(n)
+    Ok(segs)
 }
 
 /// What [`Coalescer::push`] did with a frame.

@@ -20,7 +20,7 @@ use crate::control::{
 };
 use crate::core::seal::{generate_sender_id, NetworkKey, SealConfig, Sealer, SEAL_OVERHEAD};
 use crate::core::{ipam, Location, PortId, Switch, SwitchConfig, Vtep};
-use crate::dataplane::tap::{Tap, TapOptions};
+use crate::dataplane::tap::{Offload, Tap, TapOptions};
 use crate::dataplane::{Dataplane, PortSink};
 use crate::netns::{self, NetnsRef, PortConfig};
 use crate::store::{State, Store};
@@ -523,10 +523,16 @@ impl Daemon {
         };
         let mtu = self.mtu(&spec);
         let tap_name = format!("vsw{}", id.0);
-        let tap = Arc::new(
-            Tap::create(&tap_name, TapOptions::default())
-                .map_err(|e| format!("cannot create TAP {tap_name}: {e}"))?,
-        );
+        // The virtio-net header and TSO/checksum offloads: the container's kernel sends us
+        // 64 KiB TCP superframes with partial checksums and takes coalesced ones back (see
+        // `dataplane` "Offloads").
+        let tap = Tap::create(&tap_name, TapOptions::new().vnet_hdr(true))
+            .and_then(|tap| {
+                tap.set_offload(Offload::CSUM | Offload::TSO4 | Offload::TSO6 | Offload::TSO_ECN)?;
+                Ok(tap)
+            })
+            .map_err(|e| format!("cannot create TAP {tap_name}: {e}"))?;
+        let tap = Arc::new(tap);
         let cfg = PortConfig {
             ifname: ifname.clone(),
             mac: mac.0,

@@ -2,13 +2,42 @@
 //!
 //! Two worker threads, one per direction, each with its own preallocated buffers:
 //! - `ports`: epoll over every TAP; reads frames, asks the switch where they go, writes them to
-//!   local TAPs and sends them, encapsulated, to VTEPs (sendmmsg batches of up to 32);
+//!   local TAPs and sends them, encapsulated, to VTEPs;
 //! - `underlay`: recvmmsg batches from the UDP socket; asks the switch; writes inner frames to
 //!   TAPs.
 //!
 //! Neither allocates per frame. They share the switch through a read-mostly lock (taken once
 //! per batch) and the port table through another; the control plane takes the write side only
 //! to change configuration.
+//!
+//! # Offloads
+//!
+//! TAPs are opened with the virtio-net header and TSO/checksum offloads (see `daemon`), so the
+//! container's kernel hands us TCP superframes of up to 64 KiB instead of MTU-sized frames, and
+//! takes superframes from us. Per superframe the switch is asked once (forwarding, learning,
+//! counters: one frame of the superframe's size); a local port gets the superframe as is, header
+//! and all; for VTEPs it is cut into MTU-sized segments ([`crate::core::offload::segment`]), each
+//! encapsulated by `Switch::encapsulate` in place, and the whole run leaves in one `sendmsg` with
+//! `UDP_SEGMENT` (UDP GSO). Frames without GSO have any partial checksum completed and take the
+//! batched raw-socket path below.
+//!
+//! On the way in, the underlay socket has `UDP_GRO`: one `recvmmsg` slot receives a run of
+//! datagrams from one sender, split here by the reported segment size. Each datagram goes
+//! through `Switch::datagram_from_vtep` (so the switch counts every inner frame), and
+//! consecutive TCP segments for one port are coalesced into a superframe
+//! ([`crate::core::offload::Coalescer`]) written with one TAP write.
+//!
+//! # Outer UDP source ports
+//!
+//! RFC 7348 §5 wants the outer source port to be a hash of the inner flow, so that ECMP in the
+//! underlay keeps a flow on one path and spreads flows over paths. A raw socket can write any
+//! source port per datagram, but cannot do UDP GSO; a UDP socket can, but has one fixed port. So
+//! superframes go out through a small pool of UDP sockets bound to fixed ports in
+//! 49152–65535, and the flow hash picks the socket; the raw socket (still used for single
+//! frames, where its batching across flows wins) writes the same pool port the flow hash would
+//! pick. One flow therefore always has one source port; the trade-off is entropy: only
+//! [`SOURCE_SOCKETS`] distinct source ports instead of 16384, which is plenty to spread flows
+//! over the handful of equal-cost paths an underlay has.
 
 pub mod sys;
 pub mod tap;
@@ -25,16 +54,25 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::control::DataplaneStats;
+use crate::core::offload::{self, Coalescer, Push};
 use crate::core::switch::{HEADROOM, TAILROOM};
 use crate::core::{Forward, PortId, Switch, Timestamp};
 use crate::wire::underlay::{self, OUTER_LEN};
-use sys::{Epoll, RawSender, RecvBatch};
+use crate::wire::virtio_net::VnetHdr;
+use sys::{Epoll, GsoSender, RawSender, RecvBatch};
 
 /// Frames read per TAP per wakeup, and datagrams per recvmmsg/sendmmsg.
 const BATCH: usize = 32;
 /// Largest frame or datagram handled (jumbo frames included).
 const MAX_FRAME: usize = 65_535;
 const POLL: Duration = Duration::from_millis(200);
+/// UDP sockets (and so outer source ports) superframes are sent from.
+pub const SOURCE_SOCKETS: usize = 8;
+/// Room for the segments of one superframe, each with headroom and tailroom: 64 KiB of payload
+/// at an MSS down to ~100 bytes.
+const SEGMENT_ARENA: usize = 512 * 1024;
+/// Most segments the arena can hold (each slot has at least headroom, tailroom and headers).
+const MAX_SEGMENTS: usize = SEGMENT_ARENA / (HEADROOM + TAILROOM + 54);
 
 /// Where frames for a port go.
 #[derive(Debug, Clone)]
@@ -54,6 +92,9 @@ struct Counters {
     underlay_tx: AtomicU64,
     underlay_send_errors: AtomicU64,
     underlay_recv_errors: AtomicU64,
+    superframes_segmented: AtomicU64,
+    superframes_coalesced: AtomicU64,
+    offload_errors: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -62,6 +103,9 @@ struct Shared {
     ports: RwLock<HashMap<PortId, PortSink>>,
     epoll: Epoll,
     udp: UdpSocket,
+    /// Where superframes are sent from; see "Outer UDP source ports".
+    sources: Vec<UdpSocket>,
+    source_ports: Vec<u16>,
     src_ip: Ipv4Addr,
     start: Instant,
     stop: AtomicBool,
@@ -73,15 +117,22 @@ impl Shared {
         Timestamp(crate::core::time::duration_millis(self.start.elapsed()))
     }
 
-    fn deliver(&self, sink: Option<&PortSink>, frame: &[u8]) {
+    /// The pool socket, and so the source port, for a flow whose hash gave `src_port`.
+    fn source(&self, src_port: u16) -> usize {
+        usize::from(src_port) % self.sources.len()
+    }
+
+    fn deliver(&self, sink: Option<&PortSink>, vnet: &VnetHdr, frame: &[u8]) {
         match sink {
             Some(PortSink::Tap(tap)) => {
-                if tap.write(frame).is_err() {
+                if tap.write_with(vnet, frame).is_err() {
                     self.counters
                         .tap_write_errors
                         .fetch_add(1, Ordering::Relaxed);
                 }
             }
+            // The daemon's own port only ever needs ARP; superframes are not for it.
+            Some(PortSink::Host(_)) if vnet.is_gso() => {}
             Some(PortSink::Host(tx)) => {
                 let _ = tx.try_send(frame.to_vec());
             }
@@ -117,12 +168,20 @@ impl Dataplane {
         })?;
         sys::set_recv_timeout(udp.as_raw_fd(), POLL)?;
         sys::set_buffer_sizes(udp.as_raw_fd(), 4 << 20);
+        sys::enable_udp_gro(udp.as_raw_fd())?;
+        let sources = source_sockets(listen)?;
+        let source_ports = sources
+            .iter()
+            .map(|s| s.local_addr().map(|a| a.port()))
+            .collect::<io::Result<Vec<u16>>>()?;
         let sender = RawSender::new(BATCH)?;
         let shared = Arc::new(Shared {
             switch,
             ports: RwLock::new(HashMap::new()),
             epoll: Epoll::new()?,
             udp,
+            sources,
+            source_ports,
             src_ip: listen,
             start,
             stop: AtomicBool::new(false),
@@ -182,7 +241,16 @@ impl Dataplane {
         let switch = read(&self.shared.switch);
         let ports = read(&self.shared.ports);
         switch.frame_from_port(self.shared.now(), port, frame, &mut fwd);
-        if let Some(p) = route(&self.shared, &switch, &ports, &mut buf, frame.len(), &fwd) {
+        let plain = VnetHdr::PLAIN;
+        if let Some(p) = route(
+            &self.shared,
+            &switch,
+            &ports,
+            &mut buf,
+            &plain,
+            frame.len(),
+            &fwd,
+        ) {
             replicate(&self.shared, &mut sender, &mut buf, p, &fwd);
         }
     }
@@ -196,6 +264,9 @@ impl Dataplane {
             underlay_tx_datagrams: c.underlay_tx.load(Ordering::Relaxed),
             underlay_send_errors: c.underlay_send_errors.load(Ordering::Relaxed),
             underlay_recv_errors: c.underlay_recv_errors.load(Ordering::Relaxed),
+            superframes_segmented: c.superframes_segmented.load(Ordering::Relaxed),
+            superframes_coalesced: c.superframes_coalesced.load(Ordering::Relaxed),
+            offload_errors: c.offload_errors.load(Ordering::Relaxed),
         }
     }
 
@@ -228,6 +299,100 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Binds the pool of UDP sockets superframes are sent from, on fixed ports spread over
+/// 49152–65535 (the next free one when a port is taken).
+fn source_sockets(listen: Ipv4Addr) -> io::Result<Vec<UdpSocket>> {
+    const FIRST: u16 = 49152;
+    const SPACING: u16 = ((65536 - FIRST as u32) / SOURCE_SOCKETS as u32) as u16;
+    let mut out = Vec::with_capacity(SOURCE_SOCKETS);
+    for i in 0..SOURCE_SOCKETS as u16 {
+        let base = FIRST + i * SPACING;
+        let sock = (0..SPACING)
+            .find_map(|k| UdpSocket::bind(SocketAddrV4::new(listen, base + k)).ok())
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("no free UDP source port in {base}..{}", base + SPACING),
+                )
+            })?;
+        sys::set_dont_fragment(sock.as_raw_fd())?;
+        sys::set_buffer_sizes(sock.as_raw_fd(), 4 << 20);
+        out.push(sock);
+    }
+    Ok(out)
+}
+
+/// Per-worker state for sending superframes: the segment arena and where each datagram lies.
+struct Segmenter {
+    arena: Box<[u8]>,
+    datagrams: Vec<std::ops::Range<usize>>,
+    gso: GsoSender,
+}
+
+impl Segmenter {
+    fn new() -> Segmenter {
+        Segmenter {
+            arena: vec![0u8; SEGMENT_ARENA].into_boxed_slice(),
+            datagrams: Vec::with_capacity(MAX_SEGMENTS),
+            gso: GsoSender::default(),
+        }
+    }
+
+    /// Cuts `frame` into segments, encapsulates each and sends the run to every VTEP in `fwd`.
+    fn send(
+        &mut self,
+        shared: &Shared,
+        switch: &Switch,
+        vnet: &VnetHdr,
+        frame: &[u8],
+        fwd: &Forward,
+    ) {
+        let Some(vni) = fwd.vni else { return };
+        if fwd.vteps.is_empty() {
+            return;
+        }
+        let c = &shared.counters;
+        let segs = match offload::segment(frame, vnet, &mut self.arena, HEADROOM, TAILROOM) {
+            Ok(segs) => segs,
+            Err(e) => {
+                c.offload_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("superframe: {e}");
+                return;
+            }
+        };
+        c.superframes_segmented.fetch_add(1, Ordering::Relaxed);
+        self.datagrams.clear();
+        let mut src_port = 0;
+        for r in segs.frames() {
+            match switch.encapsulate(vni, &mut self.arena, r) {
+                Ok(enc) => {
+                    src_port = enc.src_port;
+                    self.datagrams.push(enc.datagram);
+                }
+                Err(_) => {
+                    c.offload_errors.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+        let Some(seg) = self.datagrams.first().map(|d| d.len()) else {
+            return;
+        };
+        let sock = &shared.sources[shared.source(src_port)];
+        for v in &fwd.vteps {
+            let dst = SocketAddrV4::new(vtep_ip(*v), v.0.port());
+            let arena = &self.arena;
+            let sent = self.gso.send(
+                sock,
+                dst,
+                seg,
+                self.datagrams.iter().map(|d| &arena[d.clone()]),
+            );
+            count_sent(shared, sent, self.datagrams.len());
+        }
+    }
+}
+
 /// Frames from TAPs to wherever the switch says.
 fn ports_worker(shared: &Shared, mut sender: RawSender) {
     let mut events = sys::epoll_events(64);
@@ -236,6 +401,7 @@ fn ports_worker(shared: &Shared, mut sender: RawSender) {
         .map(|_| vec![0u8; HEADROOM + MAX_FRAME + TAILROOM].into_boxed_slice())
         .collect();
     let mut fwd = Forward::default();
+    let mut segmenter = Segmenter::new();
     // Datagrams waiting for one sendmmsg: (buffer slot, range in it, destination).
     let mut pending: Vec<Pending> = Vec::with_capacity(BATCH);
     while !shared.stop.load(Ordering::Relaxed) {
@@ -255,10 +421,12 @@ fn ports_worker(shared: &Shared, mut sender: RawSender) {
             let Some(PortSink::Tap(tap)) = ports.get(&port) else {
                 continue;
             };
+            let vnet_len = tap.vnet_hdr_len();
             for _ in 0..BATCH {
                 let slot = pending.len();
                 let buf = &mut bufs[slot];
-                let len = match tap.read(&mut buf[HEADROOM..HEADROOM + MAX_FRAME]) {
+                // The virtio-net header lands in the headroom, the frame at HEADROOM.
+                let n = match tap.read(&mut buf[HEADROOM - vnet_len..HEADROOM + MAX_FRAME]) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(_) => {
@@ -269,8 +437,39 @@ fn ports_worker(shared: &Shared, mut sender: RawSender) {
                         break;
                     }
                 };
-                switch.frame_from_port(now, port, &buf[HEADROOM..HEADROOM + len], &mut fwd);
-                if let Some(p) = route(shared, &switch, &ports, buf, len, &fwd) {
+                let vnet = if vnet_len == 0 {
+                    VnetHdr::PLAIN
+                } else {
+                    VnetHdr::parse(&buf[HEADROOM - vnet_len..HEADROOM]).unwrap_or(VnetHdr::PLAIN)
+                };
+                let Some(len) = n.checked_sub(vnet_len) else {
+                    shared
+                        .counters
+                        .offload_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let frame = HEADROOM..HEADROOM + len;
+                if vnet.is_gso() {
+                    // Keep order: what is queued for sendmmsg leaves before the superframe.
+                    flush(shared, &mut sender, &bufs, &mut pending);
+                    let buf = &bufs[slot];
+                    switch.frame_from_port(now, port, &buf[frame.clone()], &mut fwd);
+                    for p in &fwd.ports {
+                        shared.deliver(ports.get(p), &vnet, &buf[frame.clone()]);
+                    }
+                    segmenter.send(shared, &switch, &vnet, &buf[frame], &fwd);
+                    continue;
+                }
+                if offload::complete_checksum(&mut buf[frame.clone()], &vnet).is_err() {
+                    shared
+                        .counters
+                        .offload_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                switch.frame_from_port(now, port, &buf[frame], &mut fwd);
+                if let Some(p) = route(shared, &switch, &ports, buf, &VnetHdr::PLAIN, len, &fwd) {
                     if fwd.vteps.len() == 1 {
                         pending.push(Pending {
                             slot,
@@ -309,12 +508,13 @@ fn route(
     switch: &Switch,
     ports: &HashMap<PortId, PortSink>,
     buf: &mut [u8],
+    vnet: &VnetHdr,
     len: usize,
     fwd: &Forward,
 ) -> Option<Packet> {
     let frame = HEADROOM..HEADROOM + len;
     for p in &fwd.ports {
-        shared.deliver(ports.get(p), &buf[frame.clone()]);
+        shared.deliver(ports.get(p), vnet, &buf[frame.clone()]);
     }
     let vni = fwd.vni?;
     if fwd.vteps.is_empty() {
@@ -325,11 +525,13 @@ fn route(
     let range = start..enc.datagram.end;
     // The destination is filled in per VTEP by `set_destination`.
     let hdr: &mut [u8; OUTER_LEN] = (&mut buf[start..enc.datagram.start]).try_into().ok()?;
+    // The pool socket's port, as a superframe of the same flow would get.
+    let src_port = shared.source_ports[shared.source(enc.src_port)];
     underlay::emit(
         hdr,
         shared.src_ip,
         Ipv4Addr::UNSPECIFIED,
-        enc.src_port,
+        src_port,
         0,
         enc.datagram.len(),
     )?;
@@ -399,6 +601,7 @@ fn count_sent(shared: &Shared, (sent, err): (usize, Option<io::Error>), of: usiz
 fn underlay_worker(shared: &Shared) {
     let mut batch = RecvBatch::new(BATCH, MAX_FRAME);
     let mut fwd = Forward::default();
+    let mut coalescer = Coalescer::new();
     let fd = shared.udp.as_raw_fd();
     while !shared.stop.load(Ordering::Relaxed) {
         let n = match sys::recv_batch(fd, &mut batch) {
@@ -413,21 +616,66 @@ fn underlay_worker(shared: &Shared) {
                 continue;
             }
         };
-        shared
-            .counters
-            .underlay_rx
-            .fetch_add(n as u64, Ordering::Relaxed);
         let switch = read(&shared.switch);
         let ports = read(&shared.ports);
         let now = shared.now();
+        let mut datagrams = 0u64;
         for i in 0..n {
             let from = SocketAddr::V4(batch.from[i]);
             let len = batch.lens[i];
-            let datagram = &mut batch.bufs[i][..len];
-            switch.datagram_from_vtep(now, from, datagram, &mut fwd);
-            for p in &fwd.ports {
-                shared.deliver(ports.get(p), &datagram[fwd.frame.clone()]);
+            // A UDP_GRO buffer holds a run of datagrams of `gso_size` bytes (the last shorter).
+            let size = match batch.gso_size[i] {
+                0 => len.max(1),
+                g => g,
+            };
+            for datagram in batch.bufs[i][..len].chunks_mut(size) {
+                datagrams += 1;
+                switch.datagram_from_vtep(now, from, datagram, &mut fwd);
+                let frame = &datagram[fwd.frame.clone()];
+                if let [port] = fwd.ports[..] {
+                    if let Some(PortSink::Tap(tap)) = ports.get(&port) {
+                        if tap.vnet_hdr_len() > 0 {
+                            match coalescer.push(port.0, frame) {
+                                Push::Merged => continue,
+                                Push::Busy => {
+                                    write_superframe(shared, &ports, &mut coalescer);
+                                    if coalescer.push(port.0, frame) == Push::Merged {
+                                        continue;
+                                    }
+                                }
+                                Push::Unsuitable => {}
+                            }
+                        }
+                    }
+                }
+                // Whatever is pending was received before this frame: write it first.
+                write_superframe(shared, &ports, &mut coalescer);
+                for p in &fwd.ports {
+                    shared.deliver(ports.get(p), &VnetHdr::PLAIN, frame);
+                }
             }
         }
+        write_superframe(shared, &ports, &mut coalescer);
+        shared
+            .counters
+            .underlay_rx
+            .fetch_add(datagrams, Ordering::Relaxed);
+    }
+}
+
+/// Writes the coalescer's pending superframe (if any) to its port.
+fn write_superframe(shared: &Shared, ports: &HashMap<PortId, PortSink>, c: &mut Coalescer) {
+    let Some((port, bytes)) = c.take() else {
+        return;
+    };
+    let ok = match ports.get(&PortId(port)) {
+        Some(PortSink::Tap(tap)) => tap.write(bytes).is_ok(),
+        _ => false,
+    };
+    let c = &shared.counters;
+    if !ok {
+        c.tap_write_errors.fetch_add(1, Ordering::Relaxed);
+    } else if VnetHdr::parse(bytes).is_ok_and(|h| h.is_gso()) {
+        c.superframes_coalesced.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -85,7 +85,12 @@ pub struct RecvBatch {
     pub bufs: Vec<Box<[u8]>>,
     pub lens: Vec<usize>,
     pub from: Vec<SocketAddrV4>,
+    /// For a buffer that holds several datagrams coalesced by `UDP_GRO`: the size of each (the
+    /// last may be shorter). 0 when the buffer holds one datagram.
+    pub gso_size: Vec<usize>,
     addrs: Vec<libc::sockaddr_in>,
+    /// Ancillary data (the `UDP_GRO` segment size), 8-byte aligned as cmsghdr requires.
+    ctrl: Vec<[u64; 8]>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
 }
@@ -100,6 +105,8 @@ impl RecvBatch {
             bufs: (0..n).map(|_| vec![0u8; size].into_boxed_slice()).collect(),
             lens: vec![0; n],
             from: vec![SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0); n],
+            gso_size: vec![0; n],
+            ctrl: vec![[0; 8]; n],
             // SAFETY: sockaddr_in, iovec and mmsghdr are plain C structs for which all-zero
             // bytes are a valid value.
             addrs: vec![unsafe { zeroed() }; n],
@@ -123,13 +130,15 @@ pub fn recv_batch(fd: RawFd, batch: &mut RecvBatch) -> io::Result<usize> {
         h.msg_namelen = size_of::<libc::sockaddr_in>() as u32;
         h.msg_iov = &mut batch.iovs[i];
         h.msg_iovlen = 1;
+        h.msg_control = batch.ctrl[i].as_mut_ptr().cast();
+        h.msg_controllen = size_of::<[u64; 8]>();
         batch.hdrs[i] = libc::mmsghdr {
             msg_hdr: h,
             msg_len: 0,
         };
     }
-    // SAFETY: every header points at a live iovec, buffer and sockaddr owned by `batch`, which
-    // outlives the call; `n` matches the array length.
+    // SAFETY: every header points at a live iovec, buffer, sockaddr and control buffer owned by
+    // `batch`, which outlives the call; `n` matches the array length.
     let r = unsafe {
         libc::recvmmsg(
             fd,
@@ -151,6 +160,7 @@ pub fn recv_batch(fd: RawFd, batch: &mut RecvBatch) -> io::Result<usize> {
     let got = r as usize;
     for i in 0..got {
         batch.lens[i] = batch.hdrs[i].msg_len as usize;
+        batch.gso_size[i] = udp_gro_size(&batch.hdrs[i].msg_hdr);
         let a = &batch.addrs[i];
         batch.from[i] = SocketAddrV4::new(
             Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
@@ -158,6 +168,155 @@ pub fn recv_batch(fd: RawFd, batch: &mut RecvBatch) -> io::Result<usize> {
         );
     }
     Ok(got)
+}
+
+/// The `UDP_GRO` segment size in a received message's ancillary data, or 0.
+fn udp_gro_size(h: &libc::msghdr) -> usize {
+    // SAFETY: `h` was filled in by recvmmsg: msg_control/msg_controllen describe the control
+    // buffer it points at (owned by the RecvBatch, alive here), and the CMSG_* helpers stay
+    // inside msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP
+                && (*c).cmsg_type == libc::UDP_GRO
+                && (*c).cmsg_len as usize
+                    >= libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as usize
+            {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                return usize::try_from(v).unwrap_or(0);
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    0
+}
+
+/// Asks the kernel to hand this UDP socket runs of same-sized datagrams from one sender as one
+/// buffer (`UDP_GRO`); [`recv_batch`] reports the segment size in [`RecvBatch::gso_size`].
+pub fn enable_udp_gro(fd: RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: the option value points at a live c_int of the stated size.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            (&on as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as u32,
+        )
+    })?;
+    Ok(())
+}
+
+/// Most datagrams one `UDP_SEGMENT` send may carry (the kernel's `UDP_MAX_SEGMENTS` is 64 on
+/// older kernels, 128 since 6.x).
+pub const GSO_MAX_SEGMENTS: usize = 64;
+/// Most payload bytes one UDP send may carry over IPv4.
+const UDP_MAX_PAYLOAD: usize = 65_535 - 20 - 8;
+
+/// Sends runs of equal-sized datagrams with one `sendmsg` each, the kernel (or the NIC) cutting
+/// them apart (`UDP_SEGMENT`, "UDP GSO").
+#[derive(Debug)]
+pub struct GsoSender {
+    iovs: Vec<libc::iovec>,
+}
+
+// SAFETY: `iovs` only holds pointers during a call; they are rebuilt every time.
+unsafe impl Send for GsoSender {}
+
+impl Default for GsoSender {
+    fn default() -> Self {
+        GsoSender {
+            iovs: Vec::with_capacity(GSO_MAX_SEGMENTS),
+        }
+    }
+}
+
+impl GsoSender {
+    /// Sends `datagrams` (all `seg` bytes long but the last, which may be shorter) from `sock` to
+    /// `dst`, as few sendmsg calls as the kernel's limits allow. Returns how many were sent, and
+    /// the error that stopped the rest.
+    pub fn send<'a>(
+        &mut self,
+        sock: &std::net::UdpSocket,
+        dst: SocketAddrV4,
+        seg: usize,
+        datagrams: impl Iterator<Item = &'a [u8]>,
+    ) -> (usize, Option<io::Error>) {
+        let mut sent = 0;
+        let mut bytes = 0;
+        self.iovs.clear();
+        for d in datagrams {
+            if self.iovs.len() == GSO_MAX_SEGMENTS || bytes + d.len() > UDP_MAX_PAYLOAD {
+                match self.flush(sock, dst, seg) {
+                    Ok(n) => sent += n,
+                    Err(e) => return (sent, Some(e)),
+                }
+                bytes = 0;
+            }
+            bytes += d.len();
+            self.iovs.push(libc::iovec {
+                iov_base: d.as_ptr() as *mut libc::c_void,
+                iov_len: d.len(),
+            });
+        }
+        match self.flush(sock, dst, seg) {
+            Ok(n) => (sent + n, None),
+            Err(e) => (sent, Some(e)),
+        }
+    }
+
+    fn flush(
+        &mut self,
+        sock: &std::net::UdpSocket,
+        dst: SocketAddrV4,
+        seg: usize,
+    ) -> io::Result<usize> {
+        let n = self.iovs.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        let mut addr = sockaddr(*dst.ip());
+        addr.sin_port = dst.port().to_be();
+        let mut ctrl = [0u64; 4];
+        // SAFETY: all-zero is a valid msghdr.
+        let mut h: libc::msghdr = unsafe { zeroed() };
+        h.msg_name = (&mut addr as *mut libc::sockaddr_in).cast();
+        h.msg_namelen = size_of::<libc::sockaddr_in>() as u32;
+        h.msg_iov = self.iovs.as_mut_ptr();
+        h.msg_iovlen = n;
+        if n > 1 {
+            let seg16 =
+                u16::try_from(seg).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            h.msg_control = ctrl.as_mut_ptr().cast();
+            // SAFETY: CMSG_SPACE is pure arithmetic.
+            h.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as usize;
+            // SAFETY: msg_control points at `ctrl` (32 bytes, 8-aligned), larger than
+            // CMSG_SPACE(2); CMSG_FIRSTHDR/CMSG_DATA stay inside it.
+            unsafe {
+                let c = libc::CMSG_FIRSTHDR(&h);
+                (*c).cmsg_level = libc::SOL_UDP;
+                (*c).cmsg_type = libc::UDP_SEGMENT;
+                (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
+                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg16);
+            }
+        }
+        let r = loop {
+            // SAFETY: `h` points at live iovecs (borrowing the caller's datagrams for this
+            // call), a live sockaddr and control buffer.
+            let r = unsafe { libc::sendmsg(sock.as_raw_fd(), &h, 0) };
+            if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            break r;
+        };
+        self.iovs.clear();
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n)
+    }
 }
 
 /// A send-only raw IPv4 socket (`IPPROTO_RAW`, so the kernel never queues received packets on
@@ -186,18 +345,7 @@ impl RawSender {
         })?;
         // SAFETY: fresh fd owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // Never fragment: an oversize datagram is an error (EMSGSIZE), not two fragments.
-        let pmtu: libc::c_int = libc::IP_PMTUDISC_PROBE;
-        // SAFETY: the option value points at a live c_int of the stated size.
-        cvt(unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_MTU_DISCOVER,
-                (&pmtu as *const libc::c_int).cast(),
-                size_of::<libc::c_int>() as u32,
-            )
-        })?;
+        set_dont_fragment(fd.as_raw_fd())?;
         Ok(RawSender {
             fd,
             // SAFETY: all-zero is valid for these C structs.
@@ -263,6 +411,23 @@ fn sockaddr(ip: Ipv4Addr) -> libc::sockaddr_in {
     a.sin_family = libc::AF_INET as libc::sa_family_t;
     a.sin_addr.s_addr = u32::from(ip).to_be();
     a
+}
+
+/// Never fragment: DF on every datagram, and an oversize one is an error (EMSGSIZE), not two
+/// fragments (`IP_PMTUDISC_PROBE`: ignore learned path MTUs, the underlay MTU is configured).
+pub fn set_dont_fragment(fd: RawFd) -> io::Result<()> {
+    let pmtu: libc::c_int = libc::IP_PMTUDISC_PROBE;
+    // SAFETY: the option value points at a live c_int of the stated size.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&pmtu as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as u32,
+        )
+    })?;
+    Ok(())
 }
 
 /// Makes a socket's blocking reads return after `timeout`, so workers notice shutdown.

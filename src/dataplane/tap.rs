@@ -24,10 +24,12 @@
 //! kernel for the name it has now.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::ops::BitOr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
+
+use crate::wire::virtio_net::{self, VnetHdr};
 
 /// The longest interface name the kernel accepts (`IFNAMSIZ` minus the terminating NUL).
 pub const IFNAME_MAX_LEN: usize = libc::IFNAMSIZ - 1;
@@ -37,7 +39,7 @@ pub const IFNAME_MAX_LEN: usize = libc::IFNAMSIZ - 1;
 /// 12 bytes is `struct virtio_net_hdr_v1` (the legacy header plus `num_buffers`). The kernel's
 /// default is the 10-byte legacy header; we ask for the v1 layout so the header can later be
 /// handed between virtio-style code and the TAP without re-packing.
-pub const VNET_HDR_LEN: usize = 12;
+pub const VNET_HDR_LEN: usize = virtio_net::HEADER_LEN;
 
 const TUN_PATH: &str = "/dev/net/tun";
 
@@ -365,6 +367,23 @@ impl Tap {
     /// Writes one frame (preceded by the virtio-net header if enabled).
     pub fn write(&self, frame: &[u8]) -> io::Result<usize> {
         (&self.file).write(frame)
+    }
+
+    /// Writes `frame` with the virtio-net header `vnet` in front of it (one `writev`, no copy).
+    /// On a TAP without the header, `vnet` is left out; a frame whose header asks for an
+    /// offload cannot be written there and is refused.
+    pub fn write_with(&self, vnet: &VnetHdr, frame: &[u8]) -> io::Result<usize> {
+        if self.vnet_hdr_len == 0 {
+            if vnet.is_gso() || vnet.needs_csum() {
+                return Err(invalid_input(format!(
+                    "{} has no virtio-net header: cannot write a frame that needs offloads",
+                    self.name
+                )));
+            }
+            return self.write(frame);
+        }
+        let hdr = vnet.to_bytes();
+        (&self.file).write_vectored(&[IoSlice::new(&hdr[..self.vnet_hdr_len]), IoSlice::new(frame)])
     }
 }
 

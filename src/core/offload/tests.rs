@@ -65,8 +65,8 @@ fn superframe(v6: bool, options: bool, payload: &[u8], f: Flags, mss: u16) -> (V
     (frame, hdr)
 }
 
-fn seg_bufs(n: usize) -> (Vec<Vec<u8>>, Vec<usize>) {
-    (vec![vec![0u8; HEADROOM + 9000 + TAILROOM]; n], vec![0; n])
+fn arena() -> Vec<u8> {
+    vec![0u8; 256 * 1024]
 }
 
 /// Checks IP and TCP checksums and lengths with etherparse; returns (seq, flags, payload).
@@ -103,13 +103,15 @@ fn segments_ipv4_with_options_and_flags() {
         ece: false,
     };
     let (frame, hdr) = superframe(false, true, &payload, f, 1398);
-    let (mut bufs, mut lens) = seg_bufs(8);
-    let n = segment(&frame, &hdr, &mut bufs, HEADROOM, TAILROOM, &mut lens).expect("segments");
-    assert_eq!(n, 4);
+    let mut arena = arena();
+    let segs = segment(&frame, &hdr, &mut arena, HEADROOM, TAILROOM).expect("segments");
+    assert_eq!(segs.count, 4);
     let mut got = Vec::new();
     let mut ids = Vec::new();
-    for i in 0..n {
-        let seg = &bufs[i][HEADROOM..HEADROOM + lens[i]];
+    for (i, r) in segs.frames().enumerate() {
+        assert!(r.start >= i * segs.stride + HEADROOM);
+        assert!(r.end + TAILROOM <= (i + 1) * segs.stride, "tailroom kept");
+        let seg = &arena[r];
         let (seq, flags, p) = check_segment(seg);
         assert_eq!(
             seq,
@@ -132,42 +134,36 @@ fn segments_ipv4_with_options_and_flags() {
 fn segments_ipv6_with_a_tiny_last_segment() {
     let payload = vec![0xab; 2 * 1428 + 1];
     let (frame, hdr) = superframe(true, false, &payload, Flags::default(), 1428);
-    let (mut bufs, mut lens) = seg_bufs(4);
-    let n = segment(&frame, &hdr, &mut bufs, HEADROOM, TAILROOM, &mut lens).expect("segments");
-    assert_eq!(n, 3);
-    assert_eq!(lens[2], 14 + 40 + 20 + 1);
-    for i in 0..n {
-        check_segment(&bufs[i][HEADROOM..HEADROOM + lens[i]]);
+    let mut arena = arena();
+    let segs = segment(&frame, &hdr, &mut arena, HEADROOM, TAILROOM).expect("segments");
+    assert_eq!(segs.count, 3);
+    assert_eq!(segs.frame(2).len(), 14 + 40 + 20 + 1);
+    for r in segs.frames() {
+        check_segment(&arena[r]);
     }
 }
 
 #[test]
 fn segmentation_errors() {
     let (frame, hdr) = superframe(false, false, &[1; 3000], Flags::default(), 1000);
-    let (mut bufs, mut lens) = seg_bufs(2);
+    let mut small = vec![0u8; 3 * (HEADROOM + 54 + 1000 + TAILROOM) - 1];
     assert_eq!(
-        segment(&frame, &hdr, &mut bufs, HEADROOM, TAILROOM, &mut lens),
+        segment(&frame, &hdr, &mut small, HEADROOM, TAILROOM),
         Err(OffloadError::NoRoom),
-        "3 segments, 2 buffers"
+        "arena too small for 3 slots"
     );
-    let (mut small, mut lens) = (vec![vec![0u8; 1000]; 4], vec![0; 4]);
-    assert_eq!(
-        segment(&frame, &hdr, &mut small, HEADROOM, TAILROOM, &mut lens),
-        Err(OffloadError::NoRoom),
-        "buffers too small"
-    );
-    let (mut bufs, mut lens) = seg_bufs(4);
+    let mut arena = arena();
     let v6 = VnetHdr {
         gso_type: virtio_net::GSO_TCPV6,
         ..hdr
     };
     assert_eq!(
-        segment(&frame, &v6, &mut bufs, HEADROOM, TAILROOM, &mut lens),
+        segment(&frame, &v6, &mut arena, HEADROOM, TAILROOM),
         Err(OffloadError::Unsupported)
     );
     let zero = VnetHdr { gso_size: 0, ..hdr };
     assert_eq!(
-        segment(&frame, &zero, &mut bufs, HEADROOM, TAILROOM, &mut lens),
+        segment(&frame, &zero, &mut arena, HEADROOM, TAILROOM),
         Err(OffloadError::BadGsoSize)
     );
     let mut udp = Vec::new();
@@ -177,7 +173,7 @@ fn segmentation_errors() {
         .write(&mut udp, &[0; 3000])
         .expect("fits");
     assert_eq!(
-        segment(&udp, &hdr, &mut bufs, HEADROOM, TAILROOM, &mut lens),
+        segment(&udp, &hdr, &mut arena, HEADROOM, TAILROOM),
         Err(OffloadError::Unsupported)
     );
 }
@@ -185,12 +181,10 @@ fn segmentation_errors() {
 #[test]
 fn empty_superframe_is_one_segment() {
     let (frame, hdr) = superframe(false, true, &[], Flags::default(), 1398);
-    let (mut bufs, mut lens) = seg_bufs(2);
-    assert_eq!(
-        segment(&frame, &hdr, &mut bufs, HEADROOM, TAILROOM, &mut lens),
-        Ok(1)
-    );
-    check_segment(&bufs[0][HEADROOM..HEADROOM + lens[0]]);
+    let mut arena = arena();
+    let segs = segment(&frame, &hdr, &mut arena, HEADROOM, TAILROOM).expect("one");
+    assert_eq!(segs.count, 1);
+    check_segment(&arena[segs.frame(0)]);
 }
 
 #[test]
@@ -276,11 +270,9 @@ fn coalesce(frames: &[Vec<u8>], tag: u32) -> Vec<Vec<u8>> {
 }
 
 fn segments(frame: &[u8], hdr: &VnetHdr) -> Vec<Vec<u8>> {
-    let (mut bufs, mut lens) = seg_bufs(64);
-    let n = segment(frame, hdr, &mut bufs, HEADROOM, TAILROOM, &mut lens).expect("segments");
-    (0..n)
-        .map(|i| bufs[i][HEADROOM..HEADROOM + lens[i]].to_vec())
-        .collect()
+    let mut arena = arena();
+    let segs = segment(frame, hdr, &mut arena, HEADROOM, TAILROOM).expect("segments");
+    segs.frames().map(|r| arena[r].to_vec()).collect()
 }
 
 #[test]
@@ -407,8 +399,8 @@ proptest! {
         headroom in 0usize..100,
     ) {
         let hdr = VnetHdr::parse(&raw).expect("12 bytes");
-        let (mut bufs, mut lens) = (vec![vec![0u8; 1600]; 4], vec![0; 4]);
-        let _ = segment(&frame, &hdr, &mut bufs, headroom, 16, &mut lens);
+        let mut arena = vec![0u8; 8000];
+        let _ = segment(&frame, &hdr, &mut arena, headroom, 16);
         let mut c = Coalescer::new();
         let _ = c.push(0, &frame);
         let _ = c.push(0, &frame);
@@ -428,8 +420,8 @@ proptest! {
         let n = garbage.len().min(frame.len() - 14);
         frame[14..14 + n].copy_from_slice(&garbage[..n]);
         hdr.gso_type = if v6 { virtio_net::GSO_TCPV6 } else { virtio_net::GSO_TCPV4 };
-        let (mut bufs, mut lens) = (vec![vec![0u8; 2100]; 8], vec![0; 8]);
-        let _ = segment(&frame, &hdr, &mut bufs, 64, 16, &mut lens);
+        let mut arena = vec![0u8; 20_000];
+        let _ = segment(&frame, &hdr, &mut arena, 64, 16);
         let mut c = Coalescer::new();
         let _ = c.push(0, &frame);
         let _ = c.take();
