@@ -498,7 +498,6 @@ struct Pending {
 /// An encapsulated datagram in a buffer, outer headers included, ready for the raw socket.
 struct Packet {
     range: std::ops::Range<usize>,
-    src_port: u16,
 }
 
 /// Delivers a frame (at `HEADROOM..HEADROOM+len` in `buf`) to local ports and, when it goes to
@@ -535,10 +534,7 @@ fn route(
         0,
         enc.datagram.len(),
     )?;
-    let p = Packet {
-        range,
-        src_port: enc.src_port,
-    };
+    let p = Packet { range };
     set_destination(buf, &p, fwd.vteps[0]);
     Some(p)
 }
@@ -555,7 +551,6 @@ fn set_destination(buf: &mut [u8], p: &Packet, vtep: crate::core::Vtep) {
     let s = p.range.start;
     buf[s + 16..s + 20].copy_from_slice(&vtep_ip(vtep).octets());
     buf[s + 22..s + 24].copy_from_slice(&vtep.0.port().to_be_bytes());
-    let _ = p.src_port;
 }
 
 /// Head-end replication: the same datagram to every VTEP in `fwd`, re-addressed each time.
