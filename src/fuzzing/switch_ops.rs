@@ -8,6 +8,9 @@
 //! - a frame never goes back out of its ingress port, and no destination appears twice;
 //! - nothing from the underlay goes to a VTEP (split horizon), and VTEP destinations are peers;
 //! - a drop has no destinations, and every drop is counted exactly once;
+//! - the decision is the one the rules call for: [`Harness`] re-derives it from the frame, the
+//!   model and the switch's table (drop reason, or exactly which ports and VTEPs), and checks
+//!   that a source is learned where it was seen;
 //! - an encapsulated frame parses back to its network and its bytes;
 //! - every table stays within its capacity and only points at the network's own ports and at
 //!   current peers; configuration calls succeed exactly when the model says they should.
@@ -26,7 +29,7 @@ use crate::core::{
     DropReason, FdbConfig, Forward, Location, PortId, Switch, SwitchConfig, Timestamp, Vtep,
 };
 use crate::wire::vxlan::{self, VxlanPacket, VxlanRepr, FLAG_I, FLAG_SEALED};
-use crate::wire::{EtherType, Mac, Vni};
+use crate::wire::{classify, EtherType, Mac, Vni, WireError};
 
 /// Entries per table: small, so that 16 MACs overflow it.
 pub const FDB_CAPACITY: usize = 8;
@@ -262,6 +265,39 @@ pub struct Seen {
     pub aged: u64,
 }
 
+/// The forwarding decision the rules call for: the network, and the destinations (sorted) or
+/// the drop reason.
+#[derive(Debug, PartialEq, Eq)]
+struct Decision {
+    vni: Option<Vni>,
+    outcome: Result<(Vec<PortId>, Vec<SocketAddr>), DropReason>,
+}
+
+impl Decision {
+    fn drop(vni: Option<Vni>, reason: DropReason) -> Decision {
+        Decision {
+            vni,
+            outcome: Err(reason),
+        }
+    }
+
+    /// Asserts that the switch decided this.
+    fn check(&self, out: &Forward) {
+        let mut ports = out.ports.clone();
+        ports.sort();
+        let mut vteps: Vec<SocketAddr> = out.vteps.iter().map(|t| t.0).collect();
+        vteps.sort();
+        let got = Decision {
+            vni: out.vni,
+            outcome: match out.dropped {
+                Some(reason) => Err(reason),
+                None => Ok((ports, vteps)),
+            },
+        };
+        assert_eq!(&got, self, "the switch decided otherwise than the rules");
+    }
+}
+
 /// A switch plus the model of its configuration the invariants are checked against.
 #[derive(Debug)]
 pub struct Harness {
@@ -378,6 +414,11 @@ impl Harness {
         for v in &out.vteps {
             assert!(self.peers.contains(&v.0), "sent to {v:?}, not a peer");
         }
+        let expected = match self.ports.get(&ingress) {
+            None => Decision::drop(None, DropReason::UnknownPort),
+            Some(&v) => self.decide(v, frame, Location::Port(ingress)),
+        };
+        expected.check(out);
         if out.dropped.is_some() {
             return;
         }
@@ -437,9 +478,7 @@ impl Harness {
             "split horizon: underlay to {:?}",
             out.vteps
         );
-        if !self.peers.contains(&from) {
-            assert_eq!(out.dropped, Some(DropReason::UnknownVtep));
-        }
+        self.expected_from_underlay(from, &datagram).check(out);
         if let Some(v) = out.vni {
             assert!(self.networks.contains(&v));
             assert_eq!(
@@ -454,6 +493,82 @@ impl Harness {
             if !out.ports.is_empty() {
                 self.seen.decap_delivered += 1;
             }
+        }
+    }
+
+    /// What the rules (module doc of `core::switch`) say about a datagram from `from`.
+    fn expected_from_underlay(&self, from: SocketAddr, datagram: &[u8]) -> Decision {
+        if !self.peers.contains(&from) {
+            return Decision::drop(None, DropReason::UnknownVtep);
+        }
+        let repr = match VxlanPacket::new_checked(datagram).and_then(|p| VxlanRepr::parse(&p)) {
+            Ok(repr) => repr,
+            Err(WireError::Truncated) => return Decision::drop(None, DropReason::Truncated),
+            Err(WireError::NoVniFlag) => return Decision::drop(None, DropReason::NoVniFlag),
+            Err(WireError::InvalidVni(_)) => return Decision::drop(None, DropReason::InvalidVni),
+        };
+        if !self.networks.contains(&repr.vni) {
+            return Decision::drop(None, DropReason::UnknownVni);
+        }
+        if repr.sealed {
+            return Decision::drop(Some(repr.vni), DropReason::UnexpectedSeal);
+        }
+        let inner = &datagram[vxlan::HEADER_LEN..];
+        self.decide(repr.vni, inner, Location::Vtep(Vtep(from)))
+    }
+
+    /// What the rules say about a frame entering network `v` at `at`. The switch learns the
+    /// source before it looks up the destination and changes no table after, so the table as it
+    /// is now is the one its decision saw.
+    fn decide(&self, v: Vni, frame: &[u8], at: Location) -> Decision {
+        let drop = |reason| Decision::drop(Some(v), reason);
+        let Ok(info) = classify(frame) else {
+            return drop(DropReason::Truncated);
+        };
+        if info.vlan.is_some() && !self.switch.config().allow_vlan_tagged {
+            return drop(DropReason::VlanTagged);
+        }
+        if !info.src.is_valid_source() {
+            return drop(DropReason::BadSourceMac);
+        }
+        let fdb = &self.switch.network(v).expect("network exists").fdb;
+        assert_eq!(
+            fdb.lookup(info.src, self.now),
+            Some(at),
+            "{} is learned where it was seen",
+            info.src
+        );
+        let from_port = match at {
+            Location::Port(p) => Some(p),
+            Location::Vtep(_) => None,
+        };
+        let known = match info.dst.is_multicast() {
+            true => None,
+            false => fdb.lookup(info.dst, self.now),
+        };
+        let (ports, vteps) = match (known, from_port) {
+            (Some(Location::Port(q)), Some(p)) if q == p => return drop(DropReason::SamePort),
+            (Some(Location::Port(q)), _) => (vec![q], vec![]),
+            (Some(Location::Vtep(_)), None) => return drop(DropReason::SplitHorizon),
+            (Some(Location::Vtep(t)), Some(_)) => (vec![], vec![t.0]),
+            // Flood: every other port of the network; every peer, unless it came from one.
+            (None, _) => {
+                let ports = self
+                    .ports
+                    .iter()
+                    .filter(|&(&q, &w)| w == v && Some(q) != from_port)
+                    .map(|(&q, _)| q)
+                    .collect();
+                let vteps = match from_port {
+                    Some(_) => self.peers.iter().copied().collect(),
+                    None => vec![],
+                };
+                (ports, vteps)
+            }
+        };
+        Decision {
+            vni: Some(v),
+            outcome: Ok((ports, vteps)),
         }
     }
 
