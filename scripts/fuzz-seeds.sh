@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Writes the handmade seeds of the byte-level fuzz targets into fuzz/corpus/, and imports the
-# kernel VXLAN captures in src/wire/fixtures/*.hex when they exist: each capture (a UDP payload,
-# in hex) seeds `vxlan_header` whole and `inner_frame` with its inner frame (payload[8..]).
+# kernel VXLAN captures in src/wire/fixtures/ when they exist: each NAME.hex (a UDP payload, in
+# hex) seeds `vxlan_header` whole and `inner_frame` with its inner frame (payload[8..]); each
+# NAME.outer.hex (a whole outer Ethernet frame) seeds `inner_frame` too.
 #
 # Idempotent: file names are fixed (`seed-*`, `fixture-*`), so rerunning rewrites, never adds.
 # The `switch_ops` seeds are not made here: they are encodings of `switch_ops::seeds()`, written
@@ -60,13 +61,20 @@ seed inner_frame short "02 00 00 00 00 02  02 00 00 00 00 01  08"
 
 # Kernel captures, when present. A .hex file is hex digits, with whitespace, ':' separators and
 # '#' comments ignored.
+unhex() { sed 's/#.*//' "$1" | tr -d ' \t\r\n:' | xxd -r -p; }
 shopt -s nullglob
 imported=0
 for f in "$fixtures"/*.hex; do
-    name=$(basename "$f" .hex)
-    hex=$(sed 's/#.*//' "$f" | tr -d ' \t\r\n:')
-    printf '%s' "$hex" | xxd -r -p >"$corpus/vxlan_header/fixture-$name"
-    tail -c +9 "$corpus/vxlan_header/fixture-$name" >"$corpus/inner_frame/fixture-$name"
+    case $f in
+    *.outer.hex)
+        unhex "$f" >"$corpus/inner_frame/fixture-$(basename "$f" .hex)"
+        ;;
+    *)
+        name=$(basename "$f" .hex)
+        unhex "$f" >"$corpus/vxlan_header/fixture-$name"
+        tail -c +9 "$corpus/vxlan_header/fixture-$name" >"$corpus/inner_frame/fixture-$name"
+        ;;
+    esac
     imported=$((imported + 1))
 done
-echo "seeds written; $imported fixture(s) imported from $fixtures"
+echo "seeds written; $imported fixture file(s) imported from $fixtures"
