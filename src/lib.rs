@@ -10,6 +10,8 @@ pub mod control;
 pub mod core;
 pub mod daemon;
 pub mod dataplane;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod netns;
 pub mod sim;
 pub mod store;

@@ -1,0 +1,119 @@
+//! Replays the fuzz corpora in the normal test run: every file under `fuzz/corpus/<target>/` and
+//! `fuzz/regressions/<target>/` goes through the same check a fuzz target runs
+//! (`vswitch::fuzzing`), so a crash once found stays fixed without nightly or cargo-fuzz.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use vswitch::fuzzing::{self, switch_ops};
+
+/// The input files of one target: its corpus and its regressions (missing directories are empty).
+fn inputs(target: &str) -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut files = Vec::new();
+    for dir in [
+        root.join("corpus").join(target),
+        root.join("regressions").join(target),
+    ] {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.expect("readable directory").path();
+            let hidden = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
+            if path.is_file() && !hidden {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Runs `check` on every input of `target`, naming the file that fails.
+fn replay(target: &str, check: fn(&[u8])) {
+    let files = inputs(target);
+    assert!(
+        !files.is_empty(),
+        "no corpus for {target}: expected files in fuzz/corpus/{target}/"
+    );
+    for path in &files {
+        let data = fs::read(path).expect("readable corpus file");
+        let outcome = std::panic::catch_unwind(|| check(&data));
+        assert!(outcome.is_ok(), "{target}: {} fails", path.display());
+    }
+}
+
+#[test]
+fn vxlan_header_corpus() {
+    replay("vxlan_header", fuzzing::vxlan_header);
+}
+
+#[test]
+fn inner_frame_corpus() {
+    replay("inner_frame", fuzzing::inner_frame);
+}
+
+#[test]
+fn switch_ops_corpus() {
+    replay("switch_ops", switch_ops::switch_ops);
+}
+
+/// The handmade `switch_ops` seeds are the encodings of `switch_ops::seeds()`, and decode back to
+/// them. Set `VSWITCH_WRITE_SEEDS=1` to (re)write the files after changing the scenarios or `Op`.
+#[test]
+fn switch_ops_seeds_are_current() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/switch_ops");
+    let write = std::env::var_os("VSWITCH_WRITE_SEEDS").is_some();
+    for (name, vlan, ops) in switch_ops::seeds() {
+        let bytes = switch_ops::encode(vlan, &ops);
+        assert_eq!(
+            switch_ops::decode(&bytes),
+            (vlan, ops),
+            "seed {name}: encode no longer mirrors arbitrary's decoding"
+        );
+        let path = dir.join(format!("seed-{name}"));
+        if write {
+            fs::create_dir_all(&dir).expect("corpus directory");
+            fs::write(&path, &bytes).expect("write seed");
+        }
+        let on_disk = fs::read(&path).unwrap_or_default();
+        assert!(
+            on_disk == bytes,
+            "{} is stale; rerun with VSWITCH_WRITE_SEEDS=1",
+            path.display()
+        );
+    }
+}
+
+/// The forwarding seed really forwards every way, and the churn seed overflows and ages tables:
+/// seeds that only hit drops would teach the fuzzer little.
+#[test]
+fn switch_ops_seeds_exercise_the_switch() {
+    let seeds = switch_ops::seeds();
+    let run = |name: &str| {
+        let (_, vlan, ops) = seeds
+            .iter()
+            .find(|s| s.0 == name)
+            .expect("seed exists")
+            .clone();
+        let mut harness = switch_ops::Harness::new(vlan);
+        for op in &ops {
+            harness.apply(op);
+        }
+        harness.seen
+    };
+    let seen = run("forwarding");
+    assert!(seen.unicast_to_port > 0, "{seen:?}");
+    assert!(seen.unicast_to_vtep > 0, "{seen:?}");
+    assert!(seen.flooded > 0, "{seen:?}");
+    assert!(seen.decap_delivered > 0, "{seen:?}");
+    assert!(seen.aged > 0, "{seen:?}");
+    let seen = run("churn");
+    assert!(seen.evicted > 0, "{seen:?}");
+    let seen = run("malformed");
+    assert!(seen.dropped >= 10, "{seen:?}");
+}
