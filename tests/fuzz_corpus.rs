@@ -117,3 +117,64 @@ fn switch_ops_seeds_exercise_the_switch() {
     let seen = run("malformed");
     assert!(seen.dropped >= 10, "{seen:?}");
 }
+
+#[test]
+fn sealed_envelope_corpus() {
+    replay("sealed_envelope", fuzzing::parsers::sealed_envelope);
+}
+
+#[test]
+fn control_request_corpus() {
+    replay("control_request", fuzzing::parsers::control_request);
+}
+
+#[test]
+fn state_file_corpus() {
+    replay("state_file", fuzzing::parsers::state_file);
+}
+
+#[test]
+fn offload_corpus() {
+    replay("offload", fuzzing::parsers::offload);
+}
+
+/// The sealed seeds really open (so the fuzzer starts from datagrams that pass
+/// authentication, and mutates from there).
+#[test]
+fn sealed_seeds_open_with_the_fuzz_key() {
+    let files = inputs("sealed_envelope");
+    let mut opened = 0;
+    for path in &files {
+        let mut data = fs::read(path).expect("seed");
+        if fuzzing::parsers::fuzz_sealer(1)
+            .open(
+                &"192.0.2.1:4789".parse().expect("addr"),
+                &mut data,
+                vswitch::core::Timestamp(0),
+            )
+            .is_ok()
+        {
+            opened += 1;
+        }
+    }
+    assert!(opened >= 2, "{opened} of {} sealed seeds open", files.len());
+}
+
+/// The TSO seed is a real superframe: it segments, so the fuzzer starts inside `segment`.
+#[test]
+fn offload_seed_segments() {
+    use vswitch::core::switch::{HEADROOM, TAILROOM};
+    let data = fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/offload/tso4"))
+        .expect("seed");
+    let hdr = vswitch::wire::virtio_net::VnetHdr::parse(&data).expect("header");
+    let mut arena = vec![0u8; 8 * (HEADROOM + 2048 + TAILROOM)];
+    let segs = vswitch::core::offload::segment(
+        &data[vswitch::wire::virtio_net::HEADER_LEN..],
+        &hdr,
+        &mut arena,
+        HEADROOM,
+        TAILROOM,
+    )
+    .expect("segments");
+    assert_eq!(segs.frames().count(), 3, "4096 bytes at MSS 1398");
+}

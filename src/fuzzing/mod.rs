@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod parsers;
 pub mod switch_ops;
 
 use crate::wire::ethernet::{self, EtherType};
