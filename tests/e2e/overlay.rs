@@ -2,20 +2,9 @@
 //! exactly once in a full mesh, and what the underlay actually carries.
 
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::support::*;
-
-/// An EtherType from the IEEE "local experimental" range, so nothing else uses it.
-const MARK_ETHERTYPE: u16 = 0x88b5;
-
-fn marker(tag: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("vse-{tag}-{}-{nanos}", std::process::id())
-}
 
 #[test]
 fn two_hosts_two_networks_same_subnet() {

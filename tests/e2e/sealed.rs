@@ -3,21 +3,11 @@
 //! rotation under a live TCP stream loses nothing.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::support::*;
-
-const MARK_ETHERTYPE: u16 = 0x88b5;
-
-fn marker(tag: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("vse-sealed-{tag}-{}-{nanos}", std::process::id())
-}
 
 fn keygen(path: &Path) {
     let out = run_cmd(

@@ -1244,3 +1244,15 @@ pub fn read_file(path: &Path) -> String {
     }
     s
 }
+
+/// An EtherType from the IEEE "local experimental" range, so nothing else uses it.
+pub const MARK_ETHERTYPE: u16 = 0x88b5;
+
+/// A marker string unique to this test process and moment, to find one's own frames.
+pub fn marker(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("vse-{tag}-{}-{nanos}", std::process::id())
+}
