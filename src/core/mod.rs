@@ -9,6 +9,7 @@ pub mod ipam;
 pub mod offload;
 pub mod seal;
 pub mod switch;
+pub mod sync;
 pub mod time;
 
 pub use counters::{DropReason, Traffic, TrafficSnapshot};

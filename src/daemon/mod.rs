@@ -5,6 +5,7 @@
 pub mod keys;
 mod probe;
 
+use crate::core::sync::{read, write};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -173,14 +174,6 @@ async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
         daemon.dataplane.remove_port(id);
     }
     Ok(())
-}
-
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|p| p.into_inner())
 }
 
 fn to_json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, String> {

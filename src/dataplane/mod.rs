@@ -44,6 +44,7 @@ pub mod tap;
 
 pub use tap::{Offload, Tap, TapOptions};
 
+use crate::core::sync::{read, write};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -288,15 +289,6 @@ impl Drop for Dataplane {
     fn drop(&mut self) {
         self.stop_workers();
     }
-}
-
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    // A poisoned lock means a worker panicked; the data is plain configuration, still valid.
-    l.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Binds the pool of UDP sockets superframes are sent from, on fixed ports spread over

@@ -117,12 +117,13 @@ mod senders;
 #[cfg(test)]
 mod tests;
 
+use crate::core::sync::{lock, read, write};
 use std::fmt;
 use std::hash::Hash;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::RwLock;
 use std::time::Duration;
 
 use ring::aead::{Aad, Tag};
@@ -584,18 +585,4 @@ fn aad(vni: u32, header: &[u8; HEADER_LEN]) -> [u8; AAD_LEN] {
     aad[..VXLAN_HEADER_LEN].copy_from_slice(&canonical_vxlan_header(vni));
     aad[VXLAN_HEADER_LEN..].copy_from_slice(header);
     aad
-}
-
-// Locks are never held across code that can panic on input, so a poisoned lock only means
-// another thread panicked elsewhere; the data is still consistent and we carry on.
-fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
