@@ -24,12 +24,12 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== build tests"
 cargo test --locked --no-run
 
-echo "== tests (inside a private network + mount namespace)"
+echo "== tests (inside a private network + mount namespace; every test binary runs, even after a failure)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
 unshare --net --mount --propagation private -- \
-    bash -c 'ip link set lo up && cargo test --locked --offline -- --test-threads 2' 2>&1 | tee "$log"
+    bash -c 'ip link set lo up && cargo test --locked --offline --no-fail-fast -- --test-threads 2' 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 

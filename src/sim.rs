@@ -173,12 +173,22 @@ impl Fabric {
         }
     }
 
-    /// Moves the virtual clock and lets every switch age its tables.
+    /// Moves the virtual clock, lets every switch age its tables and advance its key
+    /// rotations, and carries the key announcements that are due (as the daemon's ticker does).
     pub fn advance(&mut self, by: Duration) {
         self.now = self.now.saturating_add(by);
         for h in &self.hosts {
             h.switch.tick(self.now);
+            h.switch.announce(self.now, |vtep, bytes| {
+                self.in_flight.push_back(Datagram {
+                    from: h.addr,
+                    to: vtep.0,
+                    src_port: h.addr.port(),
+                    bytes: bytes.to_vec(),
+                })
+            });
         }
+        self.run();
     }
 
     /// Takes the deliveries and underlay log recorded so far.

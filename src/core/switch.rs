@@ -18,12 +18,13 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
+use std::time::Duration;
 
 use std::sync::Arc;
 
 use super::counters::{DropCounters, DropReason, Traffic, TrafficSnapshot};
 use super::fdb::{Fdb, FdbConfig, FdbEntry, Location, PortId, Vtep};
-use super::seal::{OpenDrop, SealDrop, Sealer};
+use super::seal::{OpenDrop, SealDrop, Sealer, ANNOUNCEMENT_LEN};
 use super::time::Timestamp;
 use crate::wire::vxlan::{self, VxlanPacket, VxlanRepr};
 use crate::wire::{classify, flow_hash, udp_source_port, Mac, Vni, WireError};
@@ -369,6 +370,9 @@ impl Switch {
             (None, true) => return self.count_drop(out, DropReason::UnexpectedSeal, &scopes),
             (Some(_), false) => return self.count_drop(out, DropReason::NotSealed, &scopes),
             (Some(sealer), true) => match sealer.open(&peer.vtep.0, datagram, now) {
+                // A key announcement (see `announce`): the sealer has taken it in; nothing to
+                // deliver.
+                Ok(range) if range.is_empty() => return,
                 Ok(range) => range,
                 Err(e) => return self.count_drop(out, open_drop(e), &scopes),
             },
@@ -430,6 +434,49 @@ impl Switch {
             datagram: start..end,
             src_port,
         })
+    }
+
+    /// Sends the key announcements due at `now`: for every encrypted network whose key
+    /// rotation is in progress, one authenticated datagram with an empty frame to every peer
+    /// (see [`Sealer::announce`]), so rotations finish on idle networks too. Call it whenever
+    /// `tick` is called, and every [`Switch::announce_within`] while that is `Some`.
+    pub fn announce(&self, now: Timestamp, mut send: impl FnMut(Vtep, &[u8])) {
+        let mut buf = [0u8; ANNOUNCEMENT_LEN];
+        for network in self.networks.values() {
+            let Some(sealer) = &network.seal else {
+                continue;
+            };
+            buf[..vxlan::HEADER_LEN].copy_from_slice(
+                &VxlanRepr {
+                    vni: network.vni,
+                    sealed: true,
+                }
+                .to_bytes(),
+            );
+            match sealer.announce(&mut buf, now) {
+                None => {}
+                Some(Ok(len)) => {
+                    for peer in &self.peers {
+                        send(peer.vtep, &buf[..len]);
+                    }
+                }
+                Some(Err(e)) => {
+                    self.seal_drop(network, e);
+                }
+            }
+        }
+    }
+
+    /// How soon the shell should call [`Switch::announce`] again: `Some` while any network is
+    /// rotating its key (a switch inside `datagram_from_vtep` can make an announcement due at
+    /// any moment), `None` when every network is stable.
+    pub fn announce_within(&self) -> Option<Duration> {
+        self.networks
+            .values()
+            .filter_map(|n| n.seal.as_ref())
+            .filter(|s| s.next_announcement().is_some())
+            .map(|s| s.config().announce_interval / 2)
+            .min()
     }
 
     fn seal_drop(&self, network: &Network, e: SealDrop) -> DropReason {

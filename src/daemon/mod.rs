@@ -149,11 +149,10 @@ async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
     let ticker = {
         let d = daemon.clone();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(1));
+            const TICK: Duration = Duration::from_secs(1);
             loop {
-                every.tick().await;
-                let now = d.dataplane.now();
-                read(&d.switch).tick(now);
+                let next = d.dataplane.tick().map_or(TICK, |soon| soon.min(TICK));
+                tokio::time::sleep(next).await;
             }
         })
     };
@@ -408,10 +407,14 @@ impl Daemon {
         sealer
             .rotate(&key, &peers, self.dataplane.now())
             .map_err(|e| format!("cannot rotate the key of '{name}': {e}"))?;
+        let sealer = sealer.clone();
+        drop(sw);
+        // Tell the peers at once; the ticker keeps announcing until the rotation is over.
+        self.dataplane.tick();
         self.store
             .write_atomic(&key_name(name), keys::encode(&key).as_bytes(), 0o600)
             .map_err(|e| e.to_string())?;
-        Ok(seal_status(sealer))
+        Ok(seal_status(&sealer))
     }
 
     async fn attach(&self, inner: &mut Inner, req: AttachRequest) -> Result<PortInfo, String> {
@@ -792,6 +795,8 @@ fn seal_status(s: &Sealer<SocketAddr>) -> serde_json::Value {
         "waiting_for": status.waiting_for.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         "sealed": st.sealed(),
         "opened": st.opened(),
+        "announced": st.announced(),
+        "announcements_opened": st.announcements_opened(),
         "senders": s.known_senders(),
         "drops": drops,
     })

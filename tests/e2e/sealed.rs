@@ -229,18 +229,58 @@ fn key_rotation_under_a_live_tcp_stream_loses_nothing() {
     keygen(&k2);
     lab.assert_ping(&c1, "10.30.0.2");
     let before = seal_stats(&lab.hosts[0])["sending_key"].clone();
-    std::thread::scope(|s| {
+    let k = k2.to_str().expect("path");
+    // 8 MiB spread over 6 s: the stream is live before, between and after both rotations.
+    let switched_after = std::thread::scope(|s| {
         let (c1, c2) = (c1.clone(), c2.clone());
-        let transfer = s.spawn(move || tcp_transfer(&c1, &c2, "10.30.0.2", 9301, 48 * 1024 * 1024));
-        std::thread::sleep(Duration::from_millis(700));
-        let k = k2.to_str().expect("path");
+        let transfer = s.spawn(move || {
+            tcp_transfer_paced(
+                &c1,
+                &c2,
+                "10.30.0.2",
+                9301,
+                8 * 1024 * 1024,
+                Duration::from_secs(6),
+            )
+        });
+        std::thread::sleep(Duration::from_secs(1));
         lab.hosts[0].ok(&["network", "rotate-key", "sec", "--key-file", k]);
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_secs(1));
+        assert!(
+            !transfer.is_finished(),
+            "the stream must still be running when the second host rotates"
+        );
         lab.hosts[1].ok(&["network", "rotate-key", "sec", "--key-file", k]);
+        let rotated = std::time::Instant::now();
+        // Key announcements make both hosts switch on their own, well within the 30 s grace.
+        let deadline = rotated + Duration::from_secs(3);
+        let switched_after = loop {
+            let keys: Vec<Value> = lab
+                .hosts
+                .iter()
+                .map(|h| seal_stats(h)["sending_key"].clone())
+                .collect();
+            if keys.iter().all(|k| *k != before) {
+                break rotated.elapsed();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "3 s after the last rotate-key, not every host sends with the new key: A {}, B {}",
+                seal_stats(&lab.hosts[0]),
+                seal_stats(&lab.hosts[1])
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(
+            !transfer.is_finished(),
+            "the switch must happen under the live stream"
+        );
         transfer
             .join()
             .expect("the checksummed transfer across the rotation succeeded");
+        switched_after
     });
+    eprintln!("both hosts sent with the new key {switched_after:?} after the last rotate-key");
     // Both hosts now send with the new key, and nothing failed to open along the way.
     for h in &lab.hosts {
         let st = seal_stats(h);
@@ -252,6 +292,11 @@ fn key_rotation_under_a_live_tcp_stream_loses_nothing() {
         assert_eq!(
             st["sending_key"], st["accept_key"],
             "host {}: {st}",
+            h.label
+        );
+        assert!(
+            st["announcements_opened"].as_u64().is_some_and(|n| n > 0),
+            "host {} heard its peer's key announcements: {st}",
             h.label
         );
         for reason in ["auth_failed", "unknown_key", "replayed", "not_sealed"] {

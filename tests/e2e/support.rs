@@ -953,7 +953,14 @@ while True:
         time.sleep(0.2)
 c.settimeout(tmo)
 t0 = time.time()
-c.sendall(data)
+# Paced: spread the data evenly over `pace` seconds (0: as fast as possible).
+pace = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
+chunks = max(1, int(pace * 50))
+step = -(-size // chunks)
+for i in range(chunks):
+    c.sendall(data[i * step:(i + 1) * step])
+    if pace:
+        time.sleep(max(0.0, t0 + (i + 1) * pace / chunks - time.time()))
 c.shutdown(socket.SHUT_WR)
 while c.recv(1 << 16): pass
 c.close()
@@ -963,14 +970,28 @@ print(size, hashlib.sha256(data).hexdigest(), '%.2f' % (time.time() - t0), flush
 /// Sends `size` random bytes over TCP from netns `from` to `to_ip:port` (a listener in netns
 /// `to`) and asserts the SHA-256 seen by the receiver equals the sender's.
 pub fn tcp_transfer(from: &str, to: &str, to_ip: &str, port: u16, size: usize) {
+    tcp_transfer_paced(from, to, to_ip, port, size, Duration::ZERO);
+}
+
+/// [`tcp_transfer`], with the bytes spread evenly over `pace` (so the stream is live for that
+/// long whatever the link's speed).
+pub fn tcp_transfer_paced(
+    from: &str,
+    to: &str,
+    to_ip: &str,
+    port: u16,
+    size: usize,
+    pace: Duration,
+) {
     let port_s = port.to_string();
     let mut recv = Bg::spawn(&mut py_cmd(to, PY_TCP_RECV, &[&port_s, "30"]));
     recv.wait_for("ready", Duration::from_secs(15));
+    let pace_s = format!("{:.3}", pace.as_secs_f64());
     let send = run_cmd(
         &mut py_cmd(
             from,
             PY_TCP_SEND,
-            &[to_ip, &port_s, &size.to_string(), "30"],
+            &[to_ip, &port_s, &size.to_string(), "30", &pace_s],
         ),
         Duration::from_secs(120),
     );

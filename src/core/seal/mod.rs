@@ -77,6 +77,16 @@
 //!    the switch, for datagrams still in flight and for peers that switch later. The first
 //!    `tick` at or after the end of the overlap drops it; the network is then stable again.
 //!
+//! **Announcements.** A host learns that a peer accepts the new key only from the peer's
+//! datagrams, and an idle network carries none. So while a rotation is in progress (accepting
+//! or overlap) every host announces itself to its peers: a sealed datagram with an empty frame
+//! ([`Sealer::announce`]), at once when it starts rotating or switches, then every
+//! [`SealConfig::announce_interval`] (default 250 ms). When the last host gets the new key, its
+//! first announcement confirms it to every peer, their switch triggers theirs, and every host
+//! sends with the new key within about two announcement rounds, traffic or not. Announcements
+//! are authenticated and replay-checked like any datagram, so only holders of a network key can
+//! make them.
+//!
 //! While a rotation is in progress (accepting or overlap) a second [`Sealer::rotate`] is refused
 //! with [`RotateError::InProgress`] and changes nothing; `rotate` ticks first, so a rotation
 //! whose overlap just ended does not get in the way. [`Sealer::next_deadline`] tells the shell
@@ -146,6 +156,9 @@ use senders::{Incoming, Senders};
 /// envelope header (20).
 pub const FRAME_OFFSET: usize = VXLAN_HEADER_LEN + HEADER_LEN;
 
+/// The length of a key announcement: a sealed datagram with an empty frame.
+pub const ANNOUNCEMENT_LEN: usize = FRAME_OFFSET + TAG_LEN;
+
 /// The largest frame [`Sealer::seal`] accepts: a sealed datagram must fit in one UDP datagram.
 pub const MAX_FRAME_LEN: usize = u16::MAX as usize - FRAME_OFFSET - TAG_LEN;
 
@@ -161,6 +174,8 @@ pub struct SealConfig {
     /// How many (sender, key) pairs a receiver remembers; the least recently seen is forgotten
     /// beyond that. About 1 KiB each.
     pub max_senders: usize,
+    /// While a rotation is in progress, how often we announce our keys to idle peers.
+    pub announce_interval: Duration,
 }
 
 impl Default for SealConfig {
@@ -169,6 +184,7 @@ impl Default for SealConfig {
             grace: Duration::from_secs(30),
             overlap: Duration::from_secs(60),
             max_senders: 4096,
+            announce_interval: Duration::from_millis(250),
         }
     }
 }
@@ -295,6 +311,8 @@ impl OpenDrop {
 pub struct SealStats {
     sealed: AtomicU64,
     opened: AtomicU64,
+    announced: AtomicU64,
+    announcements_opened: AtomicU64,
     new_senders: AtomicU64,
     evicted_senders: AtomicU64,
     seal_drops: [AtomicU64; SealDrop::ALL.len()],
@@ -310,6 +328,16 @@ impl SealStats {
     /// Datagrams opened (authenticated, fresh, decrypted).
     pub fn opened(&self) -> u64 {
         self.opened.load(Ordering::Relaxed)
+    }
+
+    /// Key announcements sealed (each goes to every peer).
+    pub fn announced(&self) -> u64 {
+        self.announced.load(Ordering::Relaxed)
+    }
+
+    /// Key announcements received and opened (also counted in [`SealStats::opened`]).
+    pub fn announcements_opened(&self) -> u64 {
+        self.announcements_opened.load(Ordering::Relaxed)
     }
 
     /// (sender, key) pairs that authenticated for the first time.
@@ -463,11 +491,44 @@ impl<P: Copy + Eq + Hash> Sealer<P> {
         now: Timestamp,
     ) -> Result<Range<usize>, OpenDrop> {
         let result = self.open_inner(peer, datagram, now);
-        match result {
-            Ok(_) => self.stats.opened.fetch_add(1, Ordering::Relaxed),
+        match &result {
+            Ok(frame) => {
+                if frame.is_empty() {
+                    self.stats
+                        .announcements_opened
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                self.stats.opened.fetch_add(1, Ordering::Relaxed)
+            }
             Err(drop) => self.stats.open_drops[drop.index()].fetch_add(1, Ordering::Relaxed),
         };
         result
+    }
+
+    /// Seals a key announcement into `buf` if one is due at `now`, and returns its length.
+    ///
+    /// A rotation only makes progress when peers hear each other's `accept_id`, so while one
+    /// is in progress each host announces itself: at once when it starts rotating or switches,
+    /// then every [`SealConfig::announce_interval`] until the rotation is over. An announcement
+    /// is an ordinary sealed datagram with an empty frame (authenticated, replay-checked,
+    /// carrying `key_id` and `accept_id`); [`Sealer::open`] returns an empty range for it. The
+    /// caller sends the same datagram to every peer of the network. `buf` must hold
+    /// [`ANNOUNCEMENT_LEN`] bytes, the first 8 being the VXLAN header (written by the caller).
+    pub fn announce(&self, buf: &mut [u8], now: Timestamp) -> Option<Result<usize, SealDrop>> {
+        if !read(&self.keys).poll_announce(now, self.config.announce_interval) {
+            return None;
+        }
+        let result = self.seal(buf, 0);
+        if result.is_ok() {
+            self.stats.announced.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(result)
+    }
+
+    /// When the next key announcement is due, while a rotation is in progress. May be in the
+    /// past (the shell polls [`Sealer::announce`] no later than then).
+    pub fn next_announcement(&self) -> Option<Timestamp> {
+        read(&self.keys).next_announcement()
     }
 
     fn open_inner(

@@ -123,15 +123,19 @@ impl<P: Eq + Hash> Pending<P> {
         );
     }
 
-    fn confirm(&self, peer: &P, now: Timestamp) {
-        if let Some(confirmed) = self.peers.get(peer) {
-            if !confirmed.load(Ordering::Relaxed)
-                && !confirmed.swap(true, Ordering::AcqRel)
-                && self.waiting.fetch_sub(1, Ordering::AcqRel) == 1
-            {
-                self.mark_switched(now);
-            }
+    /// Records that `peer` accepts `next`; true when that was the last confirmation missing
+    /// (we have just switched).
+    fn confirm(&self, peer: &P, now: Timestamp) -> bool {
+        let Some(confirmed) = self.peers.get(peer) else {
+            return false;
+        };
+        let last = !confirmed.load(Ordering::Relaxed)
+            && !confirmed.swap(true, Ordering::AcqRel)
+            && self.waiting.fetch_sub(1, Ordering::AcqRel) == 1;
+        if last {
+            self.mark_switched(now);
         }
+        last
     }
 }
 
@@ -152,6 +156,8 @@ pub(crate) struct Keys<P> {
     /// Where our counter stood for keys we held before, so rotating back to one never
     /// reuses a nonce.
     retired: HashMap<Fingerprint, u64>,
+    /// Milliseconds at which our next key announcement is due (only while rotating).
+    announce_at: AtomicU64,
 }
 
 impl<P: Copy + Eq + Hash> Keys<P> {
@@ -160,6 +166,7 @@ impl<P: Copy + Eq + Hash> Keys<P> {
             current,
             phase: Phase::Stable,
             retired: HashMap::new(),
+            announce_at: AtomicU64::new(0),
         }
     }
 
@@ -194,9 +201,44 @@ impl<P: Copy + Eq + Hash> Keys<P> {
     /// An authenticated datagram from `peer`, sealed with `key_id`, advertised `accept_id`.
     pub(crate) fn observe(&self, peer: &P, key_id: KeyId, accept_id: KeyId, now: Timestamp) {
         if let Phase::Pending(p) = &self.phase {
-            if key_id == p.next.id || accept_id == p.next.id {
-                p.confirm(peer, now);
+            if (key_id == p.next.id || accept_id == p.next.id) && p.confirm(peer, now) {
+                // We send with the new key from now on: tell the peers still waiting for us.
+                self.announce_soon(now);
             }
+        }
+    }
+
+    /// Makes an announcement due at `now`.
+    fn announce_soon(&self, now: Timestamp) {
+        self.announce_at
+            .fetch_min(now.as_millis(), Ordering::AcqRel);
+    }
+
+    /// True when a key announcement is due at `now` (a rotation is in progress and the last
+    /// one went out at least `interval` ago, or our state changed since); the next one is then
+    /// due `interval` later. Only one caller gets `true` per announcement.
+    pub(crate) fn poll_announce(&self, now: Timestamp, interval: Duration) -> bool {
+        if matches!(self.phase, Phase::Stable) {
+            return false;
+        }
+        let due = self.announce_at.load(Ordering::Acquire);
+        now.as_millis() >= due
+            && self
+                .announce_at
+                .compare_exchange(
+                    due,
+                    now.saturating_add(interval).as_millis(),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+    }
+
+    /// When the next key announcement is due, if a rotation is in progress.
+    pub(crate) fn next_announcement(&self) -> Option<Timestamp> {
+        match self.phase {
+            Phase::Stable => None,
+            _ => Some(Timestamp(self.announce_at.load(Ordering::Acquire))),
         }
     }
 
@@ -236,6 +278,7 @@ impl<P: Copy + Eq + Hash> Keys<P> {
             pending.mark_switched(now);
         }
         self.phase = Phase::Pending(pending);
+        self.announce_at.store(now.as_millis(), Ordering::Release);
         Ok(())
     }
 
@@ -245,7 +288,11 @@ impl<P: Copy + Eq + Hash> Keys<P> {
         let mut outcome = TickOutcome::default();
         self.phase = match std::mem::replace(&mut self.phase, Phase::Stable) {
             Phase::Pending(p) if p.switched_at().is_some() || now >= p.grace_deadline => {
-                let switched = p.switched_at().unwrap_or(now);
+                let switched = p.switched_at().unwrap_or_else(|| {
+                    // The grace period ran out: peers still waiting for us must hear it.
+                    self.announce_soon(now);
+                    now
+                });
                 let previous = std::mem::replace(&mut self.current, p.next);
                 outcome.switched_to = Some(self.current.id);
                 Phase::Overlap {

@@ -816,3 +816,158 @@ fn debug_output_has_no_secrets() {
         "{shown}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Announcements: rotations finish on idle networks
+
+/// Runs idle hosts on a virtual clock the way the daemon's ticker does: every 125 ms each
+/// host ticks and sends the announcement that is due, if any, to every other host (1 ms in
+/// flight). `rotations[i]` is when host `i` gets `k2`. Returns the time at which every host
+/// sent with `k2`, if that happened before `until`.
+fn run_idle(
+    hosts: &[Sealer<Peer>],
+    ids: &[Peer],
+    k2: &NetworkKey,
+    rotations: &[Timestamp],
+    until: Timestamp,
+) -> Option<Timestamp> {
+    let mut buf = [0u8; ANNOUNCEMENT_LEN];
+    let mut all_switched = None;
+    for ms in (0..=until.as_millis()).step_by(125) {
+        let now = Timestamp(ms);
+        for (i, host) in hosts.iter().enumerate() {
+            if now == rotations[i] {
+                let peers: Vec<Peer> = ids.iter().copied().filter(|&p| p != ids[i]).collect();
+                host.rotate(k2, &peers, now).expect("rotate");
+            }
+            host.tick(now);
+            buf[..VXLAN_HEADER_LEN].copy_from_slice(&canonical_vxlan_header(VNI));
+            if let Some(len) = host.announce(&mut buf, now) {
+                let len = len.expect("an announcement always fits");
+                assert_eq!(len, ANNOUNCEMENT_LEN);
+                for (j, other) in hosts.iter().enumerate().filter(|&(j, _)| j != i) {
+                    let frame = open(other, ids[i], &buf[..len], Timestamp(ms + 1));
+                    assert_eq!(frame, Ok(vec![]), "announcement {i} -> {j} at {ms} ms");
+                }
+            }
+        }
+        let switched = hosts.iter().all(|h| h.status().sending == k2.id());
+        if switched && all_switched.is_none() {
+            all_switched = Some(now);
+        }
+    }
+    all_switched
+}
+
+#[test]
+fn idle_hosts_switch_within_a_second_of_the_last_one_getting_the_key() {
+    let (k1, k2) = two_keys();
+    let ids = [A, B, C];
+    let hosts: Vec<Sealer<Peer>> = ids.iter().map(|&id| sealer(&k1, u64::from(id))).collect();
+    let rotations = [
+        Timestamp::from_secs(2),
+        Timestamp::from_secs(5),
+        Timestamp::from_secs(9),
+    ];
+    let switched = run_idle(&hosts, &ids, &k2, &rotations, Timestamp::from_secs(12))
+        .expect("every host switched without any traffic");
+    assert!(
+        switched > rotations[2] && switched <= rotations[2].saturating_add(secs(1)),
+        "switched at {switched:?}, the last host rotated at {:?}",
+        rotations[2]
+    );
+    for host in &hosts {
+        let st = host.stats();
+        assert!(st.announced() > 0 && st.announcements_opened() > 0);
+        for reason in OpenDrop::ALL {
+            assert_eq!(st.open_drops(reason), 0, "{}", reason.name());
+        }
+    }
+}
+
+#[test]
+fn announcements_are_only_sent_while_rotating_and_stop_when_stable() {
+    let (k1, k2) = two_keys();
+    let host = sealer(&k1, 1);
+    let mut buf = buffer(VNI, &[]);
+    assert_eq!(host.announce(&mut buf, T0), None, "stable: nothing to say");
+    assert_eq!(host.next_announcement(), None);
+    host.rotate(&k2, &[B], T0).expect("rotate");
+    assert_eq!(host.next_announcement(), Some(T0), "due at once");
+    let first = host.announce(&mut buf, T0).expect("due").expect("sealed");
+    assert_eq!(
+        (sealed_with(&buf), advertised(&buf)),
+        (k1.id(), k2.id()),
+        "old key, new key advertised"
+    );
+    assert_eq!(first, ANNOUNCEMENT_LEN);
+    assert_eq!(host.announce(&mut buf, T0), None, "only one caller gets it");
+    let interval = SealConfig::default().announce_interval;
+    let later = T0.saturating_add(interval);
+    assert_eq!(host.next_announcement(), Some(later));
+    assert_eq!(
+        host.announce(&mut buf, Timestamp(later.0 - 1)),
+        None,
+        "not before the interval"
+    );
+    // Every interval while the peer stays silent (30 s of grace: 120 in all).
+    let deadline = T0.saturating_add(secs(30));
+    let mut t = later;
+    while t < deadline {
+        assert!(host.announce(&mut buf, t).is_some(), "due at {t:?}");
+        t = t.saturating_add(interval);
+    }
+    assert_eq!(host.stats().announced(), 120);
+    // The grace period ends: the switch is announced at once, then the overlap runs out.
+    assert_eq!(host.announce(&mut buf, Timestamp(deadline.0 - 1)), None);
+    host.tick(deadline);
+    assert_eq!(host.next_announcement(), Some(deadline));
+    assert!(host.announce(&mut buf, deadline).is_some());
+    assert_eq!(sealed_with(&buf), k2.id());
+    let end = deadline.saturating_add(secs(60));
+    host.tick(end);
+    assert_eq!(host.status().phase, RotationPhase::Stable);
+    assert_eq!(host.announce(&mut buf, end), None);
+    assert_eq!(host.next_announcement(), None);
+    assert_eq!(host.stats().announced(), 121);
+}
+
+#[test]
+fn a_switch_inside_open_makes_an_announcement_due_at_once() {
+    let (k1, k2) = two_keys();
+    let (host, b) = (sealer(&k1, 1), sealer(&k1, 2));
+    host.rotate(&k2, &[B], T0).expect("rotate");
+    let mut buf = buffer(VNI, &[]);
+    host.announce(&mut buf, T0).expect("due").expect("sealed");
+    let t = T0.saturating_add(Duration::from_millis(10));
+    assert_eq!(host.announce(&mut buf, t), None, "next one is 250 ms away");
+    b.rotate(&k2, &[A], T0).expect("rotate b");
+    let mut from_b = buffer(VNI, &[]);
+    b.announce(&mut from_b, T0).expect("due").expect("sealed");
+    assert_eq!(open(&host, B, &from_b, t), Ok(vec![]));
+    assert_eq!(host.status().sending, k2.id(), "B confirmed: switched");
+    assert_eq!(
+        host.next_announcement(),
+        Some(t),
+        "the switch is announced at once"
+    );
+    host.announce(&mut buf, t).expect("due").expect("sealed");
+    assert_eq!(sealed_with(&buf), k2.id());
+}
+
+#[test]
+fn an_announcement_cannot_be_replayed_or_forged() {
+    let (k1, k2) = two_keys();
+    let (host, b) = (sealer(&k1, 1), sealer(&k1, 2));
+    host.rotate(&k2, &[B], T0).expect("rotate");
+    b.rotate(&k2, &[A], T0).expect("rotate b");
+    let mut from_b = buffer(VNI, &[]);
+    b.announce(&mut from_b, T0).expect("due").expect("sealed");
+    let mut forged = from_b.clone();
+    forged[VXLAN_HEADER_LEN + 2] ^= 0xff; // a different accept_id
+    assert_eq!(open(&host, B, &forged, T0), Err(OpenDrop::AuthFailed));
+    assert_eq!(host.status().sending, k1.id(), "a forgery confirms nothing");
+    assert_eq!(open(&host, B, &from_b, T0), Ok(vec![]));
+    assert_eq!(open(&host, B, &from_b, T0), Err(OpenDrop::Replayed));
+    assert_eq!(host.stats().announcements_opened(), 1);
+}
