@@ -180,26 +180,7 @@ pub struct PortStats {
     pub traffic: TrafficSnapshot,
 }
 
-/// Counters of the I/O shell itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DataplaneStats {
-    pub tap_read_errors: u64,
-    pub tap_write_errors: u64,
-    pub underlay_rx_datagrams: u64,
-    pub underlay_tx_datagrams: u64,
-    pub underlay_send_errors: u64,
-    pub underlay_recv_errors: u64,
-    /// TCP superframes read from TAPs (TSO) and cut into segments.
-    #[serde(default)]
-    pub superframes_segmented: u64,
-    /// Superframes written to TAPs, coalesced from segments off the underlay (userspace GRO).
-    #[serde(default)]
-    pub superframes_coalesced: u64,
-    /// Frames from TAPs dropped because their offload request could not be honoured (a
-    /// malformed virtio-net header, a non-TCP superframe, a bad checksum offset).
-    #[serde(default)]
-    pub offload_errors: u64,
-}
+pub use crate::dataplane::DataplaneStats;
 
 /// `stats`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -39,22 +39,25 @@
 //! [`SOURCE_SOCKETS`] distinct source ports instead of 16384, which is plenty to spread flows
 //! over the handful of equal-cost paths an underlay has.
 
+mod stats;
 pub mod sys;
 pub mod tap;
 
+pub use stats::DataplaneStats;
 pub use tap::{Offload, Tap, TapOptions};
+
+use stats::Counters;
 
 use crate::core::sync::{read, write};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::control::DataplaneStats;
 use crate::core::offload::{self, Coalescer, Push};
 use crate::core::switch::{HEADROOM, TAILROOM};
 use crate::core::{Forward, PortId, Switch, Timestamp};
@@ -83,19 +86,6 @@ pub enum PortSink {
     /// The daemon itself (address conflict probes): frames are copied into a channel. Not a
     /// data-path port; it exists only for the second or so a probe lasts.
     Host(std::sync::mpsc::SyncSender<Vec<u8>>),
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    tap_read_errors: AtomicU64,
-    tap_write_errors: AtomicU64,
-    underlay_rx: AtomicU64,
-    underlay_tx: AtomicU64,
-    underlay_send_errors: AtomicU64,
-    underlay_recv_errors: AtomicU64,
-    superframes_segmented: AtomicU64,
-    superframes_coalesced: AtomicU64,
-    offload_errors: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -276,18 +266,7 @@ impl Dataplane {
     }
 
     pub fn stats(&self) -> DataplaneStats {
-        let c = &self.shared.counters;
-        DataplaneStats {
-            tap_read_errors: c.tap_read_errors.load(Ordering::Relaxed),
-            tap_write_errors: c.tap_write_errors.load(Ordering::Relaxed),
-            underlay_rx_datagrams: c.underlay_rx.load(Ordering::Relaxed),
-            underlay_tx_datagrams: c.underlay_tx.load(Ordering::Relaxed),
-            underlay_send_errors: c.underlay_send_errors.load(Ordering::Relaxed),
-            underlay_recv_errors: c.underlay_recv_errors.load(Ordering::Relaxed),
-            superframes_segmented: c.superframes_segmented.load(Ordering::Relaxed),
-            superframes_coalesced: c.superframes_coalesced.load(Ordering::Relaxed),
-            offload_errors: c.offload_errors.load(Ordering::Relaxed),
-        }
+        self.shared.counters.snapshot()
     }
 
     /// Stops the workers and closes every TAP.

@@ -15,7 +15,7 @@ pub mod underlay;
 pub mod virtio_net;
 pub mod vxlan;
 
-pub use ethernet::{classify, flow_hash, udp_source_port, EtherType, FrameInfo, Mac};
+pub use ethernet::{classify, flow_hash, udp_source_port, EtherType, FrameInfo, Mac, MacError};
 pub use vxlan::{Vni, VxlanPacket, VxlanRepr};
 
 /// Why bytes from the network could not be parsed.
