@@ -26,9 +26,8 @@ impl Epoll {
         // SAFETY: epoll_create1 takes no pointers; on success it returns a fresh fd we own.
         let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
-        Ok(Epoll {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Epoll { fd })
     }
 
     pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
@@ -107,10 +106,12 @@ impl RecvBatch {
             from: vec![SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0); n],
             gso_size: vec![0; n],
             ctrl: vec![[0; 8]; n],
-            // SAFETY: sockaddr_in, iovec and mmsghdr are plain C structs for which all-zero
-            // bytes are a valid value.
+            // SAFETY: sockaddr_in is a plain C struct; all-zero bytes are a valid value.
             addrs: vec![unsafe { zeroed() }; n],
+            // SAFETY: an all-zero iovec (null base, length 0) is valid; it is rebuilt before use.
             iovs: vec![unsafe { zeroed() }; n],
+            // SAFETY: an all-zero mmsghdr (null pointers, zero lengths) is valid; it is rebuilt
+            // before use.
             hdrs: vec![unsafe { zeroed() }; n],
         }
     }
@@ -348,9 +349,12 @@ impl RawSender {
         set_dont_fragment(fd.as_raw_fd())?;
         Ok(RawSender {
             fd,
-            // SAFETY: all-zero is valid for these C structs.
+            // SAFETY: sockaddr_in is a plain C struct; all-zero bytes are a valid value.
             addrs: vec![unsafe { zeroed() }; batch],
+            // SAFETY: an all-zero iovec (null base, length 0) is valid; it is rebuilt before use.
             iovs: vec![unsafe { zeroed() }; batch],
+            // SAFETY: an all-zero mmsghdr (null pointers, zero lengths) is valid; it is rebuilt
+            // before use.
             hdrs: vec![unsafe { zeroed() }; batch],
         })
     }
