@@ -32,7 +32,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use crate::netns::ifname::{check_ifname, IFNAME_MAX_LEN};
 use crate::wire::virtio_net::{self, VnetHdr};
 
-
 /// Length of the virtio-net header in front of every frame when [`TapOptions::vnet_hdr`] is on.
 ///
 /// 12 bytes is `struct virtio_net_hdr_v1` (the legacy header plus `num_buffers`). The kernel's

@@ -9,9 +9,9 @@ use rtnetlink::packet_route::address::AddressHeaderFlags;
 use rtnetlink::packet_route::link::LinkMessage;
 use rtnetlink::{LinkUnspec, RouteMessageBuilder};
 
+use super::ifname::check_ifname;
 use super::netlink::{link_is_tun, link_is_up, to_io, Netlink};
 use super::{NetnsError, NetnsRef};
-use super::ifname::check_ifname;
 use crate::wire::Mac;
 
 /// The smallest MTU Linux accepts on an Ethernet device (RFC 791's 68 bytes).
