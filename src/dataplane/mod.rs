@@ -64,7 +64,7 @@ use crate::core::switch::{HEADROOM, TAILROOM};
 use crate::core::{Forward, PortId, Switch, Timestamp};
 use crate::wire::virtio_net::VnetHdr;
 use sys::{Epoll, RawSender};
-use workers::{ports_worker, underlay_worker, Batch};
+use workers::{ports_worker, underlay_worker};
 
 /// Frames read per TAP per wakeup, and datagrams per recvmmsg/sendmmsg.
 const BATCH: usize = 32;
@@ -225,18 +225,15 @@ impl Dataplane {
         let Ok(mut sender) = RawSender::new(1) else {
             return;
         };
-        let switch = read(&self.shared.switch);
-        let ports = read(&self.shared.ports);
         let frame = HEADROOM..HEADROOM + frame.len();
-        switch.frame_from_port(self.shared.now(), port, &buf[frame.clone()], &mut fwd);
-        let batch = Batch {
-            shared: &self.shared,
-            switch: &switch,
-            ports: &ports,
-        };
-        if let Some((packet, sends)) = batch.forward(&mut buf, frame, &VnetHdr::PLAIN, &fwd) {
-            workers::replicate(&self.shared, &mut sender, &mut buf, packet, &sends);
-        }
+        self.shared.with_batch(|batch| {
+            batch
+                .switch
+                .frame_from_port(batch.now, port, &buf[frame.clone()], &mut fwd);
+            if let Some((packet, sends)) = batch.forward(&mut buf, frame, &VnetHdr::PLAIN, &fwd) {
+                workers::replicate(&self.shared, &mut sender, &mut buf, packet, &sends);
+            }
+        });
     }
 
     /// Advances the switch's clocks (ageing, key rotation) and sends the key announcements

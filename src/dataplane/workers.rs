@@ -14,16 +14,31 @@ use super::sys::{self, RawSender, RecvBatch};
 use super::{PortSink, Shared, BATCH, HEADROOM, MAX_FRAME, POLL, TAILROOM};
 use crate::core::offload::{self, Coalescer, Push};
 use crate::core::sync::read;
-use crate::core::{DropReason, Forward, PortId, Sends, Switch, Vtep};
+use crate::core::{DropReason, Forward, PortId, Sends, Switch, Timestamp, Vtep};
 use crate::wire::underlay::{UnderlayPacket, UnderlayRepr, OUTER_LEN};
 use crate::wire::virtio_net::VnetHdr;
 
 /// What a worker holds while it handles one batch: the switch and the port table, read-locked
-/// once per batch.
+/// once per batch, and the time.
 pub(super) struct Batch<'a> {
     pub shared: &'a Shared,
     pub switch: &'a Switch,
     pub ports: &'a HashMap<PortId, PortSink>,
+    pub now: Timestamp,
+}
+
+impl Shared {
+    /// Runs `f` over one batch, with the switch and the port table read-locked.
+    pub(super) fn with_batch<R>(&self, f: impl FnOnce(&Batch<'_>) -> R) -> R {
+        let switch = read(&self.switch);
+        let ports = read(&self.ports);
+        f(&Batch {
+            shared: self,
+            switch: &switch,
+            ports: &ports,
+            now: self.now(),
+        })
+    }
 }
 
 /// An encapsulated datagram in a buffer, outer headers included, ready for the raw socket.
@@ -137,76 +152,76 @@ pub(super) fn ports_worker(shared: &Shared, mut sender: RawSender) {
         if tokens.is_empty() {
             continue;
         }
-        let switch = read(&shared.switch);
-        let ports = read(&shared.ports);
-        let batch = Batch {
-            shared,
-            switch: &switch,
-            ports: &ports,
-        };
-        let now = shared.now();
-        let c = &shared.counters;
-        for &token in &tokens {
-            let port = PortId(token as u32);
-            let Some(PortSink::Tap(tap)) = ports.get(&port) else {
-                continue;
-            };
-            let vnet_len = tap.vnet_hdr_len();
-            for _ in 0..BATCH {
-                let slot = pending.len();
-                let buf = &mut bufs[slot];
-                // The virtio-net header lands in the headroom, the frame at HEADROOM.
-                let n = match tap.read(&mut buf[HEADROOM - vnet_len..HEADROOM + MAX_FRAME]) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        c.tap_read_errors.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
-                };
-                let vnet = if vnet_len == 0 {
-                    VnetHdr::PLAIN
-                } else {
-                    VnetHdr::parse(&buf[HEADROOM - vnet_len..HEADROOM]).unwrap_or(VnetHdr::PLAIN)
-                };
-                let Some(len) = n.checked_sub(vnet_len) else {
-                    c.offload_errors.fetch_add(1, Ordering::Relaxed);
+        shared.with_batch(|batch| {
+            let c = &shared.counters;
+            for &token in &tokens {
+                let port = PortId(token as u32);
+                let Some(PortSink::Tap(tap)) = batch.ports.get(&port) else {
                     continue;
                 };
-                let frame = HEADROOM..HEADROOM + len;
-                if vnet.is_gso() {
-                    // Keep order: what is queued for sendmmsg leaves before the superframe.
-                    flush(shared, &mut sender, &bufs, &mut pending);
-                    let superframe = &bufs[slot][frame];
-                    switch.frame_from_port(now, port, superframe, &mut fwd);
-                    if let Some(sends) = batch.deliver(&fwd, superframe, &vnet) {
-                        segmenter.send(&batch, &vnet, superframe, &sends);
-                    }
-                    continue;
-                }
-                if offload::complete_checksum(&mut buf[frame.clone()], &vnet).is_err() {
-                    c.offload_errors.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                switch.frame_from_port(now, port, &buf[frame.clone()], &mut fwd);
-                let Some((packet, sends)) = batch.forward(buf, frame, &VnetHdr::PLAIN, &fwd) else {
-                    continue;
-                };
-                if let [only] = sends.vteps() {
-                    pending.push(Pending {
-                        slot,
-                        range: packet.range,
-                        dst: *vtep_addr(*only).ip(),
-                    });
-                    if pending.len() == BATCH {
+                let vnet_len = tap.vnet_hdr_len();
+                for _ in 0..BATCH {
+                    let slot = pending.len();
+                    let buf = &mut bufs[slot];
+                    // The virtio-net header lands in the headroom, the frame at HEADROOM.
+                    let n = match tap.read(&mut buf[HEADROOM - vnet_len..HEADROOM + MAX_FRAME]) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            c.tap_read_errors.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                    };
+                    let vnet = if vnet_len == 0 {
+                        VnetHdr::PLAIN
+                    } else {
+                        VnetHdr::parse(&buf[HEADROOM - vnet_len..HEADROOM])
+                            .unwrap_or(VnetHdr::PLAIN)
+                    };
+                    let Some(len) = n.checked_sub(vnet_len) else {
+                        c.offload_errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    let frame = HEADROOM..HEADROOM + len;
+                    if vnet.is_gso() {
+                        // Keep order: what is queued for sendmmsg leaves before the superframe.
                         flush(shared, &mut sender, &bufs, &mut pending);
+                        let superframe = &bufs[slot][frame];
+                        batch
+                            .switch
+                            .frame_from_port(batch.now, port, superframe, &mut fwd);
+                        if let Some(sends) = batch.deliver(&fwd, superframe, &vnet) {
+                            segmenter.send(batch, &vnet, superframe, &sends);
+                        }
+                        continue;
                     }
-                } else {
-                    replicate(shared, &mut sender, buf, packet, &sends);
+                    if offload::complete_checksum(&mut buf[frame.clone()], &vnet).is_err() {
+                        c.offload_errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    batch
+                        .switch
+                        .frame_from_port(batch.now, port, &buf[frame.clone()], &mut fwd);
+                    let Some((packet, sends)) = batch.forward(buf, frame, &VnetHdr::PLAIN, &fwd)
+                    else {
+                        continue;
+                    };
+                    if let [only] = sends.vteps() {
+                        pending.push(Pending {
+                            slot,
+                            range: packet.range,
+                            dst: *vtep_addr(*only).ip(),
+                        });
+                        if pending.len() == BATCH {
+                            flush(shared, &mut sender, &bufs, &mut pending);
+                        }
+                    } else {
+                        replicate(shared, &mut sender, buf, packet, &sends);
+                    }
                 }
             }
-        }
-        flush(shared, &mut sender, &bufs, &mut pending);
+            flush(shared, &mut sender, &bufs, &mut pending);
+        });
     }
 }
 
@@ -255,54 +270,50 @@ pub(super) fn underlay_worker(shared: &Shared) {
                 continue;
             }
         };
-        let switch = read(&shared.switch);
-        let ports = read(&shared.ports);
-        let batch = Batch {
-            shared,
-            switch: &switch,
-            ports: &ports,
-        };
-        let now = shared.now();
-        let mut datagrams = 0u64;
-        for i in 0..n {
-            let from = SocketAddr::V4(recv.from[i]);
-            let len = recv.lens[i];
-            // A UDP_GRO buffer holds a run of datagrams of `gso_size` bytes (the last shorter).
-            let size = match recv.gso_size[i] {
-                0 => len.max(1),
-                g => g,
-            };
-            for datagram in recv.bufs[i][..len].chunks_mut(size) {
-                datagrams += 1;
-                switch.datagram_from_vtep(now, from, datagram, &mut fwd);
-                let frame = &datagram[fwd.frame.clone()];
-                if let [port] = fwd.ports[..] {
-                    if let Some(PortSink::Tap(tap)) = ports.get(&port) {
-                        if tap.vnet_hdr_len() > 0 {
-                            match coalescer.push(port.0, frame) {
-                                Push::Merged => continue,
-                                Push::Busy => {
-                                    write_superframe(shared, &ports, &mut coalescer);
-                                    if coalescer.push(port.0, frame) == Push::Merged {
-                                        continue;
+        shared.with_batch(|batch| {
+            let mut datagrams = 0u64;
+            for i in 0..n {
+                let from = SocketAddr::V4(recv.from[i]);
+                let len = recv.lens[i];
+                // A UDP_GRO buffer holds a run of datagrams of `gso_size` bytes (the last shorter).
+                let size = match recv.gso_size[i] {
+                    0 => len.max(1),
+                    g => g,
+                };
+                for datagram in recv.bufs[i][..len].chunks_mut(size) {
+                    datagrams += 1;
+                    batch
+                        .switch
+                        .datagram_from_vtep(batch.now, from, datagram, &mut fwd);
+                    let frame = &datagram[fwd.frame.clone()];
+                    if let [port] = fwd.ports[..] {
+                        if let Some(PortSink::Tap(tap)) = batch.ports.get(&port) {
+                            if tap.vnet_hdr_len() > 0 {
+                                match coalescer.push(port.0, frame) {
+                                    Push::Merged => continue,
+                                    Push::Busy => {
+                                        write_superframe(shared, batch.ports, &mut coalescer);
+                                        if coalescer.push(port.0, frame) == Push::Merged {
+                                            continue;
+                                        }
                                     }
+                                    Push::Unsuitable => {}
                                 }
-                                Push::Unsuitable => {}
                             }
                         }
                     }
+                    // Whatever is pending was received before this frame: write it first.
+                    write_superframe(shared, batch.ports, &mut coalescer);
+                    // Split horizon: a frame from the underlay never has sends left.
+                    let _no_sends = batch.deliver(&fwd, frame, &VnetHdr::PLAIN);
                 }
-                // Whatever is pending was received before this frame: write it first.
-                write_superframe(shared, &ports, &mut coalescer);
-                // Split horizon: a frame from the underlay never has sends left.
-                let _no_sends = batch.deliver(&fwd, frame, &VnetHdr::PLAIN);
             }
-        }
-        write_superframe(shared, &ports, &mut coalescer);
-        shared
-            .counters
-            .underlay_rx
-            .fetch_add(datagrams, Ordering::Relaxed);
+            write_superframe(shared, batch.ports, &mut coalescer);
+            shared
+                .counters
+                .underlay_rx
+                .fetch_add(datagrams, Ordering::Relaxed);
+        });
     }
 }
 
