@@ -1,0 +1,98 @@
+//! Persistent state: the networks and peers a daemon was told about, and the keys of encrypted
+//! networks, so a restarted daemon has them again.
+//!
+//! The daemon reads and writes through [`StateStore`]. Today's backend is the state dir
+//! ([`FileStore`], the embedded default); [`MemoryStore`] serves tests and the simulator. The
+//! trait is shaped for a backend shared by several hosts and reached over the network (the
+//! cluster store):
+//! - every read returns a [`Snapshot`] with a [`Revision`], and [`StateStore::save`] is a
+//!   compare-and-swap against the revision the caller's decision was based on, so two hosts
+//!   writing at once cannot silently lose each other's change ([`StoreError::Conflict`]);
+//! - a backend that cannot be reached says so ([`StoreError::Unavailable`]) instead of
+//!   blocking: the caller refuses the request and changes nothing;
+//! - [`StateStore::watch`] delivers the changes other writers make, which the daemon applies
+//!   through the same rules as its own requests. A store no one else writes has none.
+//!
+//! The on-disk format has its own record types ([`State`], [`NetworkRecord`]), apart from the
+//! control API's, so an API change cannot silently change the file format.
+
+mod file;
+pub mod keyhex;
+mod memory;
+mod records;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+pub use file::FileStore;
+pub use memory::MemoryStore;
+pub use records::{decode, NetworkRecord, State, VERSION};
+
+use crate::core::seal::NetworkKey;
+
+/// A store's version counter: it grows with every accepted write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Revision(pub u64);
+
+/// The state at one revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub state: State,
+    pub revision: Revision,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state dir {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("state file {path} is corrupt: {reason}; move it aside to start empty")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "the stored state changed under this request (expected revision {expected}, found \
+         {found}); nothing was changed: try again"
+    )]
+    Conflict { expected: u64, found: u64 },
+    #[error("the state store ({backend}) is unreachable: {reason}; nothing was changed")]
+    Unavailable { backend: String, reason: String },
+    #[error("the key of network '{network}' in the state store is unusable: {reason}")]
+    BadKey { network: String, reason: String },
+}
+
+/// Where the daemon's state lives. Methods are async because a shared backend is reached over
+/// the network; a local one does its file work off the runtime thread.
+pub trait StateStore: Send + Sync + 'static {
+    /// The backend, for logs and errors (e.g. `state dir /var/lib/vswitch`).
+    fn describe(&self) -> String;
+
+    /// The current state (an empty one when nothing was ever saved).
+    fn load(&self) -> impl Future<Output = Result<Snapshot, StoreError>> + Send;
+
+    /// Replaces the state, if it is still at `expected`; returns the new revision.
+    fn save(
+        &self,
+        expected: Revision,
+        state: &State,
+    ) -> impl Future<Output = Result<Revision, StoreError>> + Send;
+
+    /// Stores the key of `network`, readable only by the daemon.
+    fn put_key(
+        &self,
+        network: &str,
+        key: &NetworkKey,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The stored key of `network`, if any.
+    fn key(
+        &self,
+        network: &str,
+    ) -> impl Future<Output = Result<Option<NetworkKey>, StoreError>> + Send;
+
+    /// Forgets the key of `network` (absent is fine).
+    fn remove_key(&self, network: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Changes made by other writers, newest last; `None` for a store nobody else writes.
+    fn watch(&self) -> Option<tokio::sync::mpsc::Receiver<Snapshot>>;
+}
