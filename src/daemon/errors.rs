@@ -80,8 +80,11 @@ pub enum RequestError {
     AddressInUse { ip: Ipv4Addr, owner: String },
     #[error("network '{network}' has no free address left in {subnet}")]
     NoFreeAddress { network: String, subnet: Ipv4Net },
-    #[error("cannot check {ip} for conflicts on the overlay: {reason}; nothing was changed")]
-    ProbeFailed { ip: Ipv4Addr, reason: String },
+    #[error("cannot check {ip} for conflicts on the overlay: {source}; nothing was changed")]
+    ProbeFailed {
+        ip: Ipv4Addr,
+        source: super::probe::ProbeError,
+    },
     #[error("MAC {mac} is already used on network '{network}'")]
     MacInUse { mac: Mac, network: String },
     #[error("namespace '{netns}' is not attached to network '{network}'")]

@@ -15,7 +15,7 @@
 mod effects;
 pub mod errors;
 pub mod keys;
-mod probe;
+pub mod probe;
 pub mod rules;
 mod views;
 
@@ -363,7 +363,7 @@ impl<S: StateStore> Daemon<S> {
                     tracing::info!("{ip} answered by {owner}");
                     plan.conflict(ip, owner)?;
                 }
-                Err(reason) => return Err(RequestError::ProbeFailed { ip, reason }),
+                Err(source) => return Err(RequestError::ProbeFailed { ip, source }),
             }
         };
         let d = rules::attach_commit(inner.view(mtu), plan, ip, PortId(inner.next_port));

@@ -21,6 +21,15 @@ const PROBES: u32 = 2;
 const INTERVAL: Duration = Duration::from_millis(200);
 const LISTEN: Duration = Duration::from_millis(600);
 
+/// Why a probe could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot add the probe port to the switch: {0}")]
+    Switch(crate::core::SwitchError),
+    #[error("cannot start the probe port: {0}")]
+    Start(std::io::Error),
+}
+
 /// Probes `ip` on network `vni` as `mac`; returns who claims it, if anyone. A probe that could
 /// not run is an error, never "no conflict".
 pub async fn conflict(
@@ -29,14 +38,14 @@ pub async fn conflict(
     vni: Vni,
     mac: Mac,
     ip: Ipv4Addr,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, ProbeError> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(256);
     write(switch)
         .add_port(PROBE_PORT, vni)
-        .map_err(|e| format!("cannot add the probe port: {e}"))?;
+        .map_err(ProbeError::Switch)?;
     if let Err(e) = dataplane.add_port(PROBE_PORT, PortSink::Host(tx)) {
         let _ = write(switch).remove_port(PROBE_PORT);
-        return Err(format!("cannot start the probe port: {e}"));
+        return Err(ProbeError::Start(e));
     }
     let probe = arp::probe(mac, ip);
     let mut found = None;

@@ -65,7 +65,7 @@ impl FileStore {
 fn load(dir: &Path) -> Result<State, StoreError> {
     let path = dir.join(FILE);
     match fs::read(&path) {
-        Ok(bytes) => records::decode(&bytes).map_err(|reason| StoreError::Corrupt { path, reason }),
+        Ok(bytes) => records::decode(&bytes).map_err(|source| StoreError::Corrupt { path, source }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::empty()),
         Err(source) => Err(StoreError::Io { path, source }),
     }
@@ -127,7 +127,7 @@ impl StateStore for FileStore {
         }
         let mut bytes = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Corrupt {
             path: self.dir.join(FILE),
-            reason: e.to_string(),
+            source: records::DecodeError::Json(e.to_string()),
         })?;
         bytes.push(b'\n');
         self.blocking(move |dir| write_atomic(dir, FILE, &bytes, 0o600))

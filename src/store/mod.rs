@@ -26,7 +26,7 @@ use std::path::PathBuf;
 
 pub use file::FileStore;
 pub use memory::MemoryStore;
-pub use records::{decode, NetworkRecord, State, VERSION};
+pub use records::{decode, DecodeError, NetworkRecord, State, VERSION};
 
 use crate::core::seal::NetworkKey;
 
@@ -48,8 +48,8 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("state file {path} is corrupt: {reason}; move it aside to start empty")]
-    Corrupt { path: PathBuf, reason: String },
+    #[error("state file {path} is corrupt: {source}; move it aside to start empty")]
+    Corrupt { path: PathBuf, source: DecodeError },
     #[error(
         "the stored state changed under this request (expected revision {expected}, found \
          {found}); nothing was changed: try again"

@@ -53,14 +53,22 @@ pub struct NetworkRecord {
     pub key_file: Option<PathBuf>,
 }
 
+/// Why a state file's bytes are not a state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON of the state's shape (serde's message names the place).
+    #[error("{0}")]
+    Json(String),
+    #[error("version {0} (this vswitch reads version {VERSION})")]
+    Version(u32),
+}
+
 /// Parses a state file's bytes (also the fuzz target's entry point).
-pub fn decode(bytes: &[u8]) -> Result<State, String> {
-    let state: State = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+pub fn decode(bytes: &[u8]) -> Result<State, DecodeError> {
+    let state: State =
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
     if state.version != VERSION {
-        return Err(format!(
-            "version {} (this vswitch reads version {VERSION})",
-            state.version
-        ));
+        return Err(DecodeError::Version(state.version));
     }
     Ok(state)
 }
@@ -72,9 +80,9 @@ mod tests {
     #[test]
     fn corrupt_or_future_files_are_refused_with_a_reason() {
         assert!(decode(b"{").is_err());
-        assert!(decode(br#"{"version":2,"networks":[],"peers":[]}"#)
-            .expect_err("future")
-            .contains("version 2"));
+        let future = decode(br#"{"version":2,"networks":[],"peers":[]}"#).expect_err("future");
+        assert_eq!(future, DecodeError::Version(2));
+        assert!(future.to_string().contains("version 2"));
         assert!(decode(
             br#"{"version":1,"networks":[{"name":"x","vni":0,"subnet":"10.0.0.0/24"}],"peers":[]}"#
         )

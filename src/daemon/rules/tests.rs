@@ -1,7 +1,9 @@
 //! Every rule and every refusal, without root: a `View` built by hand, facts passed in.
 
 use super::*;
+use crate::control::AttachRequest;
 use crate::core::seal::KEY_LEN;
+use crate::wire::Mac;
 
 const UNDERLAY: u32 = 1500;
 
