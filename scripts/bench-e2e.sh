@@ -10,7 +10,7 @@
 # (raw iperf3/ping output in target/bench-e2e/raw/). A benchmark, not a test: it fails only when
 # a mode cannot be set up or measured, and then says which step.
 #
-# Usage: sudo scripts/bench-e2e.sh [--quick] [--only a,b,c,d] [--time SECONDS]
+# Usage: scripts/bench-e2e.sh [--quick] [--only a,b,c,d] [--time SECONDS]
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -78,7 +78,7 @@ IP1=10.77.0.11
 IP2=10.77.0.12
 PORT=5201
 
-need_root
+need_root "$@"
 ensure_pkgs iperf3:iperf3 iproute2:ip iputils-ping:ping python3:python3 procps:sysctl coreutils:timeout
 vs_init "vsb$$"
 P=$VS_PREFIX

@@ -392,7 +392,7 @@ readme = f"""# VXLAN wire fixtures (captured from the Linux kernel)
 **Generated file — do not edit by hand.** Regenerate with (root required):
 
 ```sh
-sudo scripts/capture-fixtures.sh            # writes into src/wire/fixtures/
+scripts/capture-fixtures.sh            # writes into src/wire/fixtures/
 ```
 
 ## How they were captured

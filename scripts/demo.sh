@@ -3,7 +3,7 @@
 # the containers talking over VXLAN that the daemons build themselves. Everything lives in
 # network namespaces named vsd<PID>-* and is removed at exit, even on failure or Ctrl-C.
 #
-# Usage: sudo scripts/demo.sh
+# Usage: scripts/demo.sh (as root; re-runs itself with sudo otherwise)
 # Environment: VSWITCH=path to a vswitch binary (default: build target/release/vswitch),
 #              VS_KEEP_WORK=1 to keep the daemons' logs and state after the demo.
 set -Eeuo pipefail
@@ -20,7 +20,7 @@ case ${1:-} in
 *) die "unknown argument: $1 (try --help)" ;;
 esac
 
-need_root
+need_root "$@"
 ensure_pkgs iperf3:iperf3 iproute2:ip iputils-ping:ping
 vs_init "vsd$$"
 build_release

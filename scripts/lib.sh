@@ -3,7 +3,7 @@
 # `vs_init PREFIX` once:
 #
 #     . "$(dirname "$0")/lib.sh"
-#     need_root
+#     need_root "$@"
 #     vs_init "vsd$$"          # unique prefix; registers the cleanup trap
 #
 # Traffic rule these helpers keep: every namespace and link they create carries the prefix
@@ -60,8 +60,15 @@ show() {
 # ---------------------------------------------------------------------------------------------
 # Prerequisites
 
+# need_root "$@" — as root, carry on; otherwise re-run the calling script through sudo when
+# sudo exists (keeping VSWITCH, FUZZ_SECONDS and the like), or stop with a clear message.
 need_root() {
-    [[ $EUID -eq 0 ]] || die "this script creates network namespaces; run it as root (sudo $0)"
+    [[ $EUID -eq 0 ]] && return 0
+    if command -v sudo >/dev/null 2>&1; then
+        note "this script creates network namespaces and TAPs: re-running it with sudo"
+        exec sudo --preserve-env "$0" "$@"
+    fi
+    die "this script creates network namespaces and TAPs: run it as root (no sudo here)"
 }
 
 # ensure_pkgs PKG[:CMD]... — apt-get install the packages that are missing. With `:CMD`, the

@@ -7,15 +7,15 @@
 # network namespace (and mount namespace) of its own, so nothing a test sends can reach the
 # machine's real network, and namespaces a test names under /run/netns vanish with it.
 #
-#   sudo scripts/test.sh            # everything
+#   scripts/test.sh                 # everything (as root; re-runs itself with sudo otherwise)
 #   FUZZ_SECONDS=0 scripts/test.sh  # skip the bounded fuzzing run (corpus replay still runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
-need_root
-ensure_pkgs iproute2 iperf3 tshark tcpdump python3:python3 util-linux:unshare
+need_root "$@"
+ensure_pkgs iproute2 iperf3 tshark tcpdump iputils-ping:ping python3:python3 util-linux:unshare
 
 echo "== format and lints"
 cargo fmt --all -- --check

@@ -10,7 +10,10 @@ use vswitch::cli::{AttachArgs, Cli, Command, KeyCommand, NetworkCommand, PeerCom
 use vswitch::control::{self, client, Request};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -22,11 +25,12 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let needs_root = !matches!(cli.command, Command::Key(_));
-    if needs_root && !vswitch::dataplane::sys::is_root() {
+    if needs_root && !vswitch::daemon::running_as_root() {
         anyhow::bail!(
             "vswitch needs root (CAP_NET_ADMIN, and the control socket is root's): run it with sudo"
         );
     }
+    let json = cli.json();
     let request = match cli.command {
         Command::Daemon(a) => {
             init_tracing();
@@ -40,7 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })?);
         }
         Command::Key(KeyCommand::Generate { out }) => return key_generate(out.as_deref()),
-        Command::Network(n) => match n {
+        Command::Network { command, .. } => match command {
             NetworkCommand::Create {
                 name,
                 vni,
@@ -66,13 +70,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 key_file: absolute(key_file)?,
             },
         },
-        Command::Attach(AttachArgs {
-            netns,
-            network,
-            ip,
-            mac,
-            ifname,
-        }) => Request::Attach(control::AttachRequest {
+        Command::Attach {
+            args:
+                AttachArgs {
+                    netns,
+                    network,
+                    ip,
+                    mac,
+                    ifname,
+                },
+            ..
+        } => Request::Attach(control::AttachRequest {
             netns,
             network,
             ip: ip.map(|(ip, _)| ip),
@@ -80,23 +88,49 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             mac,
             ifname: Some(ifname),
         }),
-        Command::Detach { netns, network } => Request::Detach { netns, network },
-        Command::Peer(p) => match p {
+        Command::Detach { netns, network, .. } => Request::Detach { netns, network },
+        Command::Peer { command, .. } => match command {
             PeerCommand::Add { addr } => Request::PeerAdd { addr },
             PeerCommand::Rm { addr } => Request::PeerRemove { addr },
             PeerCommand::Ls => Request::PeerList,
         },
-        Command::Fdb { network } => Request::Fdb { network },
-        Command::Stats => Request::Stats,
+        Command::Fdb { network, .. } => Request::Fdb { network },
+        Command::Stats { .. } => Request::Stats,
     };
     let reply = client::call(&cli.socket, &request, Duration::from_secs(30))?;
     let mut out = std::io::stdout().lock();
-    if cli.json {
+    if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&reply)?)?;
     } else {
         vswitch::cli::render::human(&request, &reply, &mut out)?;
     }
     Ok(())
+}
+
+/// Help and version go to stdout as clap writes them; a usage error is one `error:` line and a
+/// hint, exit status 2.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return ExitCode::from(
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                2
+            } else {
+                0
+            },
+        );
+    }
+    let rendered = e.render().to_string();
+    let (message, usage) = vswitch::cli::usage_error_lines(&rendered);
+    eprintln!("error: {message}");
+    eprintln!("hint: {usage}");
+    ExitCode::from(2)
 }
 
 fn absolute(p: std::path::PathBuf) -> anyhow::Result<std::path::PathBuf> {
@@ -114,16 +148,16 @@ fn init_tracing() {
 
 fn key_generate(out: Option<&std::path::Path>) -> anyhow::Result<()> {
     use vswitch::daemon::keys;
-    let key = keys::generate().map_err(anyhow::Error::msg)?;
+    let key = keys::generate()?;
     match out {
         Some(path) => {
-            keys::write_new(path, &key).map_err(anyhow::Error::msg)?;
+            keys::write_new(path, &key)?;
             eprintln!(
                 "wrote a new 256-bit key to {} (mode 0600); copy it to every host of the network",
                 path.display()
             );
         }
-        None => print!("{}", keys::encode(&key)),
+        None => print!("{}", keys::encode(&key).as_str()),
     }
     Ok(())
 }

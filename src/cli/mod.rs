@@ -23,11 +23,35 @@ pub struct Cli {
     /// The daemon's control socket.
     #[arg(long, global = true, env = "VSWITCH_SOCKET", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
-    /// Print data as JSON.
-    #[arg(long, global = true)]
+    /// Print data as JSON (also accepted after the command).
+    #[arg(long)]
     pub json: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--json`, for the commands that print data (not `daemon` or `key`).
+#[derive(Debug, Args, Clone, Copy, Default)]
+pub struct JsonFlag {
+    /// Print data as JSON.
+    #[arg(long = "json", global = true)]
+    pub json: bool,
+}
+
+impl Cli {
+    /// Whether `--json` was given, before or after the command.
+    pub fn json(&self) -> bool {
+        self.json
+            || match &self.command {
+                Command::Network { out, .. }
+                | Command::Peer { out, .. }
+                | Command::Attach { out, .. }
+                | Command::Detach { out, .. }
+                | Command::Fdb { out, .. }
+                | Command::Stats { out } => out.json,
+                Command::Daemon(_) | Command::Key(_) => false,
+            }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -35,27 +59,47 @@ pub enum Command {
     /// Run the switch daemon in the foreground.
     Daemon(DaemonArgs),
     /// Create, list, inspect and remove networks.
-    #[command(subcommand)]
-    Network(NetworkCommand),
+    Network {
+        #[command(flatten)]
+        out: JsonFlag,
+        #[command(subcommand)]
+        command: NetworkCommand,
+    },
     /// Give a network namespace an interface on a network.
-    Attach(AttachArgs),
+    Attach {
+        #[command(flatten)]
+        out: JsonFlag,
+        #[command(flatten)]
+        args: AttachArgs,
+    },
     /// Remove a namespace's interface from a network.
     Detach {
+        #[command(flatten)]
+        out: JsonFlag,
         /// A name under /run/netns, or a path such as /proc/PID/ns/net.
         netns: String,
         #[arg(long)]
         network: Option<String>,
     },
     /// Manage the VTEPs this switch replicates to.
-    #[command(subcommand)]
-    Peer(PeerCommand),
+    Peer {
+        #[command(flatten)]
+        out: JsonFlag,
+        #[command(subcommand)]
+        command: PeerCommand,
+    },
     /// List the MAC table.
     Fdb {
+        #[command(flatten)]
+        out: JsonFlag,
         #[arg(long)]
         network: Option<String>,
     },
     /// Show the switch's counters.
-    Stats,
+    Stats {
+        #[command(flatten)]
+        out: JsonFlag,
+    },
     /// Key material for encrypted networks.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -251,6 +295,40 @@ pub fn parse_peer(s: &str) -> Result<SocketAddr, String> {
     }
 }
 
+/// A clap error as rendered, cut to one message line and one usage line: multi-line messages
+/// (a list of missing arguments) are joined with `, `; clap's tips are left out.
+pub fn usage_error_lines(rendered: &str) -> (String, String) {
+    let mut message = Vec::new();
+    let mut usage = String::from("`vswitch --help` and `vswitch COMMAND --help` list the options");
+    let mut lines = rendered.lines();
+    for line in lines.by_ref() {
+        let line = line.trim();
+        if line.is_empty() {
+            break;
+        }
+        message.push(
+            line.strip_prefix("error:")
+                .unwrap_or(line)
+                .trim()
+                .to_owned(),
+        );
+    }
+    for line in lines {
+        if let Some(u) = line.trim().strip_prefix("Usage:") {
+            usage = format!("usage: {} (--help explains each option)", u.trim());
+            break;
+        }
+        if let Some(tip) = line.trim().strip_prefix("tip:") {
+            message.push(format!("({})", tip.trim()));
+        }
+    }
+    let mut text = message.remove(0);
+    if !message.is_empty() {
+        text = format!("{} {}", text.trim_end_matches(':'), message.join(", "));
+    }
+    (text, usage)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,8 +364,62 @@ mod tests {
     }
 
     #[test]
+    fn usage_errors_become_one_line_and_a_hint() {
+        let e = Cli::try_parse_from(["vswitch", "network", "create", "x"]).expect_err("missing");
+        let (msg, hint) = usage_error_lines(&e.render().to_string());
+        assert!(!msg.contains('\n') && !hint.contains('\n'));
+        assert!(
+            msg.contains("--vni <VNI>") && msg.contains("--subnet <SUBNET>"),
+            "{msg}"
+        );
+        assert!(hint.starts_with("usage: vswitch network create"), "{hint}");
+        let e = Cli::try_parse_from([
+            "vswitch",
+            "network",
+            "create",
+            "x",
+            "--vni",
+            "0",
+            "--subnet",
+            "10.0.0.0/24",
+        ])
+        .expect_err("bad vni");
+        let (msg, _) = usage_error_lines(&e.render().to_string());
+        assert_eq!(
+            msg,
+            "invalid value '0' for '--vni <VNI>': VNI 0 is out of range: use 1..=16777215"
+        );
+    }
+
+    #[test]
     fn the_cli_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn json_goes_before_or_after_data_commands_and_never_on_the_daemon() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.json());
+        assert_eq!(parse(&["vswitch", "--json", "stats"]).ok(), Some(true));
+        assert_eq!(parse(&["vswitch", "stats", "--json"]).ok(), Some(true));
+        assert_eq!(
+            parse(&["vswitch", "network", "ls", "--json"]).ok(),
+            Some(true)
+        );
+        assert_eq!(
+            parse(&["vswitch", "network", "--json", "ls"]).ok(),
+            Some(true)
+        );
+        assert_eq!(parse(&["vswitch", "peer", "ls"]).ok(), Some(false));
+        assert!(parse(&["vswitch", "daemon", "--json"]).is_err());
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("daemon")
+            .expect("daemon")
+            .render_long_help()
+            .to_string();
+        assert!(!help.contains("--json"), "{help}");
+        assert!(help.contains("--listen"), "{help}");
     }
 }

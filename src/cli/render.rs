@@ -1,111 +1,72 @@
-//! Human-readable output of the CLI (`--json` prints the daemon's reply as it is).
+//! Human-readable output of the CLI: tables and sentences (`--json` prints the daemon's reply
+//! as it is).
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use serde::de::DeserializeOwned;
-
-use crate::control::{FdbRow, NetworkDetail, NetworkSummary, PeerInfo, PortInfo, Request, Stats};
+use crate::control::{
+    FdbRow, NetworkDetail, NetworkSummary, PeerInfo, PortInfo, Request, Response, SealStatus, Stats,
+};
 use crate::core::TrafficSnapshot;
 
-fn decode<T: DeserializeOwned>(v: &serde_json::Value) -> io::Result<T> {
-    serde_json::from_value(v.clone()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+fn traffic(t: &TrafficSnapshot) -> String {
+    format!(
+        "rx {} frames / {} bytes, tx {} frames / {} bytes{}",
+        t.rx_frames,
+        t.rx_bytes,
+        t.tx_frames,
+        t.tx_bytes,
+        match drops(&t.drops) {
+            d if d == "none" => String::new(),
+            d => format!(", dropped {d}"),
+        }
+    )
 }
 
-fn traffic(t: &TrafficSnapshot) -> String {
-    let mut s = format!(
-        "rx {} frames / {} bytes, tx {} frames / {} bytes",
-        t.rx_frames, t.rx_bytes, t.tx_frames, t.tx_bytes
-    );
-    if !t.drops.is_empty() {
-        let d: Vec<String> = t.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        s.push_str(&format!(", drops {}", d.join(" ")));
+/// `3 replayed, 1 auth_failed`, largest first, zeros left out; `none` when nothing was dropped.
+fn drops(d: &BTreeMap<String, u64>) -> String {
+    let mut nonzero: Vec<(&String, &u64)> = d.iter().filter(|(_, n)| **n > 0).collect();
+    nonzero.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    if nonzero.is_empty() {
+        return "none".into();
     }
-    s
+    nonzero
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Prints the reply to `request` for a person.
-pub fn human(request: &Request, reply: &serde_json::Value, out: &mut impl Write) -> io::Result<()> {
-    match request {
-        Request::NetworkCreate(_) => {
-            let n: NetworkSummary = decode(reply)?;
-            writeln!(
-                out,
-                "created network {} (VNI {}, subnet {}, MTU {})",
-                n.name, n.vni, n.subnet, n.mtu
-            )
+pub fn human(request: &Request, reply: &Response, out: &mut impl Write) -> io::Result<()> {
+    match (request, reply) {
+        (Request::NetworkCreate(_), Response::Network(n)) => writeln!(
+            out,
+            "created network {} (VNI {}, subnet {}, MTU {}{})",
+            n.name,
+            n.vni,
+            n.subnet,
+            n.mtu,
+            if n.encrypted { ", encrypted" } else { "" }
+        ),
+        (_, Response::Network(n)) => writeln!(out, "removed network {} (VNI {})", n.name, n.vni),
+        (Request::NetworkRotateKey { name, .. }, Response::Rotation(s)) => {
+            writeln!(out, "rotating the key of network {name}:")?;
+            seal(out, s)
         }
-        Request::NetworkRemove { .. } => {
-            let n: NetworkSummary = decode(reply)?;
-            writeln!(out, "removed network {} (VNI {})", n.name, n.vni)
-        }
-        Request::NetworkRotateKey { name, .. } => {
-            writeln!(out, "rotating the key of network {name}: {reply}")
-        }
-        Request::NetworkList => {
-            let ns: Vec<NetworkSummary> = decode(reply)?;
-            writeln!(
-                out,
-                "{:<16} {:>8}  {:<18} {:<15} {:>5}  {:<9} {:>5}",
-                "NAME", "VNI", "SUBNET", "GATEWAY", "MTU", "ENCRYPTED", "PORTS"
-            )?;
-            for n in ns {
-                let gw = n.gateway.map_or("-".into(), |g| g.to_string());
-                writeln!(
-                    out,
-                    "{:<16} {:>8}  {:<18} {:<15} {:>5}  {:<9} {:>5}",
-                    n.name,
-                    n.vni.get(),
-                    n.subnet.to_string(),
-                    gw,
-                    n.mtu,
-                    if n.encrypted { "yes" } else { "no" },
-                    n.ports
-                )?;
-            }
-            Ok(())
-        }
-        Request::NetworkInspect { .. } => {
-            let n: NetworkDetail = decode(reply)?;
-            writeln!(
-                out,
-                "network {}: VNI {}, subnet {}, gateway {}, MTU {}, {}",
-                n.name,
-                n.vni,
-                n.subnet,
-                n.gateway.map_or("none".into(), |g| g.to_string()),
-                n.mtu,
-                if n.encrypted { "encrypted" } else { "plain" }
-            )?;
-            writeln!(out, "  traffic: {}", traffic(&n.traffic))?;
-            for p in n.ports {
-                writeln!(
-                    out,
-                    "  port {}: netns {} {} mac {} ip {} mtu {}",
-                    p.port,
-                    p.netns,
-                    p.ifname,
-                    p.mac,
-                    p.ip.as_deref().unwrap_or("-"),
-                    p.mtu
-                )?;
-            }
-            Ok(())
-        }
-        Request::Attach(_) => {
-            let p: PortInfo = decode(reply)?;
-            writeln!(
-                out,
-                "attached {} to {}: {} mac {} ip {} mtu {}",
-                p.netns,
-                p.network,
-                p.ifname,
-                p.mac,
-                p.ip.as_deref().unwrap_or("-"),
-                p.mtu
-            )
-        }
-        Request::Detach { .. } => {
-            let ps: Vec<PortInfo> = decode(reply)?;
+        (_, Response::Networks(ns)) => networks(out, ns),
+        (_, Response::NetworkDetail(n)) => detail(out, n),
+        (_, Response::Port(p)) => writeln!(
+            out,
+            "attached {} to {}: {} mac {} ip {} mtu {}",
+            p.netns,
+            p.network,
+            p.ifname,
+            p.mac,
+            p.ip.as_deref().unwrap_or("-"),
+            p.mtu
+        ),
+        (_, Response::Ports(ps)) => {
             for p in ps {
                 writeln!(
                     out,
@@ -115,97 +76,288 @@ pub fn human(request: &Request, reply: &serde_json::Value, out: &mut impl Write)
             }
             Ok(())
         }
-        Request::PeerAdd { .. } => {
-            let p: PeerInfo = decode(reply)?;
-            writeln!(out, "added peer {}", p.addr)
+        (Request::PeerAdd { .. }, Response::Peer(p)) => writeln!(out, "added peer {}", p.addr),
+        (_, Response::Peer(p)) => writeln!(out, "removed peer {}", p.addr),
+        (_, Response::Peers(ps)) => peers(out, ps),
+        (_, Response::Fdb(rows)) => fdb(out, rows),
+        (_, Response::Stats(s)) => stats(out, s),
+        (_, Response::Rotation(s)) => seal(out, s),
+    }
+}
+
+fn networks(out: &mut impl Write, ns: &[NetworkSummary]) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:<16} {:>8}  {:<18} {:<15} {:>5}  {:<9} {:>5}",
+        "NAME", "VNI", "SUBNET", "GATEWAY", "MTU", "ENCRYPTED", "PORTS"
+    )?;
+    for n in ns {
+        let gw = n.gateway.map_or("-".into(), |g| g.to_string());
+        writeln!(
+            out,
+            "{:<16} {:>8}  {:<18} {:<15} {:>5}  {:<9} {:>5}",
+            n.name,
+            n.vni.get(),
+            n.subnet.to_string(),
+            gw,
+            n.mtu,
+            if n.encrypted { "yes" } else { "no" },
+            n.ports
+        )?;
+    }
+    Ok(())
+}
+
+fn ports_table(out: &mut impl Write, ports: &[PortInfo]) -> io::Result<()> {
+    writeln!(
+        out,
+        "  {:>5}  {:<20} {:<10} {:<17}  {:<18} {:>5}",
+        "PORT", "NETNS", "IFNAME", "MAC", "IP", "MTU"
+    )?;
+    for p in ports {
+        writeln!(
+            out,
+            "  {:>5}  {:<20} {:<10} {:<17}  {:<18} {:>5}",
+            p.port,
+            p.netns,
+            p.ifname,
+            p.mac.to_string(),
+            p.ip.as_deref().unwrap_or("-"),
+            p.mtu
+        )?;
+    }
+    Ok(())
+}
+
+fn detail(out: &mut impl Write, n: &NetworkDetail) -> io::Result<()> {
+    writeln!(
+        out,
+        "network {}: VNI {}, subnet {}, gateway {}, MTU {}, {}",
+        n.name,
+        n.vni,
+        n.subnet,
+        n.gateway.map_or("none".into(), |g| g.to_string()),
+        n.mtu,
+        if n.encrypted { "encrypted" } else { "plain" }
+    )?;
+    writeln!(out, "  traffic: {}", traffic(&n.traffic))?;
+    if n.ports.is_empty() {
+        writeln!(out, "  no ports")
+    } else {
+        ports_table(out, &n.ports)
+    }
+}
+
+fn peers(out: &mut impl Write, ps: &[PeerInfo]) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:<22} {:>10} {:>10} {:>10} {:>10}  DROPPED",
+        "PEER", "RX FRAMES", "RX BYTES", "TX FRAMES", "TX BYTES"
+    )?;
+    for p in ps {
+        let t = &p.traffic;
+        writeln!(
+            out,
+            "{:<22} {:>10} {:>10} {:>10} {:>10}  {}",
+            p.addr.to_string(),
+            t.rx_frames,
+            t.rx_bytes,
+            t.tx_frames,
+            t.tx_bytes,
+            drops(&t.drops)
+        )?;
+    }
+    Ok(())
+}
+
+fn fdb(out: &mut impl Write, rows: &[FdbRow]) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:<12} {:>8}  {:<17}  {:<40} {:>8}",
+        "NETWORK", "VNI", "MAC", "LOCATION", "AGE"
+    )?;
+    for r in rows {
+        writeln!(
+            out,
+            "{:<12} {:>8}  {:<17}  {:<40} {:>7.1}s",
+            r.network,
+            r.vni.get(),
+            r.mac.to_string(),
+            r.location,
+            r.age_secs
+        )?;
+    }
+    Ok(())
+}
+
+fn seal(out: &mut impl Write, s: &SealStatus) -> io::Result<()> {
+    writeln!(out, "  {}", s.phase)?;
+    let keys: Vec<String> = s
+        .accepted_keys
+        .iter()
+        .map(|k| format!("{k:#04x}"))
+        .collect();
+    writeln!(
+        out,
+        "  sends with key {:#04x}, accepts {}",
+        s.sending_key,
+        keys.join(" and ")
+    )?;
+    if !s.waiting_for.is_empty() {
+        writeln!(
+            out,
+            "  waiting for {} to accept the new key",
+            s.waiting_for.join(", ")
+        )?;
+    }
+    writeln!(
+        out,
+        "  {} sealed, {} opened ({} key announcements), {} announced, {} senders known",
+        s.sealed, s.opened, s.announcements_opened, s.announced, s.senders,
+    )
+}
+
+fn stats(out: &mut impl Write, s: &Stats) -> io::Result<()> {
+    writeln!(out, "dropped: {}", drops(&s.drops))?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<16} {:>8} {:>10} {:>12} {:>10} {:>12}  {:>7}  DROPPED",
+        "NETWORK", "VNI", "RX FRAMES", "RX BYTES", "TX FRAMES", "TX BYTES", "MACS"
+    )?;
+    for n in &s.networks {
+        let t = &n.traffic;
+        writeln!(
+            out,
+            "{:<16} {:>8} {:>10} {:>12} {:>10} {:>12}  {:>7}  {}",
+            n.name,
+            n.vni.get(),
+            t.rx_frames,
+            t.rx_bytes,
+            t.tx_frames,
+            t.tx_bytes,
+            n.fdb.entries,
+            drops(&t.drops)
+        )?;
+    }
+    for n in &s.networks {
+        let f = &n.fdb;
+        writeln!(
+            out,
+            "\nnetwork {}: {} of {} MACs in the table; since start {} learned, {} moved, {} evicted, {} aged out",
+            n.name, f.entries, f.capacity, f.learned, f.moved, f.evicted, f.aged
+        )?;
+        if let Some(sl) = &n.seal {
+            seal(out, sl)?;
         }
-        Request::PeerRemove { .. } => {
-            let p: PeerInfo = decode(reply)?;
-            writeln!(out, "removed peer {}", p.addr)
-        }
-        Request::PeerList => {
-            let ps: Vec<PeerInfo> = decode(reply)?;
-            for p in ps {
-                writeln!(out, "{:<22} {}", p.addr.to_string(), traffic(&p.traffic))?;
-            }
-            Ok(())
-        }
-        Request::Fdb { .. } => {
-            let rows: Vec<FdbRow> = decode(reply)?;
+    }
+    if !s.ports.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{:>5}  {:<12} {:<20} {:<8} {:>10} {:>12} {:>10} {:>12}  DROPPED",
+            "PORT", "NETWORK", "NETNS", "IFNAME", "RX FRAMES", "RX BYTES", "TX FRAMES", "TX BYTES"
+        )?;
+        for p in &s.ports {
+            let t = &p.traffic;
             writeln!(
                 out,
-                "{:<12} {:>8}  {:<17}  {:<40} {:>8}",
-                "NETWORK", "VNI", "MAC", "LOCATION", "AGE"
+                "{:>5}  {:<12} {:<20} {:<8} {:>10} {:>12} {:>10} {:>12}  {}",
+                p.port,
+                p.network,
+                p.netns,
+                p.ifname,
+                t.rx_frames,
+                t.rx_bytes,
+                t.tx_frames,
+                t.tx_bytes,
+                drops(&t.drops)
             )?;
-            for r in rows {
-                writeln!(
-                    out,
-                    "{:<12} {:>8}  {:<17}  {:<40} {:>7.1}s",
-                    r.network,
-                    r.vni.get(),
-                    r.mac.to_string(),
-                    r.location,
-                    r.age_secs
-                )?;
-            }
-            Ok(())
         }
-        Request::Stats => {
-            let s: Stats = decode(reply)?;
-            let drops: Vec<String> = s.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            writeln!(
-                out,
-                "drops: {}",
-                if drops.is_empty() {
-                    "none".into()
-                } else {
-                    drops.join(" ")
-                }
-            )?;
-            for n in &s.networks {
-                writeln!(
-                    out,
-                    "network {} (VNI {}): {}",
-                    n.name,
-                    n.vni,
-                    traffic(&n.traffic)
-                )?;
-                writeln!(
-                    out,
-                    "  fdb: {} entries of {}, learned {} moved {} evicted {} aged {}",
-                    n.fdb.entries,
-                    n.fdb.capacity,
-                    n.fdb.learned,
-                    n.fdb.moved,
-                    n.fdb.evicted,
-                    n.fdb.aged
-                )?;
-                if let Some(seal) = &n.seal {
-                    writeln!(out, "  seal: {seal}")?;
-                }
-            }
-            for p in &s.ports {
-                writeln!(
-                    out,
-                    "port {} ({} {}, network {}): {}",
-                    p.port,
-                    p.netns,
-                    p.ifname,
-                    p.network,
-                    traffic(&p.traffic)
-                )?;
-            }
-            for p in &s.peers {
-                writeln!(out, "peer {}: {}", p.addr, traffic(&p.traffic))?;
-            }
-            let d = &s.dataplane;
-            writeln!(out, "dataplane: underlay rx {} tx {} datagrams, send errors {}, recv errors {}, tap read errors {}, tap write errors {}",
-                d.underlay_rx_datagrams, d.underlay_tx_datagrams, d.underlay_send_errors, d.underlay_recv_errors, d.tap_read_errors, d.tap_write_errors)?;
-            writeln!(
-                out,
-                "offload: superframes segmented {}, coalesced {}, errors {}",
-                d.superframes_segmented, d.superframes_coalesced, d.offload_errors
-            )
-        }
+    }
+    if !s.peers.is_empty() {
+        writeln!(out)?;
+        peers(out, &s.peers)?;
+    }
+    let d = &s.dataplane;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "underlay: {} datagrams received, {} sent; {} send errors, {} receive errors",
+        d.underlay_rx_datagrams,
+        d.underlay_tx_datagrams,
+        d.underlay_send_errors,
+        d.underlay_recv_errors
+    )?;
+    writeln!(
+        out,
+        "taps: {} read errors, {} write errors",
+        d.tap_read_errors, d.tap_write_errors
+    )?;
+    writeln!(
+        out,
+        "offloads: {} superframes segmented, {} coalesced, {} refused",
+        d.superframes_segmented, d.superframes_coalesced, d.offload_errors
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_are_tables_and_sentences_not_json() {
+        let mut st = Stats {
+            drops: BTreeMap::from([("replayed".into(), 3), ("truncated".into(), 0)]),
+            networks: vec![],
+            ports: vec![],
+            peers: vec![],
+            dataplane: Default::default(),
+        };
+        st.networks.push(crate::control::NetworkStats {
+            name: "sec".into(),
+            vni: crate::wire::Vni::new(300).expect("vni"),
+            traffic: crate::core::TrafficSnapshot {
+                drops: BTreeMap::from([("auth_failed".into(), 1)]),
+                ..Default::default()
+            },
+            fdb: crate::control::FdbStats {
+                entries: 2,
+                capacity: 65536,
+                learned: 3,
+                moved: 0,
+                evicted: 0,
+                aged: 0,
+            },
+            seal: Some(SealStatus {
+                accept_key: 0x2a,
+                accepted_keys: vec![0x01, 0x2a],
+                announced: 4,
+                announcements_opened: 5,
+                opened: 10,
+                phase: "accepting new key 0x2a; ... in 28 s at the latest".into(),
+                sealed: 9,
+                senders: 1,
+                sending_key: 0x01,
+                waiting_for: vec!["192.0.2.2:4789".into()],
+            }),
+        });
+        let mut out = Vec::new();
+        human(&Request::Stats, &Response::Stats(Box::new(st)), &mut out).expect("render");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(text.starts_with("dropped: 3 replayed\n"), "{text}");
+        assert!(
+            !text.contains('{') && !text.contains('"'),
+            "no JSON: {text}"
+        );
+        assert!(
+            text.contains("sends with key 0x01, accepts 0x01 and 0x2a"),
+            "{text}"
+        );
+        assert!(text.contains("waiting for 192.0.2.2:4789"), "{text}");
+        // What the sealer refused is a drop of the network, counted by the switch.
+        assert!(text.contains("1 auth_failed"), "{text}");
+        assert!(text.contains("in 28 s"), "{text}");
+        assert!(!text.contains(" ms"), "durations, not clocks: {text}");
     }
 }

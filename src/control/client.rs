@@ -5,7 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{Reply, Request};
+use super::{Request, Response, WireReply};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -30,11 +30,7 @@ pub enum ClientError {
 
 /// Sends one request and waits for its reply. `timeout` bounds the whole exchange (attach may
 /// take a second or two while it probes the overlay for address conflicts).
-pub fn call(
-    socket: &Path,
-    request: &Request,
-    timeout: Duration,
-) -> Result<serde_json::Value, ClientError> {
+pub fn call(socket: &Path, request: &Request, timeout: Duration) -> Result<Response, ClientError> {
     let path = socket.display().to_string();
     let io = |source| ClientError::Io {
         path: path.clone(),
@@ -51,9 +47,10 @@ pub fn call(
     stream.write_all(&line).map_err(io)?;
     let mut reply = String::new();
     BufReader::new(&stream).read_line(&mut reply).map_err(io)?;
-    match serde_json::from_str::<Reply>(&reply) {
-        Ok(Reply::Ok(v)) => Ok(v),
-        Ok(Reply::Error(e)) => Err(ClientError::Refused(e)),
+    match serde_json::from_str::<WireReply>(&reply) {
+        Ok(WireReply::Ok(body)) => Response::decode(request, body)
+            .map_err(|e| ClientError::BadReply(format!("{e}: {reply:?}"))),
+        Ok(WireReply::Error(e)) => Err(ClientError::Refused(e)),
         Err(e) => Err(ClientError::BadReply(format!("{e}: {reply:?}"))),
     }
 }

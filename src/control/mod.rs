@@ -54,7 +54,7 @@ pub enum Request {
     Stats,
 }
 
-/// A network as the user defines it (and as the state dir stores it).
+/// A network as the user defines it (the state store has its own record type).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSpec {
@@ -85,12 +85,100 @@ pub struct AttachRequest {
     pub ifname: Option<String>,
 }
 
-/// The daemon's answer: `{"ok": …}` or `{"error": "…"}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The daemon's answer on the wire: `{"ok": RESPONSE}` or `{"error": "…"}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reply {
+    Ok(Response),
+    Error(String),
+}
+
+/// A reply as read off the wire, before its body is decoded by the request it answers (the
+/// body's shape depends on the request, not on a tag of its own).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WireReply {
     Ok(serde_json::Value),
     Error(String),
+}
+
+/// What the daemon answers a request with. Serialized without a tag: `--json` prints exactly
+/// the body README documents for each command.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    /// `network create`, `network rm`.
+    Network(NetworkSummary),
+    /// `network ls`.
+    Networks(Vec<NetworkSummary>),
+    /// `network inspect`.
+    NetworkDetail(NetworkDetail),
+    /// `network rotate-key`: where the rotation stands.
+    Rotation(SealStatus),
+    /// `attach`.
+    Port(PortInfo),
+    /// `detach`.
+    Ports(Vec<PortInfo>),
+    /// `peer add`, `peer rm`.
+    Peer(PeerInfo),
+    /// `peer ls`.
+    Peers(Vec<PeerInfo>),
+    /// `fdb`.
+    Fdb(Vec<FdbRow>),
+    /// `stats`.
+    Stats(Box<Stats>),
+}
+
+impl Response {
+    /// Decodes the body of an `ok` reply to `request`.
+    pub fn decode(
+        request: &Request,
+        body: serde_json::Value,
+    ) -> Result<Response, serde_json::Error> {
+        use serde_json::from_value as v;
+        Ok(match request {
+            Request::NetworkCreate(_) | Request::NetworkRemove { .. } => {
+                Response::Network(v(body)?)
+            }
+            Request::NetworkList => Response::Networks(v(body)?),
+            Request::NetworkInspect { .. } => Response::NetworkDetail(v(body)?),
+            Request::NetworkRotateKey { .. } => Response::Rotation(v(body)?),
+            Request::Attach(_) => Response::Port(v(body)?),
+            Request::Detach { .. } => Response::Ports(v(body)?),
+            Request::PeerAdd { .. } | Request::PeerRemove { .. } => Response::Peer(v(body)?),
+            Request::PeerList => Response::Peers(v(body)?),
+            Request::Fdb { .. } => Response::Fdb(v(body)?),
+            Request::Stats => Response::Stats(v(body)?),
+        })
+    }
+}
+
+/// An encrypted network's sealing state (`stats` per network, and `rotate-key`'s reply).
+/// Fields are in alphabetical order, as the JSON has always had them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealStatus {
+    /// The key id advertised as the newest this host accepts.
+    pub accept_key: u8,
+    /// Every key id this host opens, oldest first.
+    pub accepted_keys: Vec<u8>,
+    /// Key announcements this host sent (each to every peer) during rotations.
+    #[serde(default)]
+    pub announced: u64,
+    /// Key announcements received and opened (included in `opened`).
+    #[serde(default)]
+    pub announcements_opened: u64,
+    /// Datagrams authenticated, fresh and decrypted.
+    pub opened: u64,
+    /// Where the rotation stands, in words.
+    pub phase: String,
+    /// Frames sealed.
+    pub sealed: u64,
+    /// (sender, key) pairs remembered for replay protection.
+    pub senders: usize,
+    /// The key id new datagrams are sealed with.
+    pub sending_key: u8,
+    /// Peers that have not yet shown they accept the new key.
+    pub waiting_for: Vec<String>,
 }
 
 /// A row of `network ls`.
@@ -168,7 +256,7 @@ pub struct NetworkStats {
     pub traffic: TrafficSnapshot,
     pub fdb: FdbStats,
     /// Sealing counters, for encrypted networks.
-    pub seal: Option<serde_json::Value>,
+    pub seal: Option<SealStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,14 +9,17 @@ use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::{Reply, Request, MAX_REQUEST};
+use super::{Reply, Request, Response, MAX_REQUEST};
 
-/// Something that answers requests.
+/// Something that answers requests: a typed response, or an error whose message the client
+/// shows as it is.
 pub trait Handler: Send + Sync + 'static {
+    type Error: std::fmt::Display + Send;
+
     fn handle(
         &self,
         request: Request,
-    ) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+    ) -> impl Future<Output = Result<Response, Self::Error>> + Send;
 }
 
 /// A bound control socket. Binding is separate from serving so the daemon creates the socket
@@ -101,7 +104,7 @@ async fn connection<H: Handler>(stream: UnixStream, handler: Arc<H>) -> std::io:
             match serde_json::from_slice::<Request>(&line) {
                 Ok(req) => match handler.handle(req).await {
                     Ok(v) => Reply::Ok(v),
-                    Err(e) => Reply::Error(e),
+                    Err(e) => Reply::Error(e.to_string()),
                 },
                 Err(e) => Reply::Error(format!("malformed request: {e}")),
             }
@@ -119,16 +122,18 @@ async fn connection<H: Handler>(stream: UnixStream, handler: Arc<H>) -> std::io:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::client;
+    use crate::control::{client, WireReply};
     use std::io::{BufRead, BufReader, Write};
     use std::time::Duration;
 
     struct Echo;
 
     impl Handler for Echo {
-        async fn handle(&self, request: Request) -> Result<serde_json::Value, String> {
+        type Error = String;
+
+        async fn handle(&self, request: Request) -> Result<Response, String> {
             match request {
-                Request::PeerList => Ok(serde_json::json!(["ok"])),
+                Request::PeerList => Ok(Response::Peers(vec![])),
                 other => Err(format!("refused {other:?}")),
             }
         }
@@ -174,19 +179,16 @@ mod tests {
             s.write_all(junk).expect("write");
             let mut line = String::new();
             r.read_line(&mut line).expect("reply");
-            let reply: Reply = serde_json::from_str(&line).expect("a reply");
+            let reply: WireReply = serde_json::from_str(&line).expect("a reply");
             assert!(
-                matches!(reply, Reply::Error(ref e) if e.contains("malformed request")),
+                matches!(reply, WireReply::Error(ref e) if e.contains("malformed request")),
                 "{line}"
             );
         }
         s.write_all(b"{\"op\":\"peer_list\"}\n").expect("write");
         let mut line = String::new();
         r.read_line(&mut line).expect("reply");
-        assert_eq!(
-            serde_json::from_str::<Reply>(&line).expect("reply"),
-            Reply::Ok(serde_json::json!(["ok"]))
-        );
+        assert_eq!(line, "{\"ok\":[]}\n", "an untagged body under ok");
         // And the typed client sees the handler's refusal as such.
         let e = client::call(&path, &Request::Stats, Duration::from_secs(2)).expect_err("refused");
         assert!(

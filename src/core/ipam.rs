@@ -17,18 +17,31 @@ pub fn next_free(
         .find(|ip| Some(*ip) != gateway && !taken.contains(ip))
 }
 
+/// Why an address cannot be given to a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IpamError {
+    #[error("{ip} is outside the network's subnet {subnet}")]
+    Outside { ip: Ipv4Addr, subnet: Ipv4Net },
+    #[error("{ip} is the network or broadcast address of {subnet}")]
+    NetworkOrBroadcast { ip: Ipv4Addr, subnet: Ipv4Net },
+    #[error("{0} is the network's gateway address")]
+    Gateway(Ipv4Addr),
+}
+
 /// Whether `ip` may be given to a container of `subnet`.
-pub fn assignable(subnet: Ipv4Net, gateway: Option<Ipv4Addr>, ip: Ipv4Addr) -> Result<(), String> {
+pub fn assignable(
+    subnet: Ipv4Net,
+    gateway: Option<Ipv4Addr>,
+    ip: Ipv4Addr,
+) -> Result<(), IpamError> {
     if !subnet.contains(&ip) {
-        return Err(format!("{ip} is outside the network's subnet {subnet}"));
+        return Err(IpamError::Outside { ip, subnet });
     }
     if subnet.prefix_len() <= 30 && (ip == subnet.network() || ip == subnet.broadcast()) {
-        return Err(format!(
-            "{ip} is the network or broadcast address of {subnet}"
-        ));
+        return Err(IpamError::NetworkOrBroadcast { ip, subnet });
     }
     if Some(ip) == gateway {
-        return Err(format!("{ip} is the network's gateway address"));
+        return Err(IpamError::Gateway(ip));
     }
     Ok(())
 }
@@ -64,15 +77,19 @@ mod tests {
         assert!(assignable(n, gw, Ipv4Addr::new(10, 0, 0, 9)).is_ok());
         assert!(assignable(n, gw, Ipv4Addr::new(10, 0, 1, 9))
             .unwrap_err()
+            .to_string()
             .contains("outside"));
         assert!(assignable(n, gw, Ipv4Addr::new(10, 0, 0, 0))
             .unwrap_err()
+            .to_string()
             .contains("network or broadcast"));
         assert!(assignable(n, gw, Ipv4Addr::new(10, 0, 0, 255))
             .unwrap_err()
+            .to_string()
             .contains("broadcast"));
         assert!(assignable(n, gw, Ipv4Addr::new(10, 0, 0, 1))
             .unwrap_err()
+            .to_string()
             .contains("gateway"));
     }
 }

@@ -6,83 +6,101 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ring::rand::SystemRandom;
 
-use crate::core::seal::{NetworkKey, KEY_LEN};
+use crate::core::seal::NetworkKey;
+use crate::store::keyhex::{self, KeyTextError};
+
+/// Why a key file was refused, or could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("key file {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("key file {} is not a regular file", path.display())]
+    NotRegular { path: PathBuf },
+    #[error(
+        "key file {} is readable by group or others (mode {mode:04o}): run `chmod 600 {}`",
+        path.display(),
+        path.display()
+    )]
+    Mode { path: PathBuf, mode: u32 },
+    #[error(
+        "key file {} {source}; make one with `vswitch key generate --out FILE`",
+        path.display()
+    )]
+    Text { path: PathBuf, source: KeyTextError },
+    #[error("{} already exists; refusing to overwrite a key", path.display())]
+    Exists { path: PathBuf },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot generate a key: {0}")]
+    Generate(crate::core::seal::KeyError),
+}
 
 /// Reads and checks a key file.
-pub fn read(path: &Path) -> Result<NetworkKey, String> {
-    let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("key file {shown}: {e}"))?;
+pub fn read(path: &Path) -> Result<NetworkKey, KeyFileError> {
+    let open = |source| KeyFileError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(open)?;
     if !meta.is_file() {
-        return Err(format!("key file {shown} is not a regular file"));
+        return Err(KeyFileError::NotRegular {
+            path: path.to_owned(),
+        });
     }
     let mode = meta.mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(format!(
-            "key file {shown} is readable by group or others (mode {mode:04o}): run `chmod 600 {shown}`"
-        ));
+        return Err(KeyFileError::Mode {
+            path: path.to_owned(),
+            mode,
+        });
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("key file {shown}: {e}"))?;
-    decode(text.trim()).map_err(|why| {
-        format!("key file {shown} {why}; make one with `vswitch key generate --out FILE`")
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(open)?);
+    keyhex::decode(&text).map_err(|source| KeyFileError::Text {
+        path: path.to_owned(),
+        source,
     })
 }
 
-/// Decodes 64 hex digits.
-pub fn decode(hex: &str) -> Result<NetworkKey, String> {
-    if hex.len() != KEY_LEN * 2 {
-        return Err(format!(
-            "holds {} characters, not the {} hex digits of a 256-bit key",
-            hex.len(),
-            KEY_LEN * 2
-        ));
-    }
-    let mut bytes = [0u8; KEY_LEN];
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("zz"), 16)
-            .map_err(|_| "is not hex".to_string())?;
-    }
-    let key = NetworkKey::from_slice(&bytes).map_err(|e| e.to_string());
-    bytes.fill(0);
-    key
-}
-
-/// Hex of a key, for writing a key file.
-pub fn encode(key: &NetworkKey) -> String {
-    let mut s: String = key
-        .expose_secret()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    s.push('\n');
-    s
-}
-
 /// A fresh random key from the system RNG.
-pub fn generate() -> Result<NetworkKey, String> {
-    NetworkKey::generate(&SystemRandom::new()).map_err(|e| format!("cannot generate a key: {e}"))
+pub fn generate() -> Result<NetworkKey, KeyFileError> {
+    NetworkKey::generate(&SystemRandom::new()).map_err(KeyFileError::Generate)
 }
 
 /// Writes a new key file with mode 0600; refuses to overwrite an existing file.
-pub fn write_new(path: &Path, key: &NetworkKey) -> Result<(), String> {
-    let shown = path.display();
+pub fn write_new(path: &Path, key: &NetworkKey) -> Result<(), KeyFileError> {
+    let write = |source| KeyFileError::Write {
+        path: path.to_owned(),
+        source,
+    };
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => {
-                format!("{shown} already exists; refusing to overwrite a key")
-            }
-            _ => format!("cannot write {shown}: {e}"),
+            std::io::ErrorKind::AlreadyExists => KeyFileError::Exists {
+                path: path.to_owned(),
+            },
+            _ => write(e),
         })?;
-    f.write_all(encode(key).as_bytes())
+    f.write_all(keyhex::encode(key).as_bytes())
         .and_then(|_| f.sync_all())
-        .map_err(|e| format!("cannot write {shown}: {e}"))
+        .map_err(write)
+}
+
+/// Hex of a key, for printing.
+pub fn encode(key: &NetworkKey) -> zeroize::Zeroizing<String> {
+    keyhex::encode(key)
 }
 
 #[cfg(test)]
@@ -102,16 +120,20 @@ mod tests {
         write_new(&p, &k).expect("write");
         assert_eq!(std::fs::metadata(&p).expect("meta").mode() & 0o777, 0o600);
         assert_eq!(read(&p).expect("read").expose_secret(), k.expose_secret());
-        assert!(write_new(&p, &k)
-            .expect_err("exists")
-            .contains("already exists"));
+        let e = write_new(&p, &k).expect_err("exists");
+        assert!(matches!(e, KeyFileError::Exists { .. }), "{e}");
+        assert!(e.to_string().contains("already exists"), "{e}");
         std::fs::remove_file(&p).expect("cleanup");
     }
 
     #[test]
     fn bad_key_files_are_refused_with_the_reason() {
         let p = tmp("bad");
-        assert!(read(&p).expect_err("missing").contains("No such file"));
+        let _ = std::fs::remove_file(&p);
+        assert!(read(&p)
+            .expect_err("missing")
+            .to_string()
+            .contains("No such file"));
         for (content, mode, why) in [
             ("abcd\n", 0o600, "4 characters"),
             (&"zz".repeat(32), 0o600, "not hex"),
@@ -121,9 +143,12 @@ mod tests {
             let _ = std::fs::remove_file(&p);
             std::fs::write(&p, content).expect("write");
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
-            let e = read(&p).expect_err(why);
+            let e = read(&p).expect_err(why).to_string();
             assert!(e.contains(why), "{e}");
+            assert!(e.contains(&p.display().to_string()), "names the file: {e}");
         }
         std::fs::remove_file(&p).expect("cleanup");
+        let dir = std::env::temp_dir();
+        assert!(matches!(read(&dir), Err(KeyFileError::NotRegular { .. })));
     }
 }

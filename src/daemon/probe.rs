@@ -7,11 +7,12 @@
 //! within a round trip, so that is ample; it is not a defence against a host that is down.
 
 use std::net::Ipv4Addr;
+use std::sync::RwLock;
 use std::time::Duration;
 
-use super::{write, Daemon};
-use crate::core::PortId;
-use crate::dataplane::PortSink;
+use crate::core::sync::write;
+use crate::core::{PortId, Switch};
+use crate::dataplane::{Dataplane, PortSink};
 use crate::wire::{arp, Mac, Vni};
 
 /// The port id of the daemon's own probe port (never a TAP's).
@@ -20,18 +21,31 @@ const PROBES: u32 = 2;
 const INTERVAL: Duration = Duration::from_millis(200);
 const LISTEN: Duration = Duration::from_millis(600);
 
-/// Probes `ip` on network `vni` as `mac`; returns who claims it, if anyone.
-pub async fn conflict(d: &Daemon, vni: Vni, mac: Mac, ip: Ipv4Addr) -> Option<String> {
+/// Why a probe could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot add the probe port to the switch: {0}")]
+    Switch(crate::core::SwitchError),
+    #[error("cannot start the probe port: {0}")]
+    Start(std::io::Error),
+}
+
+/// Probes `ip` on network `vni` as `mac`; returns who claims it, if anyone. A probe that could
+/// not run is an error, never "no conflict".
+pub async fn conflict(
+    switch: &RwLock<Switch>,
+    dataplane: &Dataplane,
+    vni: Vni,
+    mac: Mac,
+    ip: Ipv4Addr,
+) -> Result<Option<String>, ProbeError> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(256);
-    if write(&d.switch).add_port(PROBE_PORT, vni).is_err() {
-        return None;
-    }
-    if d.dataplane
-        .add_port(PROBE_PORT, PortSink::Host(tx))
-        .is_err()
-    {
-        let _ = write(&d.switch).remove_port(PROBE_PORT);
-        return None;
+    write(switch)
+        .add_port(PROBE_PORT, vni)
+        .map_err(ProbeError::Switch)?;
+    if let Err(e) = dataplane.add_port(PROBE_PORT, PortSink::Host(tx)) {
+        let _ = write(switch).remove_port(PROBE_PORT);
+        return Err(ProbeError::Start(e));
     }
     let probe = arp::probe(mac, ip);
     let mut found = None;
@@ -40,7 +54,7 @@ pub async fn conflict(d: &Daemon, vni: Vni, mac: Mac, ip: Ipv4Addr) -> Option<St
     let mut sent = 0;
     'listen: while waited < LISTEN {
         if sent < PROBES && waited >= INTERVAL * sent {
-            d.dataplane.inject(PROBE_PORT, &probe);
+            dataplane.inject(PROBE_PORT, &probe);
             sent += 1;
         }
         tokio::time::sleep(step).await;
@@ -58,7 +72,7 @@ pub async fn conflict(d: &Daemon, vni: Vni, mac: Mac, ip: Ipv4Addr) -> Option<St
             }
         }
     }
-    d.dataplane.remove_port(PROBE_PORT);
-    let _ = write(&d.switch).remove_port(PROBE_PORT);
-    found
+    dataplane.remove_port(PROBE_PORT);
+    let _ = write(switch).remove_port(PROBE_PORT);
+    Ok(found)
 }

@@ -17,7 +17,7 @@ mod port;
 mod sys;
 mod underlay;
 
-pub use nsref::{NetnsRef, NETNS_RUN_DIR};
+pub use nsref::{NetnsRef, NsId, NETNS_RUN_DIR};
 pub use port::{
     attach_port, detach_port, interface_exists_in, PortConfig, MAX_MTU, MIN_MTU, MIN_MTU_IPV6,
 };

@@ -91,10 +91,24 @@ impl NetnsRef {
 
     /// Whether both refer to the same namespace (same nsfs inode).
     pub fn is_same(&self, other: &NetnsRef) -> io::Result<bool> {
-        let a = self.file.metadata()?;
-        let b = other.file.metadata()?;
-        Ok(a.dev() == b.dev() && a.ino() == b.ino())
+        Ok(self.id()? == other.id()?)
     }
+
+    /// The namespace's identity (its nsfs device and inode), comparable without the file.
+    pub fn id(&self) -> io::Result<NsId> {
+        let m = self.file.metadata()?;
+        Ok(NsId {
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+}
+
+/// Which namespace a [`NetnsRef`] refers to: equal ids, same namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NsId {
+    pub dev: u64,
+    pub ino: u64,
 }
 
 /// Names like `ip netns` accepts: no `/` (that would be a path), not `.`/`..`, not empty.

@@ -1,28 +1,44 @@
-//! Persistent state: the networks and peers a daemon was told about, so a restarted daemon has
-//! them again. One JSON file in the state dir, replaced atomically (write a temporary file,
-//! fsync it, rename it over the old one, fsync the directory): a crash leaves the old state or
-//! the new one, never half of either.
+//! Persistent state: the networks and peers a daemon was told about, and the keys of encrypted
+//! networks, so a restarted daemon has them again.
+//!
+//! The daemon reads and writes through [`StateStore`]. Today's backend is the state dir
+//! ([`FileStore`], the embedded default); [`MemoryStore`] serves tests and the simulator. The
+//! trait is shaped for a backend shared by several hosts and reached over the network (the
+//! cluster store):
+//! - every read returns a [`Snapshot`] with a [`Revision`], and [`StateStore::save`] is a
+//!   compare-and-swap against the revision the caller's decision was based on, so two hosts
+//!   writing at once cannot silently lose each other's change ([`StoreError::Conflict`]);
+//! - a backend that cannot be reached says so ([`StoreError::Unavailable`]) instead of
+//!   blocking: the caller refuses the request and changes nothing;
+//! - [`StateStore::watch`] delivers the changes other writers make, which the daemon applies
+//!   through the same rules as its own requests. A store no one else writes has none.
+//!
+//! The on-disk format has its own record types ([`State`], [`NetworkRecord`]), apart from the
+//! control API's, so an API change cannot silently change the file format.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+mod file;
+pub mod keyhex;
+mod memory;
+mod records;
 
-use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::path::PathBuf;
 
-use crate::control::NetworkSpec;
+pub use file::FileStore;
+pub use memory::MemoryStore;
+pub use records::{decode, DecodeError, NetworkRecord, State, VERSION};
 
-/// The file format's version; a newer file is refused rather than misread.
-pub const VERSION: u32 = 1;
-const FILE: &str = "state.json";
+use crate::core::seal::NetworkKey;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct State {
-    pub version: u32,
-    pub networks: Vec<NetworkSpec>,
-    pub peers: Vec<SocketAddr>,
+/// A store's version counter: it grows with every accepted write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Revision(pub u64);
+
+/// The state at one revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub state: State,
+    pub revision: Revision,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,158 +48,51 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("state file {path} is corrupt: {reason}; move it aside to start empty")]
-    Corrupt { path: PathBuf, reason: String },
+    #[error("state file {path} is corrupt: {source}; move it aside to start empty")]
+    Corrupt { path: PathBuf, source: DecodeError },
+    #[error(
+        "the stored state changed under this request (expected revision {expected}, found \
+         {found}); nothing was changed: try again"
+    )]
+    Conflict { expected: u64, found: u64 },
+    #[error("the state store ({backend}) is unreachable: {reason}; nothing was changed")]
+    Unavailable { backend: String, reason: String },
+    #[error("the key of network '{network}' in the state store is unusable: {reason}")]
+    BadKey { network: String, reason: String },
 }
 
-/// The state dir.
-#[derive(Debug, Clone)]
-pub struct Store {
-    dir: PathBuf,
-}
+/// Where the daemon's state lives. Methods are async because a shared backend is reached over
+/// the network; a local one does its file work off the runtime thread.
+pub trait StateStore: Send + Sync + 'static {
+    /// The backend, for logs and errors (e.g. `state dir /var/lib/vswitch`).
+    fn describe(&self) -> String;
 
-impl Store {
-    /// Opens (creating) the state dir, mode 0700.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let io = |source| StoreError::Io {
-            path: dir.to_owned(),
-            source,
-        };
-        fs::create_dir_all(dir).map_err(io)?;
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
-        Ok(Store {
-            dir: dir.to_owned(),
-        })
-    }
+    /// The current state (an empty one when nothing was ever saved).
+    fn load(&self) -> impl Future<Output = Result<Snapshot, StoreError>> + Send;
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
+    /// Replaces the state, if it is still at `expected`; returns the new revision.
+    fn save(
+        &self,
+        expected: Revision,
+        state: &State,
+    ) -> impl Future<Output = Result<Revision, StoreError>> + Send;
 
-    /// The saved state, or an empty one when there is none yet.
-    pub fn load(&self) -> Result<State, StoreError> {
-        let path = self.dir.join(FILE);
-        match fs::read(&path) {
-            Ok(bytes) => decode(&bytes).map_err(|reason| StoreError::Corrupt { path, reason }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State {
-                version: VERSION,
-                ..State::default()
-            }),
-            Err(source) => Err(StoreError::Io { path, source }),
-        }
-    }
+    /// Stores the key of `network`, readable only by the daemon.
+    fn put_key(
+        &self,
+        network: &str,
+        key: &NetworkKey,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    pub fn save(&self, state: &State) -> Result<(), StoreError> {
-        let mut bytes = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Corrupt {
-            path: self.dir.join(FILE),
-            reason: e.to_string(),
-        })?;
-        bytes.push(b'\n');
-        self.write_atomic(FILE, &bytes, 0o600)
-    }
+    /// The stored key of `network`, if any.
+    fn key(
+        &self,
+        network: &str,
+    ) -> impl Future<Output = Result<Option<NetworkKey>, StoreError>> + Send;
 
-    /// Reads `name` from the state dir.
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
+    /// Forgets the key of `network` (absent is fine).
+    fn remove_key(&self, network: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Removes `name` from the state dir (absent is fine).
-    pub fn remove(&self, name: &str) -> Result<(), StoreError> {
-        match fs::remove_file(self.dir.join(name)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::Io {
-                path: self.dir.join(name),
-                source: e,
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// Writes `name` in the state dir atomically with the given mode.
-    pub fn write_atomic(&self, name: &str, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
-        let path = self.dir.join(name);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let io = |source| StoreError::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(io)?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
-        Ok(())
-    }
-}
-
-/// Parses a state file's bytes (also the fuzz target's entry point).
-pub fn decode(bytes: &[u8]) -> Result<State, String> {
-    let state: State = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    if state.version != VERSION {
-        return Err(format!(
-            "version {} (this vswitch reads version {VERSION})",
-            state.version
-        ));
-    }
-    Ok(state)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tmpdir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("vswitch-store-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        d
-    }
-
-    #[test]
-    fn save_then_load_round_trips_and_leaves_no_temp_file() {
-        let dir = tmpdir("rt");
-        let store = Store::open(&dir).expect("open");
-        assert_eq!(store.load().expect("empty").networks.len(), 0);
-        let state = State {
-            version: VERSION,
-            networks: vec![NetworkSpec {
-                name: "blue".into(),
-                vni: crate::wire::Vni::new(100).expect("vni"),
-                subnet: "10.0.0.0/24".parse().expect("cidr"),
-                gateway: Some("10.0.0.1".parse().expect("ip")),
-                mtu: None,
-                encrypted: false,
-                key_file: None,
-            }],
-            peers: vec!["192.0.2.2:4789".parse().expect("addr")],
-        };
-        store.save(&state).expect("save");
-        assert_eq!(store.load().expect("load"), state);
-        let names: Vec<_> = fs::read_dir(&dir)
-            .expect("dir")
-            .map(|e| e.expect("entry").file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from(FILE)]);
-        fs::remove_dir_all(&dir).expect("cleanup");
-    }
-
-    #[test]
-    fn corrupt_or_future_files_are_refused_with_a_reason() {
-        assert!(decode(b"{").is_err());
-        assert!(decode(br#"{"version":2,"networks":[],"peers":[]}"#)
-            .expect_err("future")
-            .contains("version 2"));
-        assert!(decode(
-            br#"{"version":1,"networks":[{"name":"x","vni":0,"subnet":"10.0.0.0/24"}],"peers":[]}"#
-        )
-        .is_err());
-    }
+    /// Changes made by other writers, newest last; `None` for a store nobody else writes.
+    fn watch(&self) -> Option<tokio::sync::mpsc::Receiver<Snapshot>>;
 }

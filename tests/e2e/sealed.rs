@@ -66,9 +66,11 @@ fn sealed_network_carries_traffic_and_no_plaintext() {
     // Capture the underlay on host A while a marker crosses the overlay.
     let pcap = lab.dir.join("sealed.pcap");
     let hns = lab.hosts[0].ns.name.clone();
+    // Stopped with SIGINT once the traffic has crossed (a fixed capture window raced the
+    // work under load); the timeout only bounds a test that goes wrong.
     let mut cap = Bg::spawn(
         std::process::Command::new("ip")
-            .args(["netns", "exec", &hns, "timeout", "-s", "INT", "5"])
+            .args(["netns", "exec", &hns, "timeout", "-s", "INT", "60"])
             .args(["tcpdump", "-U", "-n", "-i", UNDERLAY_DEV, "-w"])
             .arg(&pcap)
             .args(["udp", "port", "4789"]),
@@ -79,16 +81,36 @@ fn sealed_network_carries_traffic_and_no_plaintext() {
     send_frame(&c1, "eth0", "ff:ff:ff:ff:ff:ff", MARK_ETHERTYPE, &mark);
     // The marker also goes inside ping payloads (ping -p wants hex).
     let hex: String = mark.bytes().take(16).map(|b| format!("{b:02x}")).collect();
-    ns_exec(
+    let ping = ns_exec(
         &c1,
-        &["ping", "-c", "3", "-i", "0.2", "-p", &hex, "10.30.0.2"],
+        &[
+            "ping",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            "-p",
+            &hex,
+            "10.30.0.2",
+        ],
+    );
+    assert!(
+        ping.status.success() && String::from_utf8_lossy(&ping.stdout).contains("3 received"),
+        "3 of 3 marked pings answered across the sealed overlay: {ping:?}"
     );
     assert_eq!(
         seen.result(),
         1,
         "the marker frame crossed the sealed overlay once"
     );
-    cap.finish(Duration::from_secs(15));
+    let capture = cap.interrupt(Duration::from_secs(15));
+    assert!(
+        capture.err.iter().any(|l| l.contains("packets captured")),
+        "tcpdump stopped cleanly: {:?}",
+        capture.err
+    );
     let bytes = std::fs::read(&pcap).expect("capture file");
     assert!(
         bytes.len() > 1000,

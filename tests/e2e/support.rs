@@ -329,6 +329,14 @@ impl Bg {
         }
     }
 
+    /// Sends SIGINT (a capture's "stop now"), then waits for the process to exit.
+    pub fn interrupt(self, timeout: Duration) -> BgOutput {
+        if let Some(c) = &self.child {
+            signal(c, libc::SIGINT);
+        }
+        self.finish(timeout)
+    }
+
     /// Waits for the process to exit on its own.
     pub fn finish(mut self, timeout: Duration) -> BgOutput {
         let deadline = Instant::now() + timeout;

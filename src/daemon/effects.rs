@@ -1,0 +1,239 @@
+//! Carrying out the rules' decisions: each [`Effect`] is done in order, and when one fails the
+//! ones already done are undone, newest first, here and nowhere else. What cannot be undone
+//! (a started key rotation, a removed network's sealer state) is ordered last by the rules.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::errors::RequestError;
+use super::rules::{Effect, KeySource};
+use super::{new_sealer, Daemon, Inner};
+use crate::core::seal::NetworkKey;
+use crate::core::sync::{read, write};
+use crate::core::{PortId, Vtep};
+use crate::dataplane::tap::{Offload, Tap, TapOptions};
+use crate::dataplane::PortSink;
+use crate::netns::{self, NetnsRef};
+use crate::store::{State, StateStore};
+use crate::wire::Vni;
+
+/// How to take back one done effect.
+#[derive(Debug)]
+enum Undo {
+    Nothing,
+    Save(State),
+    Key {
+        network: String,
+        previous: Option<NetworkKey>,
+    },
+    RemoveNetwork(Vni),
+    AddPeer(SocketAddr),
+    RemovePeer(SocketAddr),
+    CloseTap(PortId),
+    RemovePort(PortId),
+    StopPort(PortId),
+    ForgetPort(PortId),
+}
+
+impl<S: StateStore> Daemon<S> {
+    /// Runs `effects` in order; on the first failure undoes the done ones and returns its
+    /// error. `netns` is the container namespace a port moves into, when there is one.
+    pub(super) async fn apply(
+        &self,
+        inner: &mut Inner,
+        effects: Vec<Effect>,
+        netns: Option<&NetnsRef>,
+    ) -> Result<(), RequestError> {
+        let mut done = Vec::with_capacity(effects.len());
+        for effect in effects {
+            match self.run(inner, effect, netns).await {
+                Ok(undo) => done.push(undo),
+                Err(e) => {
+                    for undo in done.into_iter().rev() {
+                        if let Err(u) = self.undo(inner, undo).await {
+                            tracing::error!("undoing part of a failed request: {u}");
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn run(
+        &self,
+        inner: &mut Inner,
+        effect: Effect,
+        netns: Option<&NetnsRef>,
+    ) -> Result<Undo, RequestError> {
+        let internal = |e: &dyn std::fmt::Display| RequestError::Internal(e.to_string());
+        Ok(match effect {
+            Effect::Save(state) => {
+                inner.revision = self.store.save(inner.revision, &state).await?;
+                Undo::Save(std::mem::replace(&mut inner.state, state))
+            }
+            Effect::PutKey { network, key } => {
+                let previous = self.store.key(&network).await?;
+                self.store.put_key(&network, &key).await?;
+                Undo::Key { network, previous }
+            }
+            Effect::ForgetKey { network } => {
+                if let Err(e) = self.store.remove_key(&network).await {
+                    tracing::warn!("network {network} removed, but its stored key stays: {e}");
+                }
+                Undo::Nothing
+            }
+            Effect::AddNetwork { vni, network, key } => {
+                let key = match key {
+                    KeySource::Plain => None,
+                    KeySource::Given(k) => Some(k),
+                    KeySource::Stored => {
+                        Some(self.store.key(&network).await?.ok_or_else(|| {
+                            RequestError::Internal(format!(
+                            "network '{network}' is encrypted but the store holds no key for it"
+                        ))
+                        })?)
+                    }
+                };
+                let sealer = key.map(|k| new_sealer(vni, &k)).transpose()?;
+                let mut sw = write(&self.switch);
+                sw.add_network(vni).map_err(|e| internal(&e))?;
+                if let Some(s) = sealer {
+                    sw.set_sealer(vni, Some(s)).map_err(|e| internal(&e))?;
+                }
+                Undo::RemoveNetwork(vni)
+            }
+            Effect::RemoveNetwork { vni } => {
+                write(&self.switch)
+                    .remove_network(vni)
+                    .map_err(|e| internal(&e))?;
+                Undo::Nothing
+            }
+            Effect::RotateKey {
+                network,
+                vni,
+                key,
+                peers,
+            } => {
+                {
+                    let sw = read(&self.switch);
+                    let sealer = sw.network(vni).and_then(|n| n.sealer()).ok_or_else(|| {
+                        RequestError::Internal(format!("network '{network}' has no sealer"))
+                    })?;
+                    sealer
+                        .rotate(&key, &peers, self.dataplane.now())
+                        .map_err(|source| RequestError::Rotate { network, source })?;
+                }
+                // Tell the peers at once; the ticker keeps announcing until it is over.
+                self.dataplane.tick();
+                Undo::Nothing
+            }
+            Effect::AddPeer(addr) => {
+                write(&self.switch)
+                    .add_peer(Vtep(addr))
+                    .map_err(|e| internal(&e))?;
+                Undo::RemovePeer(addr)
+            }
+            Effect::RemovePeer(addr) => {
+                write(&self.switch)
+                    .remove_peer(addr.ip())
+                    .map_err(|e| internal(&e))?;
+                Undo::AddPeer(addr)
+            }
+            Effect::CreateTap { id, name } => {
+                // The virtio-net header and TSO/checksum offloads: the container's kernel
+                // sends us 64 KiB TCP superframes with partial checksums and takes coalesced
+                // ones back (see `dataplane` "Offloads").
+                let tap = Tap::create(&name, TapOptions::new().vnet_hdr(true))
+                    .and_then(|tap| {
+                        tap.set_offload(
+                            Offload::CSUM | Offload::TSO4 | Offload::TSO6 | Offload::TSO_ECN,
+                        )?;
+                        Ok(tap)
+                    })
+                    .map_err(|source| RequestError::Tap { name, source })?;
+                inner.taps.insert(id, Arc::new(tap));
+                Undo::CloseTap(id)
+            }
+            Effect::MoveTap { id, config } => {
+                let tap = inner
+                    .taps
+                    .get(&id)
+                    .ok_or_else(|| internal(&"no TAP to move"))?;
+                let ns = netns.ok_or_else(|| internal(&"no namespace to move the TAP into"))?;
+                netns::attach_port(tap.name(), ns, &config).await?;
+                // Closing the TAP (the undo of CreateTap) deletes it wherever it is.
+                Undo::Nothing
+            }
+            Effect::AddPort { id, vni } => {
+                write(&self.switch)
+                    .add_port(id, vni)
+                    .map_err(|e| internal(&e))?;
+                Undo::RemovePort(id)
+            }
+            Effect::StartPort { id } => {
+                let tap = inner
+                    .taps
+                    .get(&id)
+                    .ok_or_else(|| internal(&"no TAP to start"))?;
+                self.dataplane
+                    .add_port(id, PortSink::Tap(tap.clone()))
+                    .map_err(RequestError::StartPort)?;
+                Undo::StopPort(id)
+            }
+            Effect::RecordPort { id, record } => {
+                inner.ports.insert(id, record);
+                inner.next_port = inner.next_port.max(id.0.saturating_add(1));
+                Undo::ForgetPort(id)
+            }
+            Effect::DetachPort(id) => {
+                self.dataplane.remove_port(id);
+                let _ = write(&self.switch).remove_port(id);
+                inner.ports.remove(&id);
+                inner.taps.remove(&id);
+                Undo::Nothing
+            }
+        })
+    }
+
+    async fn undo(&self, inner: &mut Inner, undo: Undo) -> Result<(), RequestError> {
+        match undo {
+            Undo::Nothing => {}
+            Undo::Save(old) => {
+                inner.revision = self.store.save(inner.revision, &old).await?;
+                inner.state = old;
+            }
+            Undo::Key {
+                network,
+                previous: Some(key),
+            } => self.store.put_key(&network, &key).await?,
+            Undo::Key {
+                network,
+                previous: None,
+            } => self.store.remove_key(&network).await?,
+            Undo::RemoveNetwork(vni) => {
+                let _ = write(&self.switch).remove_network(vni);
+            }
+            Undo::AddPeer(addr) => {
+                let _ = write(&self.switch).add_peer(Vtep(addr));
+            }
+            Undo::RemovePeer(addr) => {
+                let _ = write(&self.switch).remove_peer(addr.ip());
+            }
+            Undo::CloseTap(id) => {
+                inner.taps.remove(&id);
+            }
+            Undo::RemovePort(id) => {
+                let _ = write(&self.switch).remove_port(id);
+            }
+            Undo::StopPort(id) => {
+                self.dataplane.remove_port(id);
+            }
+            Undo::ForgetPort(id) => {
+                inner.ports.remove(&id);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,134 @@
+//! Why the daemon refused a request. Every message names the problem and, where there is one,
+//! the fix; a refused request changed nothing.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use ipnet::Ipv4Net;
+
+use super::keys::KeyFileError;
+use crate::core::ipam::IpamError;
+use crate::core::seal::RotateError;
+use crate::netns::NetnsError;
+use crate::store::StoreError;
+use crate::wire::{Mac, Vni};
+
+/// A refused (or failed and undone) request.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("'{0}' is not a valid network name (1-64 letters, digits, '-', '_' or '.')")]
+    InvalidName(String),
+    #[error("a network named '{0}' already exists")]
+    NetworkExists(String),
+    #[error("VNI {vni} is already used by network '{network}'")]
+    VniInUse { vni: Vni, network: String },
+    #[error("gateway: {0}")]
+    Gateway(IpamError),
+    #[error("--encrypted and --key-file go together")]
+    KeyWithoutEncryption,
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+    #[error(
+        "MTU {mtu} does not fit: the underlay MTU {underlay_mtu} leaves at most {max} for containers"
+    )]
+    MtuTooBig {
+        mtu: u32,
+        underlay_mtu: u32,
+        max: u32,
+    },
+    #[error("MTU {0} is below the IPv4 minimum of 68")]
+    MtuTooSmall(u32),
+    #[error("no network named '{name}' (networks: {existing})")]
+    NoSuchNetwork { name: String, existing: String },
+    #[error(
+        "network '{name}' still has ports: {users}; detach them first (vswitch detach NETNS --network {name})"
+    )]
+    NetworkHasPorts { name: String, users: String },
+    #[error("network '{0}' is not encrypted, so it has no key to rotate")]
+    NotEncrypted(String),
+    #[error("cannot rotate the key of '{network}': {source}")]
+    Rotate {
+        network: String,
+        source: RotateError,
+    },
+    #[error("there are no networks yet: create one with `vswitch network create`")]
+    NoNetworks,
+    #[error("several networks exist ({0}): say which with --network")]
+    WhichNetwork(String),
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error("namespace '{netns}' is already attached to network '{network}' (as {ifname})")]
+    AlreadyAttached {
+        netns: String,
+        network: String,
+        ifname: String,
+    },
+    #[error(
+        "namespace '{netns}' already has an interface named '{ifname}'; pick another with --ifname"
+    )]
+    InterfaceExists { netns: String, ifname: String },
+    #[error(transparent)]
+    Address(#[from] IpamError),
+    #[error("{ip}/{prefix} does not match the network's subnet {subnet}: use /{}", subnet.prefix_len())]
+    PrefixMismatch {
+        ip: Ipv4Addr,
+        prefix: u8,
+        subnet: Ipv4Net,
+    },
+    #[error("{ip} is already taken on network '{network}'")]
+    AddressTaken { ip: Ipv4Addr, network: String },
+    #[error("{ip} is already in use on the overlay (by {owner})")]
+    AddressInUse { ip: Ipv4Addr, owner: String },
+    #[error("network '{network}' has no free address left in {subnet}")]
+    NoFreeAddress { network: String, subnet: Ipv4Net },
+    #[error("cannot check {ip} for conflicts on the overlay: {source}; nothing was changed")]
+    ProbeFailed {
+        ip: Ipv4Addr,
+        source: super::probe::ProbeError,
+    },
+    #[error("MAC {mac} is already used on network '{network}'")]
+    MacInUse { mac: Mac, network: String },
+    #[error("namespace '{netns}' is not attached to network '{network}'")]
+    NotAttachedTo { netns: String, network: String },
+    #[error("namespace '{0}' is not attached to any network")]
+    NotAttached(String),
+    #[error("namespace '{0}' is attached to several networks: say which with --network")]
+    AttachedToSeveral(String),
+    #[error("peer {ip} already exists (as {existing})")]
+    PeerExists {
+        ip: std::net::IpAddr,
+        existing: SocketAddr,
+    },
+    #[error("no peer {addr} (peers: {existing})")]
+    NoSuchPeer { addr: SocketAddr, existing: String },
+    #[error(
+        "peer {0}: IPv6 underlays are not supported yet; give the peer's IPv4 address (IP or IP:PORT)"
+    )]
+    PeerNotIpv4(SocketAddr),
+    #[error("peer {0} has port 0; give the peer's VXLAN port (default 4789)")]
+    PeerPortZero(SocketAddr),
+    #[error("cannot create TAP {name}: {source}")]
+    Tap {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("cannot start the port: {0}")]
+    StartPort(std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A state the rules should have ruled out; the message says which.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// `a, b, c`, or `none`.
+pub(crate) fn list_or_none<S: AsRef<str>>(names: &[S]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names
+            .iter()
+            .map(AsRef::as_ref)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}

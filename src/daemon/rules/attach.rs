@@ -1,0 +1,242 @@
+//! The rules of `attach` and `detach`.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::{Decision, Effect, PortRecord, View};
+use crate::control::{AttachRequest, PortInfo};
+use crate::core::{ipam, PortId};
+use crate::daemon::errors::{list_or_none, RequestError};
+use crate::netns::{NsId, PortConfig};
+use crate::store::{NetworkRecord, State};
+use crate::wire::Mac;
+
+/// Which network an attach is for: the named one, or the only one there is.
+pub fn attach_network<'a>(
+    view: &View<'a>,
+    req: &AttachRequest,
+) -> Result<&'a NetworkRecord, RequestError> {
+    let state: &'a State = view.state;
+    match &req.network {
+        Some(name) => state
+            .network(name)
+            .ok_or_else(|| RequestError::NoSuchNetwork {
+                name: name.clone(),
+                existing: list_or_none(&view.network_names()),
+            }),
+        None => match state.networks.as_slice() {
+            [one] => Ok(one),
+            [] => Err(RequestError::NoNetworks),
+            many => Err(RequestError::WhichNetwork(
+                many.iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )),
+        },
+    }
+}
+
+/// The facts about the container's namespace an attach depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetnsFacts {
+    pub id: NsId,
+    /// The interface name asked for is already taken in the namespace.
+    pub ifname_taken: bool,
+}
+
+/// How the address of a new port is chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressChoice {
+    /// The user's address: probe it once; a conflict refuses the attach.
+    Requested(Ipv4Addr),
+    /// The next free one: probe candidates in order, skipping the ones someone answers for.
+    Next { taken: BTreeSet<Ipv4Addr> },
+}
+
+/// An attach that passed every check that needs no probing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachPlan {
+    pub network: NetworkRecord,
+    pub netns: String,
+    pub ns: NsId,
+    pub ifname: String,
+    pub mac: Mac,
+    pub address: AddressChoice,
+}
+
+impl AttachPlan {
+    /// The next address to probe, when choosing one: `None` once the subnet is exhausted.
+    pub fn candidate(&self) -> Result<Ipv4Addr, RequestError> {
+        match &self.address {
+            AddressChoice::Requested(ip) => Ok(*ip),
+            AddressChoice::Next { taken } => {
+                ipam::next_free(self.network.subnet, self.network.gateway, taken).ok_or_else(|| {
+                    RequestError::NoFreeAddress {
+                        network: self.network.name.clone(),
+                        subnet: self.network.subnet,
+                    }
+                })
+            }
+        }
+    }
+
+    /// Someone on the overlay answered for `ip`, as `owner`: refuse a requested address,
+    /// skip a chosen one.
+    pub fn conflict(&mut self, ip: Ipv4Addr, owner: String) -> Result<(), RequestError> {
+        match &mut self.address {
+            AddressChoice::Requested(_) => Err(RequestError::AddressInUse { ip, owner }),
+            AddressChoice::Next { taken } => {
+                taken.insert(ip);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `attach`, up to the address probe. `random_mac` is used when the request names none.
+pub fn attach_check(
+    view: View<'_>,
+    req: &AttachRequest,
+    ns: NetnsFacts,
+    random_mac: Mac,
+) -> Result<AttachPlan, RequestError> {
+    let network = attach_network(&view, req)?.clone();
+    let ifname = req.ifname.clone().unwrap_or_else(|| "eth0".into());
+    if let Some((_, p)) = view.ports_of(&network.name).find(|(_, p)| p.ns == ns.id) {
+        return Err(RequestError::AlreadyAttached {
+            netns: req.netns.clone(),
+            network: network.name.clone(),
+            ifname: p.info.ifname.clone(),
+        });
+    }
+    if ns.ifname_taken {
+        return Err(RequestError::InterfaceExists {
+            netns: req.netns.clone(),
+            ifname,
+        });
+    }
+    let taken: BTreeSet<Ipv4Addr> = view
+        .ports_of(&network.name)
+        .filter_map(|(_, p)| p.info.ip.as_deref())
+        .filter_map(|ip| ip.split('/').next()?.parse().ok())
+        .collect();
+    let address = match req.ip {
+        Some(ip) => {
+            ipam::assignable(network.subnet, network.gateway, ip)?;
+            if let Some(prefix) = req.prefix {
+                if prefix != network.subnet.prefix_len() {
+                    return Err(RequestError::PrefixMismatch {
+                        ip,
+                        prefix,
+                        subnet: network.subnet,
+                    });
+                }
+            }
+            if taken.contains(&ip) {
+                return Err(RequestError::AddressTaken {
+                    ip,
+                    network: network.name.clone(),
+                });
+            }
+            AddressChoice::Requested(ip)
+        }
+        None => AddressChoice::Next { taken },
+    };
+    let mac = req.mac.unwrap_or(random_mac);
+    if view.ports_of(&network.name).any(|(_, p)| p.info.mac == mac) {
+        return Err(RequestError::MacInUse {
+            mac,
+            network: network.name.clone(),
+        });
+    }
+    Ok(AttachPlan {
+        network,
+        netns: req.netns.clone(),
+        ns: ns.id,
+        ifname,
+        mac,
+        address,
+    })
+}
+
+/// `attach`, once `ip` is known to be free: the port to create.
+pub fn attach_commit(
+    view: View<'_>,
+    plan: AttachPlan,
+    ip: Ipv4Addr,
+    id: PortId,
+) -> Decision<PortInfo> {
+    let network = &plan.network;
+    let mtu = view.mtu(network);
+    let prefix = network.subnet.prefix_len();
+    let info = PortInfo {
+        port: id.0,
+        network: network.name.clone(),
+        netns: plan.netns,
+        ifname: plan.ifname.clone(),
+        mac: plan.mac,
+        ip: Some(format!("{ip}/{prefix}")),
+        mtu,
+    };
+    let config = PortConfig {
+        ifname: plan.ifname,
+        mac: plan.mac.0,
+        mtu,
+        address: Some((IpAddr::V4(ip), prefix)),
+        gateway: network.gateway.map(IpAddr::V4),
+    };
+    let record = PortRecord {
+        info: info.clone(),
+        ns: plan.ns,
+    };
+    Decision {
+        effects: vec![
+            Effect::CreateTap {
+                id,
+                name: format!("vsw{}", id.0),
+            },
+            Effect::MoveTap { id, config },
+            Effect::AddPort {
+                id,
+                vni: network.vni,
+            },
+            Effect::StartPort { id },
+            Effect::RecordPort { id, record },
+        ],
+        reply: info,
+    }
+}
+
+/// `detach`: the ports of namespace `ns` (on `network`, or its only one).
+pub fn detach(
+    view: View<'_>,
+    netns: &str,
+    ns: NsId,
+    network: Option<&str>,
+) -> Result<Decision<Vec<PortInfo>>, RequestError> {
+    if let Some(n) = network {
+        view.network(n)?;
+    }
+    let ports: Vec<(PortId, &PortRecord)> = view
+        .ports
+        .iter()
+        .filter(|(_, p)| network.is_none_or(|n| p.info.network == n) && p.ns == ns)
+        .map(|(id, p)| (*id, p))
+        .collect();
+    match (ports.len(), network) {
+        (0, Some(n)) => Err(RequestError::NotAttachedTo {
+            netns: netns.to_owned(),
+            network: n.to_owned(),
+        }),
+        (0, None) => Err(RequestError::NotAttached(netns.to_owned())),
+        (2.., None) => Err(RequestError::AttachedToSeveral(netns.to_owned())),
+        _ => Ok(Decision {
+            effects: ports
+                .iter()
+                .map(|(id, _)| Effect::DetachPort(*id))
+                .collect(),
+            reply: ports.into_iter().map(|(_, p)| p.info.clone()).collect(),
+        }),
+    }
+}

@@ -1,0 +1,501 @@
+//! Every rule and every refusal, without root: a `View` built by hand, facts passed in.
+
+use super::*;
+use crate::control::AttachRequest;
+use crate::core::seal::KEY_LEN;
+use crate::wire::Mac;
+
+const UNDERLAY: u32 = 1500;
+
+fn vni(n: u32) -> Vni {
+    Vni::new(n).expect("vni")
+}
+
+fn spec(name: &str, n: u32, subnet: &str) -> NetworkSpec {
+    NetworkSpec {
+        name: name.into(),
+        vni: vni(n),
+        subnet: subnet.parse().expect("cidr"),
+        gateway: None,
+        mtu: None,
+        encrypted: false,
+        key_file: None,
+    }
+}
+
+fn record(name: &str, n: u32, subnet: &str) -> NetworkRecord {
+    let s = spec(name, n, subnet);
+    NetworkRecord {
+        name: s.name,
+        vni: s.vni,
+        subnet: s.subnet,
+        gateway: s.gateway,
+        mtu: s.mtu,
+        encrypted: false,
+        key_file: None,
+    }
+}
+
+fn ns(ino: u64) -> NsId {
+    NsId { dev: 4, ino }
+}
+
+fn port(network: &str, netns: &str, ino: u64, ip: &str, mac: u8) -> PortRecord {
+    PortRecord {
+        info: PortInfo {
+            port: 0,
+            network: network.into(),
+            netns: netns.into(),
+            ifname: "eth0".into(),
+            mac: Mac([2, 0, 0, 0, 0, mac]),
+            ip: Some(ip.into()),
+            mtu: 1450,
+        },
+        ns: ns(ino),
+    }
+}
+
+/// A host with networks blue (VNI 100, 10.10.0.0/24) and red (200, 10.20.0.0/24), one peer,
+/// and one container (netns c1) on blue at 10.10.0.1.
+struct World {
+    state: State,
+    ports: BTreeMap<PortId, PortRecord>,
+}
+
+impl World {
+    fn new() -> World {
+        let mut state = State::empty();
+        state.networks.push(record("blue", 100, "10.10.0.0/24"));
+        state.networks.push(record("red", 200, "10.20.0.0/24"));
+        state.peers.push("192.0.2.2:4789".parse().expect("addr"));
+        let mut ports = BTreeMap::new();
+        ports.insert(PortId(1), port("blue", "c1", 11, "10.10.0.1/24", 1));
+        World { state, ports }
+    }
+
+    fn view(&self) -> View<'_> {
+        View {
+            state: &self.state,
+            ports: &self.ports,
+            underlay_mtu: UNDERLAY,
+        }
+    }
+}
+
+fn no_key(_: &Path) -> Result<NetworkKey, KeyFileError> {
+    panic!("the key file must not be read for this request")
+}
+
+fn saved(effects: &[Effect]) -> &State {
+    effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Save(s) => Some(s),
+            _ => None,
+        })
+        .expect("the decision saves the state")
+}
+
+// ---- network create / rm / rotate-key
+
+#[test]
+fn create_adds_to_the_switch_then_saves() {
+    let w = World::new();
+    let d = network_create(w.view(), spec("green", 300, "10.30.0.0/24"), no_key).expect("ok");
+    assert_eq!(d.reply.name, "green");
+    assert!(matches!(
+        d.effects.as_slice(),
+        [Effect::AddNetwork { vni: v, key: KeySource::Plain, .. }, Effect::Save(_)] if v.get() == 300
+    ));
+    assert_eq!(saved(&d.effects).networks.len(), 3);
+    assert_eq!(w.view().mtu(&d.reply), 1450, "1500 - 50");
+}
+
+#[test]
+fn create_encrypted_stores_the_key_before_adding_the_network() {
+    let w = World::new();
+    let mut s = spec("sec", 300, "10.30.0.0/24");
+    s.encrypted = true;
+    s.key_file = Some("/k".into());
+    let d = network_create(w.view(), s, |p| {
+        assert_eq!(p, Path::new("/k"));
+        Ok(NetworkKey::from_bytes([1; KEY_LEN]))
+    })
+    .expect("ok");
+    assert!(matches!(
+        d.effects.as_slice(),
+        [
+            Effect::PutKey { network, .. },
+            Effect::AddNetwork { key: KeySource::Given(_), .. },
+            Effect::Save(_)
+        ] if network == "sec"
+    ));
+    assert_eq!(w.view().mtu(&d.reply), 1414, "1500 - 50 - 36");
+}
+
+#[test]
+fn create_refusals_name_the_problem() {
+    let w = World::new();
+    let refuse = |s: NetworkSpec| {
+        network_create(w.view(), s, |_| {
+            Err(KeyFileError::NotRegular { path: "/k".into() })
+        })
+        .expect_err("refused")
+        .to_string()
+    };
+    assert!(refuse(spec("bad name", 300, "10.30.0.0/24")).contains("not a valid network name"));
+    assert!(refuse(spec(&"x".repeat(65), 300, "10.30.0.0/24")).contains("not a valid"));
+    assert!(refuse(spec("blue", 300, "10.30.0.0/24")).contains("already exists"));
+    assert!(refuse(spec("green", 100, "10.30.0.0/24"))
+        .contains("VNI 100 is already used by network 'blue'"));
+    let mut s = spec("green", 300, "10.30.0.0/24");
+    s.gateway = Some("10.31.0.1".parse().expect("ip"));
+    assert!(refuse(s).contains("gateway: 10.31.0.1 is outside"));
+    let mut s = spec("green", 300, "10.30.0.0/24");
+    s.encrypted = true;
+    assert!(refuse(s).contains("--encrypted and --key-file go together"));
+    let mut s = spec("green", 300, "10.30.0.0/24");
+    s.encrypted = true;
+    s.key_file = Some("/k".into());
+    assert!(refuse(s).contains("not a regular file"));
+    let mut s = spec("green", 300, "10.30.0.0/24");
+    s.mtu = Some(1451);
+    assert_eq!(
+        refuse(s),
+        "MTU 1451 does not fit: the underlay MTU 1500 leaves at most 1450 for containers"
+    );
+    let mut s = spec("green", 300, "10.30.0.0/24");
+    s.mtu = Some(67);
+    assert!(refuse(s).contains("below the IPv4 minimum"));
+}
+
+#[test]
+fn remove_saves_first_and_refuses_a_network_with_ports() {
+    let w = World::new();
+    let d = network_remove(w.view(), "red").expect("ok");
+    assert!(matches!(
+        d.effects.as_slice(),
+        [Effect::Save(s), Effect::RemoveNetwork { vni: v }] if s.networks.len() == 1 && v.get() == 200
+    ));
+    let e = network_remove(w.view(), "blue")
+        .expect_err("has ports")
+        .to_string();
+    assert_eq!(
+        e,
+        "network 'blue' still has ports: c1 (eth0); detach them first (vswitch detach NETNS --network blue)"
+    );
+    let e = network_remove(w.view(), "nope")
+        .expect_err("unknown")
+        .to_string();
+    assert_eq!(e, "no network named 'nope' (networks: blue, red)");
+}
+
+#[test]
+fn removing_an_encrypted_network_forgets_its_key() {
+    let mut w = World::new();
+    w.state.networks[1].encrypted = true;
+    let d = network_remove(w.view(), "red").expect("ok");
+    assert!(matches!(
+        d.effects.last(),
+        Some(Effect::ForgetKey { network }) if network == "red"
+    ));
+}
+
+#[test]
+fn rotate_key_stores_the_key_then_rotates_towards_every_peer() {
+    let mut w = World::new();
+    w.state.networks[1].encrypted = true;
+    let d = rotate_key(w.view(), "red", || Ok(NetworkKey::from_bytes([3; KEY_LEN]))).expect("ok");
+    assert_eq!(d.reply.get(), 200);
+    assert!(matches!(
+        d.effects.as_slice(),
+        [Effect::PutKey { .. }, Effect::RotateKey { peers, .. }] if peers == &w.state.peers
+    ));
+    let e = rotate_key(w.view(), "blue", || panic!("not read")).expect_err("plain");
+    assert!(e.to_string().contains("not encrypted"), "{e}");
+    let e = rotate_key(w.view(), "nope", || panic!("not read")).expect_err("unknown");
+    assert!(e.to_string().contains("no network named 'nope'"), "{e}");
+}
+
+// ---- attach / detach
+
+fn req(netns: &str, network: Option<&str>) -> AttachRequest {
+    AttachRequest {
+        netns: netns.into(),
+        network: network.map(Into::into),
+        ip: None,
+        prefix: None,
+        mac: None,
+        ifname: None,
+    }
+}
+
+fn facts(ino: u64) -> NetnsFacts {
+    NetnsFacts {
+        id: ns(ino),
+        ifname_taken: false,
+    }
+}
+
+const MAC: Mac = Mac([2, 0, 0, 0, 0, 0x42]);
+
+#[test]
+fn attach_picks_the_next_free_address_and_skips_conflicts() {
+    let w = World::new();
+    let mut plan = attach_check(w.view(), &req("c2", Some("blue")), facts(12), MAC).expect("ok");
+    assert_eq!(plan.mac, MAC);
+    assert_eq!(plan.candidate().expect("free").to_string(), "10.10.0.2");
+    plan.conflict("10.10.0.2".parse().expect("ip"), "MAC x".into())
+        .expect("skipped");
+    let ip = plan.candidate().expect("free");
+    assert_eq!(ip.to_string(), "10.10.0.3");
+    let d = attach_commit(w.view(), plan, ip, PortId(7));
+    assert_eq!(d.reply.ip.as_deref(), Some("10.10.0.3/24"));
+    assert_eq!((d.reply.port, d.reply.mtu), (7, 1450));
+    let [Effect::CreateTap { id, name }, Effect::MoveTap { config, .. }, Effect::AddPort { vni: v, .. }, Effect::StartPort { .. }, Effect::RecordPort { record, .. }] =
+        d.effects.as_slice()
+    else {
+        panic!("create, move, add, start, record: {:?}", d.effects)
+    };
+    assert_eq!(
+        (*id, name.as_str(), v.get(), record.ns),
+        (PortId(7), "vsw7", 100, ns(12))
+    );
+    assert_eq!(config.address, Some(("10.10.0.3".parse().expect("ip"), 24)));
+    assert_eq!((config.mtu, config.mac), (1450, MAC.0));
+}
+
+#[test]
+fn a_requested_address_in_conflict_is_refused_with_its_owner() {
+    let w = World::new();
+    let mut r = req("c2", Some("blue"));
+    r.ip = Some("10.10.0.9".parse().expect("ip"));
+    let mut plan = attach_check(w.view(), &r, facts(12), MAC).expect("ok");
+    assert_eq!(plan.candidate().expect("ip").to_string(), "10.10.0.9");
+    let e = plan
+        .conflict(
+            "10.10.0.9".parse().expect("ip"),
+            "MAC 02:00:00:00:00:09".into(),
+        )
+        .expect_err("refused");
+    assert_eq!(
+        e.to_string(),
+        "10.10.0.9 is already in use on the overlay (by MAC 02:00:00:00:00:09)"
+    );
+}
+
+#[test]
+fn a_full_subnet_says_so() {
+    let mut w = World::new();
+    w.state.networks.push(record("tiny", 300, "10.30.0.0/30"));
+    w.ports
+        .insert(PortId(2), port("tiny", "a", 21, "10.30.0.1/30", 2));
+    w.ports
+        .insert(PortId(3), port("tiny", "b", 22, "10.30.0.2/30", 3));
+    let plan = attach_check(w.view(), &req("c", Some("tiny")), facts(23), MAC).expect("ok");
+    assert_eq!(
+        plan.candidate().expect_err("full").to_string(),
+        "network 'tiny' has no free address left in 10.30.0.0/30"
+    );
+}
+
+#[test]
+fn attach_refusals_name_the_problem() {
+    let w = World::new();
+    let refuse = |r: &AttachRequest, f: NetnsFacts| {
+        attach_check(w.view(), r, f, MAC)
+            .expect_err("refused")
+            .to_string()
+    };
+    assert!(refuse(&req("c2", None), facts(12)).contains("several networks exist (blue, red)"));
+    assert!(refuse(&req("c2", Some("x")), facts(12)).contains("no network named 'x'"));
+    assert_eq!(
+        refuse(&req("c1again", Some("blue")), facts(11)),
+        "namespace 'c1again' is already attached to network 'blue' (as eth0)"
+    );
+    let taken = NetnsFacts {
+        id: ns(12),
+        ifname_taken: true,
+    };
+    assert!(refuse(&req("c2", Some("blue")), taken).contains("pick another with --ifname"));
+    let mut r = req("c2", Some("blue"));
+    r.ip = Some("10.10.0.1".parse().expect("ip"));
+    assert!(refuse(&r, facts(12)).contains("10.10.0.1 is already taken on network 'blue'"));
+    r.ip = Some("10.99.0.1".parse().expect("ip"));
+    assert!(refuse(&r, facts(12)).contains("outside the network's subnet"));
+    r.ip = Some("10.10.0.255".parse().expect("ip"));
+    assert!(refuse(&r, facts(12)).contains("broadcast"));
+    r.ip = Some("10.10.0.5".parse().expect("ip"));
+    r.prefix = Some(16);
+    assert_eq!(
+        refuse(&r, facts(12)),
+        "10.10.0.5/16 does not match the network's subnet 10.10.0.0/24: use /24"
+    );
+    let mut r = req("c2", Some("blue"));
+    r.mac = Some(Mac([2, 0, 0, 0, 0, 1]));
+    assert!(refuse(&r, facts(12)).contains("MAC 02:00:00:00:00:01 is already used"));
+
+    let empty = State::empty();
+    let none = BTreeMap::new();
+    let view = View {
+        state: &empty,
+        ports: &none,
+        underlay_mtu: UNDERLAY,
+    };
+    let e = attach_check(view, &req("c", None), facts(1), MAC).expect_err("no networks");
+    assert!(e.to_string().contains("vswitch network create"), "{e}");
+}
+
+#[test]
+fn attach_without_network_uses_the_only_one() {
+    let mut w = World::new();
+    w.state.networks.truncate(1);
+    let plan = attach_check(w.view(), &req("c2", None), facts(12), MAC).expect("ok");
+    assert_eq!(plan.network.name, "blue");
+}
+
+#[test]
+fn a_gateway_is_never_handed_out_and_becomes_the_default_route() {
+    let mut w = World::new();
+    w.state.networks[1].gateway = Some("10.20.0.1".parse().expect("ip"));
+    let plan = attach_check(w.view(), &req("c2", Some("red")), facts(12), MAC).expect("ok");
+    let ip = plan.candidate().expect("free");
+    assert_eq!(ip.to_string(), "10.20.0.2");
+    let d = attach_commit(w.view(), plan, ip, PortId(2));
+    let Some(Effect::MoveTap { config, .. }) = d.effects.get(1) else {
+        panic!("a move: {:?}", d.effects)
+    };
+    assert_eq!(config.gateway, Some("10.20.0.1".parse().expect("ip")));
+}
+
+#[test]
+fn detach_finds_the_ports_of_a_namespace() {
+    let mut w = World::new();
+    w.ports
+        .insert(PortId(2), port("red", "c1", 11, "10.20.0.1/24", 2));
+    let d = detach(w.view(), "c1", ns(11), Some("red")).expect("ok");
+    assert!(matches!(
+        d.effects.as_slice(),
+        [Effect::DetachPort(PortId(2))]
+    ));
+    assert_eq!(d.reply[0].network, "red");
+    let e = detach(w.view(), "c1", ns(11), None).expect_err("two");
+    assert!(e.to_string().contains("several networks"), "{e}");
+    let e = detach(w.view(), "c9", ns(99), None).expect_err("none");
+    assert_eq!(
+        e.to_string(),
+        "namespace 'c9' is not attached to any network"
+    );
+    let e = detach(w.view(), "c9", ns(99), Some("blue")).expect_err("none");
+    assert_eq!(
+        e.to_string(),
+        "namespace 'c9' is not attached to network 'blue'"
+    );
+    let e = detach(w.view(), "c1", ns(11), Some("x")).expect_err("unknown network");
+    assert!(e.to_string().contains("no network named 'x'"), "{e}");
+}
+
+// ---- peers and startup
+
+#[test]
+fn peers_are_added_and_removed_by_ip() {
+    let w = World::new();
+    let new: SocketAddr = "192.0.2.3:4789".parse().expect("addr");
+    let d = peer_add(w.view(), new).expect("ok");
+    assert!(
+        matches!(d.effects.as_slice(), [Effect::AddPeer(a), Effect::Save(s)] if *a == new && s.peers.len() == 2)
+    );
+    let e = peer_add(w.view(), "192.0.2.2:5000".parse().expect("addr")).expect_err("dup");
+    assert_eq!(
+        e.to_string(),
+        "peer 192.0.2.2 already exists (as 192.0.2.2:4789)"
+    );
+    let d = peer_remove(w.view(), "192.0.2.2:4789".parse().expect("addr")).expect("ok");
+    assert!(
+        matches!(d.effects.as_slice(), [Effect::Save(s), Effect::RemovePeer(_)] if s.peers.is_empty())
+    );
+    let e = peer_remove(w.view(), new).expect_err("unknown");
+    assert_eq!(
+        e.to_string(),
+        "no peer 192.0.2.3:4789 (peers: 192.0.2.2:4789)"
+    );
+}
+
+#[test]
+fn ipv6_and_port_zero_peers_are_refused_by_the_daemon_itself() {
+    let w = World::new();
+    let v6: SocketAddr = "[2001:db8::1]:4789".parse().expect("addr");
+    let e = peer_add(w.view(), v6).expect_err("v6");
+    assert!(
+        e.to_string().contains("IPv6 underlays are not supported"),
+        "{e}"
+    );
+    let e = peer_add(w.view(), "192.0.2.9:0".parse().expect("addr")).expect_err("port 0");
+    assert!(e.to_string().contains("port 0"), "{e}");
+    assert!(
+        startup(State::empty(), &[v6]).is_err(),
+        "--peer [v6] refused at start"
+    );
+    let mut stored = State::empty();
+    stored.peers.push(v6);
+    assert!(
+        startup(stored, &[]).is_err(),
+        "a v6 peer in the state file is refused"
+    );
+}
+
+#[test]
+fn startup_merges_command_line_peers_by_ip() {
+    let w = World::new();
+    let s = startup(
+        w.state.clone(),
+        &[
+            "192.0.2.2:5000".parse().expect("addr"),
+            "192.0.2.3:4789".parse().expect("addr"),
+        ],
+    )
+    .expect("ok");
+    let peers: Vec<String> = s.peers.iter().map(|p| p.to_string()).collect();
+    assert_eq!(peers, ["192.0.2.2:4789", "192.0.2.3:4789"]);
+}
+
+// ---- changes from other writers
+
+#[test]
+fn reconcile_adds_and_removes_what_others_changed_but_keeps_networks_in_use() {
+    let w = World::new();
+    let mut incoming = State::empty();
+    let mut green = record("green", 300, "10.30.0.0/24");
+    green.encrypted = true;
+    incoming.networks.push(green);
+    incoming.peers.push("192.0.2.7:4789".parse().expect("addr"));
+    let effects = reconcile(w.view(), &incoming);
+    let names: Vec<String> = effects
+        .iter()
+        .map(|e| match e {
+            Effect::RemoveNetwork { vni } => format!("rm {vni}"),
+            Effect::AddNetwork {
+                network,
+                key: KeySource::Stored,
+                ..
+            } => format!("add {network} sealed"),
+            Effect::RemovePeer(p) => format!("rm peer {p}"),
+            Effect::AddPeer(p) => format!("add peer {p}"),
+            other => format!("unexpected {other:?}"),
+        })
+        .collect();
+    // blue has a port, so it stays in the switch; red goes.
+    assert_eq!(
+        names,
+        [
+            "rm 200",
+            "add green sealed",
+            "rm peer 192.0.2.2:4789",
+            "add peer 192.0.2.7:4789"
+        ]
+    );
+    assert!(
+        reconcile(w.view(), &w.state).is_empty(),
+        "no change, no effect"
+    );
+}

@@ -1,0 +1,248 @@
+//! The state dir: one JSON state file and one key file per encrypted network, each replaced
+//! atomically (write a temporary file, fsync it, rename it over the old one, fsync the
+//! directory): a crash leaves the old version or the new one, never half of either. Only this
+//! daemon writes here, so the revision is a counter kept in memory; file work runs off the
+//! async runtime's thread.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::{keyhex, records, Revision, Snapshot, State, StateStore, StoreError};
+use crate::core::seal::NetworkKey;
+
+const FILE: &str = "state.json";
+
+/// The state dir.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    dir: Arc<PathBuf>,
+    revision: Arc<AtomicU64>,
+}
+
+impl FileStore {
+    /// Opens (creating) the state dir, mode 0700.
+    pub fn open(dir: &Path) -> Result<FileStore, StoreError> {
+        let io = |source| StoreError::Io {
+            path: dir.to_owned(),
+            source,
+        };
+        fs::create_dir_all(dir).map_err(io)?;
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
+        Ok(FileStore {
+            dir: Arc::new(dir.to_owned()),
+            revision: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn key_file(network: &str) -> String {
+        format!("key-{network}.hex")
+    }
+
+    /// Runs blocking file work on tokio's blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Path) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || f(&dir))
+            .await
+            .map_err(|e| StoreError::Io {
+                path: self.dir.to_path_buf(),
+                source: std::io::Error::other(e.to_string()),
+            })?
+    }
+}
+
+fn load(dir: &Path) -> Result<State, StoreError> {
+    let path = dir.join(FILE);
+    match fs::read(&path) {
+        Ok(bytes) => records::decode(&bytes).map_err(|source| StoreError::Corrupt { path, source }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::empty()),
+        Err(source) => Err(StoreError::Io { path, source }),
+    }
+}
+
+fn remove(dir: &Path, name: &str) -> Result<(), StoreError> {
+    match fs::remove_file(dir.join(name)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::Io {
+            path: dir.join(name),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `name` in `dir` atomically with the given mode.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let io = |source| StoreError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    drop(f);
+    fs::rename(&tmp, &path).map_err(io)?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    Ok(())
+}
+
+impl StateStore for FileStore {
+    fn describe(&self) -> String {
+        format!("state dir {}", self.dir.display())
+    }
+
+    async fn load(&self) -> Result<Snapshot, StoreError> {
+        let state = self.blocking(load).await?;
+        Ok(Snapshot {
+            state,
+            revision: Revision(self.revision.load(Ordering::Acquire)),
+        })
+    }
+
+    async fn save(&self, expected: Revision, state: &State) -> Result<Revision, StoreError> {
+        let found = self.revision.load(Ordering::Acquire);
+        if found != expected.0 {
+            return Err(StoreError::Conflict {
+                expected: expected.0,
+                found,
+            });
+        }
+        let mut bytes = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Corrupt {
+            path: self.dir.join(FILE),
+            source: records::DecodeError::Json(e.to_string()),
+        })?;
+        bytes.push(b'\n');
+        self.blocking(move |dir| write_atomic(dir, FILE, &bytes, 0o600))
+            .await?;
+        Ok(Revision(self.revision.fetch_add(1, Ordering::AcqRel) + 1))
+    }
+
+    async fn put_key(&self, network: &str, key: &NetworkKey) -> Result<(), StoreError> {
+        let name = Self::key_file(network);
+        let text = keyhex::encode(key);
+        self.blocking(move |dir| write_atomic(dir, &name, text.as_bytes(), 0o600))
+            .await
+    }
+
+    async fn key(&self, network: &str) -> Result<Option<NetworkKey>, StoreError> {
+        let name = Self::key_file(network);
+        let network = network.to_owned();
+        self.blocking(move |dir| {
+            let path = dir.join(&name);
+            let text = match fs::read_to_string(&path) {
+                Ok(t) => zeroize::Zeroizing::new(t),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(source) => return Err(StoreError::Io { path, source }),
+            };
+            keyhex::decode(&text)
+                .map(Some)
+                .map_err(|e| StoreError::BadKey {
+                    network,
+                    reason: format!("{} {e}", path.display()),
+                })
+        })
+        .await
+    }
+
+    async fn remove_key(&self, network: &str) -> Result<(), StoreError> {
+        let name = Self::key_file(network);
+        self.blocking(move |dir| remove(dir, &name)).await
+    }
+
+    fn watch(&self) -> Option<tokio::sync::mpsc::Receiver<Snapshot>> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::seal::KEY_LEN;
+    use crate::store::NetworkRecord;
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("vswitch-store-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn block<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn save_then_load_round_trips_and_leaves_no_temp_file() {
+        let dir = tmpdir("rt");
+        let store = FileStore::open(&dir).expect("open");
+        let empty = block(store.load()).expect("empty");
+        assert_eq!(empty.state.networks.len(), 0);
+        let state = State {
+            version: records::VERSION,
+            networks: vec![NetworkRecord {
+                name: "blue".into(),
+                vni: crate::wire::Vni::new(100).expect("vni"),
+                subnet: "10.0.0.0/24".parse().expect("cidr"),
+                gateway: Some("10.0.0.1".parse().expect("ip")),
+                mtu: None,
+                encrypted: false,
+                key_file: None,
+            }],
+            peers: vec!["192.0.2.2:4789".parse().expect("addr")],
+        };
+        let r = block(store.save(empty.revision, &state)).expect("save");
+        assert_eq!(r, Revision(1));
+        assert!(matches!(
+            block(store.save(empty.revision, &state)),
+            Err(StoreError::Conflict { .. })
+        ));
+        let loaded = block(store.load()).expect("load");
+        assert_eq!((loaded.state, loaded.revision), (state, r));
+        let names: Vec<_> = fs::read_dir(&dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(FILE)]);
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn keys_are_stored_0600_and_a_garbled_one_is_named() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tmpdir("keys");
+        let store = FileStore::open(&dir).expect("open");
+        assert!(block(store.key("sec")).expect("none").is_none());
+        block(store.put_key("sec", &NetworkKey::from_bytes([9; KEY_LEN]))).expect("put");
+        let path = dir.join("key-sec.hex");
+        assert_eq!(fs::metadata(&path).expect("key file").mode() & 0o777, 0o600);
+        let k = block(store.key("sec")).expect("read").expect("present");
+        assert_eq!(k.expose_secret(), &[9; KEY_LEN]);
+        fs::write(&path, "nonsense").expect("garble");
+        let e = block(store.key("sec")).expect_err("garbled");
+        assert!(e.to_string().contains("network 'sec'"), "{e}");
+        block(store.remove_key("sec")).expect("remove");
+        block(store.remove_key("sec")).expect("absent is fine");
+        assert!(!path.exists());
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}

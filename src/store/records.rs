@@ -1,0 +1,131 @@
+//! The stored records: the state file's format, version 1.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::wire::Vni;
+
+/// The file format's version; a newer file is refused rather than misread.
+pub const VERSION: u32 = 1;
+
+/// Everything a daemon keeps across restarts (keys apart).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub version: u32,
+    pub networks: Vec<NetworkRecord>,
+    pub peers: Vec<SocketAddr>,
+}
+
+impl State {
+    /// An empty state of the current version.
+    pub fn empty() -> State {
+        State {
+            version: VERSION,
+            ..State::default()
+        }
+    }
+
+    pub fn network(&self, name: &str) -> Option<&NetworkRecord> {
+        self.networks.iter().find(|n| n.name == name)
+    }
+}
+
+/// A network as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkRecord {
+    pub name: String,
+    pub vni: Vni,
+    pub subnet: Ipv4Net,
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    /// An explicit container MTU; without one the MTU follows the underlay.
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    #[serde(default)]
+    pub encrypted: bool,
+    /// Where the key was first read from (encrypted networks); the daemon keeps its own copy.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+/// Why a state file's bytes are not a state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON of the state's shape (serde's message names the place).
+    #[error("{0}")]
+    Json(String),
+    #[error("version {0} (this vswitch reads version {VERSION})")]
+    Version(u32),
+}
+
+/// Parses a state file's bytes (also the fuzz target's entry point).
+pub fn decode(bytes: &[u8]) -> Result<State, DecodeError> {
+    let state: State =
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+    if state.version != VERSION {
+        return Err(DecodeError::Version(state.version));
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_or_future_files_are_refused_with_a_reason() {
+        assert!(decode(b"{").is_err());
+        let future = decode(br#"{"version":2,"networks":[],"peers":[]}"#).expect_err("future");
+        assert_eq!(future, DecodeError::Version(2));
+        assert!(future.to_string().contains("version 2"));
+        assert!(decode(
+            br#"{"version":1,"networks":[{"name":"x","vni":0,"subnet":"10.0.0.0/24"}],"peers":[]}"#
+        )
+        .is_err());
+    }
+
+    /// A file written by the previous release (which stored the control API's `NetworkSpec`)
+    /// still reads, field for field.
+    #[test]
+    fn files_of_the_previous_release_still_read() {
+        let old = br#"{
+  "version": 1,
+  "networks": [
+    {
+      "name": "sec",
+      "vni": 300,
+      "subnet": "10.30.0.0/24",
+      "gateway": "10.30.0.1",
+      "mtu": 1400,
+      "encrypted": true,
+      "key_file": "/root/k.key"
+    },
+    { "name": "blue", "vni": 100, "subnet": "10.10.0.0/24" }
+  ],
+  "peers": ["192.0.2.2:4789"]
+}"#;
+        let state = decode(old).expect("reads");
+        assert_eq!(state.networks.len(), 2);
+        let sec = state.network("sec").expect("sec");
+        assert_eq!(
+            (sec.vni.get(), sec.mtu, sec.encrypted),
+            (300, Some(1400), true)
+        );
+        assert_eq!(sec.gateway, Some(Ipv4Addr::new(10, 30, 0, 1)));
+        assert_eq!(
+            sec.key_file.as_deref(),
+            Some(std::path::Path::new("/root/k.key"))
+        );
+        let blue = state.network("blue").expect("blue");
+        assert_eq!(
+            (blue.gateway, blue.mtu, blue.encrypted),
+            (None, None, false)
+        );
+        assert_eq!(state.peers, vec!["192.0.2.2:4789".parse().expect("addr")]);
+    }
+}
