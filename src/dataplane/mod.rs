@@ -120,8 +120,13 @@ impl Shared {
             }
             // The daemon's own port only ever needs ARP; superframes are not for it.
             Some(PortSink::Host(_)) if vnet.is_gso() => {}
+            // A probe that has ended (or is not reading) is a port that cannot be written.
             Some(PortSink::Host(tx)) => {
-                let _ = tx.try_send(frame.to_vec());
+                if tx.try_send(frame.to_vec()).is_err() {
+                    self.counters
+                        .tap_write_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                }
             }
             None => {
                 self.counters
@@ -222,16 +227,25 @@ impl Dataplane {
         let mut buf = vec![0u8; HEADROOM + frame.len() + TAILROOM];
         buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
         let mut fwd = Forward::default();
-        let Ok(mut sender) = RawSender::new(1) else {
-            return;
-        };
         let frame = HEADROOM..HEADROOM + frame.len();
         self.shared.with_batch(|batch| {
             batch
                 .switch
                 .frame_from_port(batch.now, port, &buf[frame.clone()], &mut fwd);
-            if let Some((packet, sends)) = batch.forward(&mut buf, frame, &VnetHdr::PLAIN, &fwd) {
-                workers::replicate(&self.shared, &mut sender, &mut buf, packet, &sends);
+            let Some((packet, sends)) = batch.forward(&mut buf, frame, &VnetHdr::PLAIN, &fwd)
+            else {
+                return;
+            };
+            match RawSender::new(1) {
+                Ok(mut sender) => {
+                    workers::replicate(&self.shared, &mut sender, &mut buf, packet, &sends)
+                }
+                Err(e) => {
+                    tracing::debug!("raw socket for an injected frame: {e}");
+                    let lost = sends.vteps().len() as u64;
+                    let c = &self.shared.counters;
+                    c.underlay_send_errors.fetch_add(lost, Ordering::Relaxed);
+                }
             }
         });
     }

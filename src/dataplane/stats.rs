@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataplaneStats {
     pub tap_read_errors: u64,
+    /// Frames that could not be written to a port (a TAP, or the daemon's own probe port).
     pub tap_write_errors: u64,
     pub underlay_rx_datagrams: u64,
     pub underlay_tx_datagrams: u64,
