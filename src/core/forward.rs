@@ -44,8 +44,9 @@ impl Forward {
     /// [`Forward::frame`]) to every local port, in order, then returns the second half, the
     /// sends to VTEPs, if there are any.
     ///
-    /// This is the only way to get a [`Sends`], and [`Switch::encapsulate`] needs one, so a
-    /// frame cannot be sealed (encrypted where it lies) before its local copies are out.
+    /// This is the only way to get a [`Sends`], and
+    /// [`Switch::encapsulate`](super::Switch::encapsulate) needs one, so a frame cannot be
+    /// sealed (encrypted where it lies) before its local copies are out.
     pub fn deliver(
         &self,
         frame: &[u8],
@@ -65,7 +66,8 @@ impl Forward {
 }
 
 /// What is left of a [`Forward`] once its local deliveries are done: the frame's network and
-/// the VTEPs it goes to. Made only by [`Forward::deliver`]; needed by [`Switch::encapsulate`].
+/// the VTEPs it goes to. Made only by [`Forward::deliver`]; needed by
+/// [`Switch::encapsulate`](super::Switch::encapsulate).
 #[derive(Debug, Clone, Copy)]
 pub struct Sends<'a> {
     vni: Vni,

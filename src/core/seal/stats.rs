@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Counters of one [`Sealer`]. Read them any time; `seal` and `open` keep them. What is *not*
+/// Counters of one [`Sealer`](super::Sealer). Read them any time; `seal` and `open` keep them. What is *not*
 /// sealed or opened is not counted here: the sealer returns a [`SealDrop`](super::SealDrop) or
 /// [`OpenDrop`](super::OpenDrop) and the switch counts it once, by reason
 /// ([`DropReason`](crate::core::DropReason)).
