@@ -78,6 +78,16 @@ pub enum RequestError {
     AddressTaken { ip: Ipv4Addr, network: String },
     #[error("{ip} is already in use on the overlay (by {owner})")]
     AddressInUse { ip: Ipv4Addr, owner: String },
+    #[error(
+        "{claims} addresses in a row on network '{network}' were answered for (the last, {last}, \
+         by {owner}); a station may be answering ARP for every address: find it, or give --ip"
+    )]
+    TooManyClaims {
+        network: String,
+        claims: u32,
+        last: Ipv4Addr,
+        owner: String,
+    },
     #[error("network '{network}' has no free address left in {subnet}")]
     NoFreeAddress { network: String, subnet: Ipv4Net },
     #[error("cannot check {ip} for conflicts on the overlay: {source}; nothing was changed")]

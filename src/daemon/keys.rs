@@ -23,6 +23,19 @@ pub enum KeyFileError {
     },
     #[error("key file {} is not a regular file", path.display())]
     NotRegular { path: PathBuf },
+    #[error("key file {} is a symbolic link; give the path of the file itself", path.display())]
+    Symlink { path: PathBuf },
+    #[error(
+        "key file {} is owned by uid {uid}, not by root; `chown root {}` if it is yours",
+        path.display(),
+        path.display()
+    )]
+    Owner { path: PathBuf, uid: u32 },
+    #[error(
+        "key file {} is larger than a key file ({MAX_KEY_FILE} bytes at most); is it the right file?",
+        path.display()
+    )]
+    TooLarge { path: PathBuf },
     #[error(
         "key file {} is readable by group or others (mode {mode:04o}): run `chmod 600 {}`",
         path.display(),
@@ -45,16 +58,42 @@ pub enum KeyFileError {
     Generate(crate::core::seal::KeyError),
 }
 
+/// The largest key file read: 64 hex digits, a newline, and room for a CRLF or spaces.
+pub const MAX_KEY_FILE: u64 = 128;
+
 /// Reads and checks a key file.
+///
+/// The file is opened once, without following a symlink and without blocking (a FIFO cannot
+/// hang the daemon), and every check is made on that open file: a regular file, owned by root
+/// (or by the user running vswitch), not readable by group or others, at most
+/// [`MAX_KEY_FILE`] bytes. Every copy of its text is zeroed.
 pub fn read(path: &Path) -> Result<NetworkKey, KeyFileError> {
+    use std::io::Read;
     let open = |source| KeyFileError::Open {
         path: path.to_owned(),
         source,
     };
-    let meta = std::fs::metadata(path).map_err(open)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => KeyFileError::Symlink {
+                path: path.to_owned(),
+            },
+            _ => open(e),
+        })?;
+    let meta = file.metadata().map_err(open)?;
     if !meta.is_file() {
         return Err(KeyFileError::NotRegular {
             path: path.to_owned(),
+        });
+    }
+    let me = effective_uid();
+    if meta.uid() != 0 && Some(meta.uid()) != me {
+        return Err(KeyFileError::Owner {
+            path: path.to_owned(),
+            uid: meta.uid(),
         });
     }
     let mode = meta.mode() & 0o777;
@@ -64,11 +103,28 @@ pub fn read(path: &Path) -> Result<NetworkKey, KeyFileError> {
             mode,
         });
     }
-    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(open)?);
-    keyhex::decode(&text).map_err(|source| KeyFileError::Text {
+    let mut text = zeroize::Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE as usize + 1));
+    file.take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut text)
+        .map_err(open)?;
+    if meta.len() > MAX_KEY_FILE || text.len() as u64 > MAX_KEY_FILE {
+        return Err(KeyFileError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    let text = std::str::from_utf8(&text).map_err(|_| KeyFileError::Text {
+        path: path.to_owned(),
+        source: KeyTextError::NotHex,
+    })?;
+    keyhex::decode(text).map_err(|source| KeyFileError::Text {
         path: path.to_owned(),
         source,
     })
+}
+
+/// The user this process runs as (the owner of `/proc/self`).
+pub fn effective_uid() -> Option<u32> {
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
 /// A fresh random key from the system RNG.
@@ -150,5 +206,63 @@ mod tests {
         std::fs::remove_file(&p).expect("cleanup");
         let dir = std::env::temp_dir();
         assert!(matches!(read(&dir), Err(KeyFileError::NotRegular { .. })));
+    }
+
+    /// A good key file behind a symlink, a FIFO (which would block a plain open), a huge
+    /// file, and one owned by someone else: each refused on the open file itself.
+    #[test]
+    fn symlinks_fifos_huge_and_foreign_key_files_are_refused() {
+        let good = tmp("good");
+        let _ = std::fs::remove_file(&good);
+        write_new(&good, &generate().expect("key")).expect("write");
+
+        let link = tmp("link");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&good, &link).expect("symlink");
+        let e = read(&link).expect_err("symlink");
+        assert!(matches!(e, KeyFileError::Symlink { .. }), "{e}");
+
+        let fifo = tmp("fifo");
+        let _ = std::fs::remove_file(&fifo);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let started = std::time::Instant::now();
+        let e = read(&fifo).expect_err("fifo");
+        assert!(matches!(e, KeyFileError::NotRegular { .. }), "{e}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "did not block"
+        );
+
+        let huge = tmp("huge");
+        let _ = std::fs::remove_file(&huge);
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&huge)
+            .expect("create");
+        f.set_len(200 << 20).expect("sparse 200 MB");
+        let e = read(&huge).expect_err("huge");
+        assert!(matches!(e, KeyFileError::TooLarge { .. }), "{e}");
+
+        if effective_uid() == Some(0) {
+            let foreign = tmp("foreign");
+            let _ = std::fs::remove_file(&foreign);
+            std::fs::copy(&good, &foreign).expect("copy");
+            std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod");
+            std::os::unix::fs::chown(&foreign, Some(65534), None).expect("chown as root");
+            let e = read(&foreign).expect_err("owned by nobody");
+            assert!(matches!(e, KeyFileError::Owner { uid: 65534, .. }), "{e}");
+            std::fs::remove_file(&foreign).expect("cleanup");
+        }
+        for p in [good, link, fifo, huge] {
+            std::fs::remove_file(&p).expect("cleanup");
+        }
     }
 }

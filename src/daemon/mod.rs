@@ -98,6 +98,8 @@ pub(crate) struct Daemon<S> {
     store: S,
     underlay_mtu: u32,
     inner: Mutex<Inner>,
+    /// Serialises attaches (each probes the overlay without holding `inner`).
+    attaching: Mutex<()>,
 }
 
 impl<S> std::fmt::Debug for Daemon<S> {
@@ -150,6 +152,7 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
             taps: BTreeMap::new(),
             next_port: 1,
         }),
+        attaching: Mutex::new(()),
     });
     daemon.restore(state).await.map_err(DaemonError::Restore)?;
     let ticker = {
@@ -198,6 +201,12 @@ impl<S: StateStore> Handler for Daemon<S> {
     type Error = RequestError;
 
     async fn handle(&self, request: Request) -> Result<Response, RequestError> {
+        // Attach probes the overlay for a second or so; it takes the state lock only to decide
+        // and to commit, so other requests are served meanwhile.
+        let request = match request {
+            Request::Attach(req) => return Ok(Response::Port(self.attach(req).await?)),
+            other => other,
+        };
         let mut inner = self.inner.lock().await;
         let mtu = self.underlay_mtu;
         let now = self.dataplane.now();
@@ -241,9 +250,9 @@ impl<S: StateStore> Handler for Daemon<S> {
                     .ok_or_else(|| RequestError::Internal(format!("'{name}' has no sealer")))?;
                 Ok(Response::Rotation(views::seal_status(sealer, now)))
             }
-            Request::Attach(req) => Ok(Response::Port(self.attach(&mut inner, req).await?)),
+            Request::Attach(_) => unreachable!("handled above"),
             Request::Detach { netns, network } => {
-                let ns = NetnsRef::resolve(&netns)?;
+                let ns = resolve_container(&netns).await?;
                 let id = ns_id(&ns)?;
                 let d = rules::detach(inner.view(mtu), &netns, id, network.as_deref())?;
                 self.apply(&mut inner, d.effects, None).await?;
@@ -332,21 +341,27 @@ impl<S: StateStore> Daemon<S> {
         }
     }
 
+    /// `attach`: decide under the state lock, probe the overlay without it (one attach at a
+    /// time), then decide again on the state as it is now and commit.
     async fn attach(
         &self,
-        inner: &mut Inner,
         req: crate::control::AttachRequest,
     ) -> Result<crate::control::PortInfo, RequestError> {
+        let _one_at_a_time = self.attaching.lock().await;
         let mtu = self.underlay_mtu;
-        // The network first, so an unknown one is named before the namespace is looked at.
-        rules::attach_network(&inner.view(mtu), &req)?;
-        let ns = NetnsRef::resolve(&req.netns)?;
-        let ifname = req.ifname.as_deref().unwrap_or("eth0");
-        let facts = NetnsFacts {
-            id: ns_id(&ns)?,
-            ifname_taken: netns::interface_exists_in(&ns, ifname).await?,
+        let (mut plan, ns, facts) = {
+            let inner = self.inner.lock().await;
+            // The network first, so an unknown one is named before the namespace is looked at.
+            rules::attach_network(&inner.view(mtu), &req)?;
+            let ns = resolve_container(&req.netns).await?;
+            let ifname = req.ifname.as_deref().unwrap_or("eth0");
+            let facts = NetnsFacts {
+                id: ns_id(&ns)?,
+                ifname_taken: netns::interface_exists_in(&ns, ifname).await?,
+            };
+            let plan = rules::attach_check(inner.view(mtu), &req, facts, random_mac())?;
+            (plan, ns, facts)
         };
-        let mut plan = rules::attach_check(inner.view(mtu), &req, facts, random_mac())?;
         // Choose the address: the requested one or the next free one, probed on the overlay.
         let ip = loop {
             let ip = plan.candidate()?;
@@ -360,14 +375,31 @@ impl<S: StateStore> Daemon<S> {
             match probe.await {
                 Ok(None) => break ip,
                 Ok(Some(owner)) => {
-                    tracing::info!("{ip} answered by {owner}");
-                    plan.conflict(ip, owner)?;
+                    let inner = self.inner.lock().await;
+                    match plan.conflict(&inner.view(mtu), ip, owner)? {
+                        rules::Claim::Skip => tracing::info!("{ip} is answered for by {owner}"),
+                        rules::Claim::Ignored { port, netns } => {
+                            tracing::warn!(
+                                "port {} (netns {netns}) claims {ip}, which it was not given; ignored",
+                                port.0
+                            );
+                            break ip;
+                        }
+                    }
                 }
                 Err(source) => return Err(RequestError::ProbeFailed { ip, source }),
             }
         };
+        let mut inner = self.inner.lock().await;
+        // The state may have changed while probing: the same rules decide again, for this
+        // address, before anything is created.
+        let mut again = req.clone();
+        again.ip = Some(ip);
+        again.prefix = None;
+        again.mac = Some(plan.mac);
+        let plan = rules::attach_check(inner.view(mtu), &again, facts, plan.mac)?;
         let d = rules::attach_commit(inner.view(mtu), plan, ip, PortId(inner.next_port));
-        self.apply(inner, d.effects, Some(&ns)).await?;
+        self.apply(&mut inner, d.effects, Some(&ns)).await?;
         let info = d.reply;
         tracing::info!(
             "attached {} to {}: {} {} {:?}",
@@ -379,6 +411,15 @@ impl<S: StateStore> Daemon<S> {
         );
         Ok(info)
     }
+}
+
+/// Resolves a user's NETNS off the runtime thread (a path could be slow to open).
+async fn resolve_container(arg: &str) -> Result<NetnsRef, RequestError> {
+    let arg = arg.to_owned();
+    tokio::task::spawn_blocking(move || NetnsRef::resolve_container(&arg))
+        .await
+        .map_err(|e| RequestError::Internal(e.to_string()))?
+        .map_err(RequestError::Netns)
 }
 
 fn ns_id(ns: &NetnsRef) -> Result<crate::netns::NsId, RequestError> {

@@ -30,15 +30,15 @@ pub enum ProbeError {
     Start(std::io::Error),
 }
 
-/// Probes `ip` on network `vni` as `mac`; returns who claims it, if anyone. A probe that could
-/// not run is an error, never "no conflict".
+/// Probes `ip` on network `vni` as `mac`; returns the MAC of the station that claims it, if
+/// any. A probe that could not run is an error, never "no conflict".
 pub async fn conflict(
     switch: &RwLock<Switch>,
     dataplane: &Dataplane,
     vni: Vni,
     mac: Mac,
     ip: Ipv4Addr,
-) -> Result<Option<String>, ProbeError> {
+) -> Result<Option<Mac>, ProbeError> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(256);
     write(switch)
         .add_port(PROBE_PORT, vni)
@@ -61,14 +61,10 @@ pub async fn conflict(
         waited += step;
         while let Ok(frame) = rx.try_recv() {
             if arp::claims(&frame, ip, mac) {
-                let owner = frame.get(6..12).map(|b| {
-                    let mut m = [0u8; 6];
-                    m.copy_from_slice(b);
-                    Mac(m)
-                });
-                found =
-                    Some(owner.map_or_else(|| "another station".into(), |m| format!("MAC {m}")));
-                break 'listen;
+                if let Some(owner) = frame.get(6..12).and_then(|b| <[u8; 6]>::try_from(b).ok()) {
+                    found = Some(Mac(owner));
+                    break 'listen;
+                }
             }
         }
     }

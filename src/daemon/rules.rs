@@ -423,5 +423,6 @@ mod attach;
 mod tests;
 
 pub use attach::{
-    attach_check, attach_commit, attach_network, detach, AddressChoice, AttachPlan, NetnsFacts,
+    attach_check, attach_commit, attach_network, detach, AddressChoice, AttachPlan, Claim,
+    NetnsFacts, MAX_CLAIMS,
 };

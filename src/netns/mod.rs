@@ -33,6 +33,16 @@ pub enum NetnsError {
     /// A path was given and it does not exist.
     #[error("network namespace file {} does not exist", path.display())]
     PathNotFound { path: PathBuf },
+    /// A path that is neither `/run/netns/NAME` nor `/proc/PID/ns/net`.
+    #[error(
+        "{} is not a container's network namespace: give a name under /run/netns, \
+         /run/netns/NAME or /proc/PID/ns/net",
+        path.display()
+    )]
+    InvalidPath { path: PathBuf },
+    /// The namespace is one no container port may go into.
+    #[error("{ns} is {what}; attach containers only")]
+    NotAContainer { ns: String, what: String },
     /// The name can never name a namespace.
     #[error("invalid network namespace name '{name}': {reason}")]
     InvalidName { name: String, reason: String },

@@ -4,7 +4,7 @@ use std::fmt;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{sys, NetnsError};
@@ -33,18 +33,42 @@ impl NetnsRef {
             check_name(arg)?;
             (format!("'{arg}'"), Path::new(NETNS_RUN_DIR).join(arg), true)
         };
+        let by_name = by_name || path.parent() == Some(Path::new(NETNS_RUN_DIR));
+        NetnsRef::open(label, &path, by_name)
+    }
 
-        let file = File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound if by_name => NetnsError::NotFound {
-                name: arg.to_string(),
-                path: path.clone(),
-            },
-            io::ErrorKind::NotFound => NetnsError::PathNotFound { path: path.clone() },
-            _ => NetnsError::Open {
-                ns: label.clone(),
-                source: e,
-            },
-        })?;
+    fn open(label: String, path: &Path, by_name: bool) -> Result<NetnsRef, NetnsError> {
+        let arg = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let path = path.to_owned();
+
+        // Never blocks (a FIFO opens at once, then fails the namespace check), and a name
+        // under /run/netns is not followed if it is a symlink.
+        let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
+        if by_name {
+            flags |= libc::O_NOFOLLOW;
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(&path)
+            .map_err(|e| match e.kind() {
+                _ if e.raw_os_error() == Some(libc::ELOOP) => NetnsError::NotANetns {
+                    ns: label.clone(),
+                    reason: "it is a symbolic link, not a namespace mount".into(),
+                },
+                io::ErrorKind::NotFound if by_name => NetnsError::NotFound {
+                    name: arg.to_string(),
+                    path: path.clone(),
+                },
+                io::ErrorKind::NotFound => NetnsError::PathNotFound { path: path.clone() },
+                _ => NetnsError::Open {
+                    ns: label.clone(),
+                    source: e,
+                },
+            })?;
 
         match sys::ns_type(file.as_fd()) {
             Ok(libc::CLONE_NEWNET) => {}
@@ -75,6 +99,37 @@ impl NetnsRef {
         }
 
         Ok(NetnsRef { label, path, file })
+    }
+
+    /// Resolves what a user asked to attach a container in: `NAME` (under `/run/netns`),
+    /// `/run/netns/NAME` or `/proc/PID/ns/net`, nothing else, and never the daemon's own
+    /// network namespace or the host's initial one (PID 1's).
+    pub fn resolve_container(arg: &str) -> Result<NetnsRef, NetnsError> {
+        if arg.contains('/') && !is_container_path(arg) {
+            return Err(NetnsError::InvalidPath {
+                path: PathBuf::from(arg),
+            });
+        }
+        let ns = NetnsRef::resolve(arg)?;
+        let id = ns.id().map_err(|source| NetnsError::Open {
+            ns: ns.label.clone(),
+            source,
+        })?;
+        let own = NetnsRef::current()?;
+        let refuse = |what: &str| NetnsError::NotAContainer {
+            ns: ns.label.clone(),
+            what: what.to_owned(),
+        };
+        if own.id().ok() == Some(id) {
+            return Err(refuse("the daemon's own network namespace"));
+        }
+        // Where PID 1's namespace cannot be opened (a sandbox without ptrace rights over it),
+        // no path to it can be opened either, except a bind mount made by someone who could.
+        let initial = NetnsRef::open("PID 1's".into(), Path::new("/proc/1/ns/net"), false);
+        if initial.is_ok_and(|i| i.id().ok() == Some(id)) {
+            return Err(refuse("the host's initial network namespace"));
+        }
+        Ok(ns)
     }
 
     /// The namespace the daemon itself runs in.
@@ -109,6 +164,17 @@ impl NetnsRef {
 pub struct NsId {
     pub dev: u64,
     pub ino: u64,
+}
+
+/// `/run/netns/NAME` or `/proc/PID/ns/net` (PID in digits: not `self`, which would be the
+/// daemon).
+fn is_container_path(arg: &str) -> bool {
+    if let Some(name) = arg.strip_prefix("/run/netns/") {
+        return check_name(name).is_ok() && !name.contains('/');
+    }
+    arg.strip_prefix("/proc/")
+        .and_then(|rest| rest.strip_suffix("/ns/net"))
+        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Names like `ip netns` accepts: no `/` (that would be a path), not `.`/`..`, not empty.
@@ -186,6 +252,52 @@ mod tests {
         assert_eq!(ns.to_string(), "/proc/self/ns/net");
         let cur = NetnsRef::current().expect("current netns");
         assert!(ns.is_same(&cur).expect("fstat"));
+    }
+
+    #[test]
+    fn containers_are_named_or_proc_pid_paths_and_never_the_daemon_or_the_host() {
+        for bad in [
+            "/tmp/x",
+            "/proc/self/ns/net",
+            "/proc/1/ns/uts",
+            "/run/netns/a/b",
+            "/proc//ns/net",
+        ] {
+            let err = NetnsRef::resolve_container(bad).expect_err(bad);
+            assert!(
+                matches!(err, NetnsError::InvalidPath { .. }),
+                "{bad}: {err:?}"
+            );
+            assert!(err.to_string().contains("/proc/PID/ns/net"), "{err}");
+        }
+        let own = format!("/proc/{}/ns/net", std::process::id());
+        let err = NetnsRef::resolve_container(&own).expect_err("own");
+        assert!(matches!(err, NetnsError::NotAContainer { .. }), "{err:?}");
+        let err = NetnsRef::resolve_container("/proc/1/ns/net").expect_err("initial");
+        if NetnsRef::resolve("/proc/1/ns/net").is_ok() {
+            assert!(matches!(err, NetnsError::NotAContainer { .. }), "{err:?}");
+        } else {
+            assert!(matches!(err, NetnsError::Open { .. }), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let fifo = std::env::temp_dir().join(format!("vswitch-nsref-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_file(&fifo);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let started = std::time::Instant::now();
+        let err = NetnsRef::resolve(fifo.to_str().expect("utf-8")).expect_err("a FIFO");
+        assert!(matches!(err, NetnsError::NotANetns { .. }), "{err:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "did not block"
+        );
+        std::fs::remove_file(&fifo).expect("cleanup");
     }
 
     #[test]

@@ -15,6 +15,8 @@ use super::{keyhex, records, Revision, Snapshot, State, StateStore, StoreError};
 use crate::core::seal::NetworkKey;
 
 const FILE: &str = "state.json";
+/// More than a key's text (64 hex digits and a newline) is never read.
+const KEY_TEXT_MAX: u64 = 128;
 
 /// The state dir.
 #[derive(Debug, Clone)]
@@ -24,14 +26,37 @@ pub struct FileStore {
 }
 
 impl FileStore {
-    /// Opens (creating) the state dir, mode 0700.
+    /// Opens (creating) the state dir, mode 0700. A dir that is a symlink, is owned by another
+    /// user, or is writable by group or others is refused: whoever can write it could plant
+    /// links that make the daemon write a network key somewhere else.
     pub fn open(dir: &Path) -> Result<FileStore, StoreError> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let io = |source| StoreError::Io {
             path: dir.to_owned(),
             source,
         };
         fs::create_dir_all(dir).map_err(io)?;
-        use std::os::unix::fs::PermissionsExt;
+        let meta = fs::symlink_metadata(dir).map_err(io)?;
+        let me = fs::metadata("/proc/self").map_err(io)?.uid();
+        let refuse = |why: String| StoreError::UnsafeDir {
+            path: dir.to_owned(),
+            why,
+        };
+        if !meta.is_dir() {
+            return Err(refuse("it is not a directory (a symlink?)".into()));
+        }
+        if meta.uid() != me {
+            return Err(refuse(format!(
+                "it is owned by uid {}, not by uid {me}",
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(refuse(format!(
+                "it is writable by group or others (mode {:04o})",
+                meta.mode() & 0o7777
+            )));
+        }
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
         Ok(FileStore {
             dir: Arc::new(dir.to_owned()),
@@ -81,7 +106,9 @@ fn remove(dir: &Path, name: &str) -> Result<(), StoreError> {
     }
 }
 
-/// Writes `name` in `dir` atomically with the given mode.
+/// Writes `name` in `dir` atomically with the given mode. The temporary file is created anew
+/// (`O_EXCL`, `O_NOFOLLOW`): a link planted in its place makes the write fail instead of
+/// sending the bytes elsewhere.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
     let path = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -89,10 +116,15 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<(), S
         path: path.clone(),
         source,
     };
+    // A crash may have left one behind; unlink removes a link itself, never its target.
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        _ => {}
+    }
     let mut f = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .mode(mode)
         .open(&tmp)
         .map_err(io)?;
@@ -147,11 +179,20 @@ impl StateStore for FileStore {
         let network = network.to_owned();
         self.blocking(move |dir| {
             let path = dir.join(&name);
-            let text = match fs::read_to_string(&path) {
-                Ok(t) => zeroize::Zeroizing::new(t),
+            let mut text = zeroize::Zeroizing::new(String::new());
+            let read = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(&path)
+                .and_then(|f| {
+                    use std::io::Read;
+                    f.take(KEY_TEXT_MAX).read_to_string(&mut text)
+                });
+            match read {
+                Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(source) => return Err(StoreError::Io { path, source }),
-            };
+            }
             keyhex::decode(&text)
                 .map(Some)
                 .map_err(|e| StoreError::BadKey {
@@ -244,5 +285,51 @@ mod tests {
         block(store.remove_key("sec")).expect("absent is fine");
         assert!(!path.exists());
         fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn an_unsafe_state_dir_is_refused_and_planted_links_are_not_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tmpdir("unsafe");
+        fs::create_dir_all(&dir).expect("mkdir");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).expect("chmod");
+        let e = FileStore::open(&dir).expect_err("world-writable");
+        assert!(e.to_string().contains("writable by group or others"), "{e}");
+        let link = tmpdir("unsafe-link");
+        std::os::unix::fs::symlink(&dir, &link).expect("symlink");
+        let e = FileStore::open(&link).expect_err("a symlink");
+        assert!(e.to_string().contains("not a directory"), "{e}");
+        fs::remove_file(&link).expect("cleanup link");
+        if fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+            .ok()
+            == Some(0)
+        {
+            std::os::unix::fs::chown(&dir, Some(65534), None).expect("chown as root");
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod");
+            let e = FileStore::open(&dir).expect_err("foreign owner");
+            assert!(e.to_string().contains("owned by uid 65534"), "{e}");
+            std::os::unix::fs::chown(&dir, Some(0), None).expect("chown back");
+        }
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod");
+        let store = FileStore::open(&dir).expect("safe now");
+        // A link planted where the temporary key file goes: the write fails, the target
+        // stays untouched.
+        let target = tmpdir("unsafe-target");
+        fs::write(&target, "untouched").expect("target");
+        std::os::unix::fs::symlink(&target, dir.join(".key-sec.hex.tmp")).expect("plant");
+        block(store.put_key("sec", &NetworkKey::from_bytes([5; KEY_LEN]))).expect("put");
+        assert_eq!(fs::read_to_string(&target).expect("target"), "untouched");
+        let key = block(store.key("sec")).expect("read").expect("stored");
+        assert_eq!(key.expose_secret(), &[5; KEY_LEN]);
+        // The key file itself replaced by a link: not followed.
+        fs::remove_file(dir.join("key-sec.hex")).expect("rm");
+        std::os::unix::fs::symlink(&target, dir.join("key-sec.hex")).expect("plant");
+        assert!(
+            block(store.key("sec")).is_err(),
+            "a linked key file is not read"
+        );
+        fs::remove_dir_all(&dir).expect("cleanup");
+        fs::remove_file(&target).expect("cleanup");
     }
 }

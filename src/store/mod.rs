@@ -57,6 +57,8 @@ pub enum StoreError {
     Conflict { expected: u64, found: u64 },
     #[error("the state store ({backend}) is unreachable: {reason}; nothing was changed")]
     Unavailable { backend: String, reason: String },
+    #[error("state dir {path} is not safe to use: {why}; use a directory only its owner can write, owned by the user running vswitch")]
+    UnsafeDir { path: PathBuf, why: String },
     #[error("the key of network '{network}' in the state store is unusable: {reason}")]
     BadKey { network: String, reason: String },
 }

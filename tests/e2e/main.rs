@@ -21,6 +21,7 @@
 mod support;
 
 mod cli;
+mod hardening;
 mod interop;
 mod lifecycle;
 mod overlay;

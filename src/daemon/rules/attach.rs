@@ -63,6 +63,8 @@ pub struct AttachPlan {
     pub ifname: String,
     pub mac: Mac,
     pub address: AddressChoice,
+    /// Claimed addresses skipped so far.
+    pub claims: u32,
 }
 
 impl AttachPlan {
@@ -81,17 +83,60 @@ impl AttachPlan {
         }
     }
 
-    /// Someone on the overlay answered for `ip`, as `owner`: refuse a requested address,
-    /// skip a chosen one.
-    pub fn conflict(&mut self, ip: Ipv4Addr, owner: String) -> Result<(), RequestError> {
+    /// Station `owner` answered the probe for `ip`. The daemon's own records win over a claim
+    /// from one of its own ports: a local container claiming an address it was not given is
+    /// ignored ([`Claim::Ignored`]). Any other claim refuses a requested address and skips a
+    /// chosen one, at most [`MAX_CLAIMS`] times per attach, so a station that answers for
+    /// every address cannot make an attach walk the whole subnet.
+    pub fn conflict(
+        &mut self,
+        view: &View<'_>,
+        ip: Ipv4Addr,
+        owner: Mac,
+    ) -> Result<Claim, RequestError> {
+        let own = view
+            .ports_of(&self.network.name)
+            .find(|(_, p)| p.info.mac == owner);
+        if let Some((id, p)) = own {
+            let recorded = p.info.ip.as_deref().and_then(|c| c.split('/').next());
+            if recorded != Some(ip.to_string().as_str()) {
+                return Ok(Claim::Ignored {
+                    port: *id,
+                    netns: p.info.netns.clone(),
+                });
+            }
+        }
+        let owner = format!("MAC {owner}");
         match &mut self.address {
             AddressChoice::Requested(_) => Err(RequestError::AddressInUse { ip, owner }),
             AddressChoice::Next { taken } => {
                 taken.insert(ip);
-                Ok(())
+                self.claims += 1;
+                if self.claims >= MAX_CLAIMS {
+                    return Err(RequestError::TooManyClaims {
+                        network: self.network.name.clone(),
+                        claims: self.claims,
+                        last: ip,
+                        owner,
+                    });
+                }
+                Ok(Claim::Skip)
             }
         }
     }
+}
+
+/// At most this many claimed addresses are skipped in one attach.
+pub const MAX_CLAIMS: u32 = 8;
+
+/// What to do about an answered probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Someone holds the address: try the next one.
+    Skip,
+    /// One of this daemon's own ports claimed an address it was not given: the claim is
+    /// false, and the address is free.
+    Ignored { port: PortId, netns: String },
 }
 
 /// `attach`, up to the address probe. `random_mac` is used when the request names none.
@@ -157,6 +202,7 @@ pub fn attach_check(
         ifname,
         mac,
         address,
+        claims: 0,
     })
 }
 

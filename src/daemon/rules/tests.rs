@@ -245,8 +245,11 @@ fn attach_picks_the_next_free_address_and_skips_conflicts() {
     let mut plan = attach_check(w.view(), &req("c2", Some("blue")), facts(12), MAC).expect("ok");
     assert_eq!(plan.mac, MAC);
     assert_eq!(plan.candidate().expect("free").to_string(), "10.10.0.2");
-    plan.conflict("10.10.0.2".parse().expect("ip"), "MAC x".into())
+    let stranger = Mac([2, 0, 0, 0, 0, 0x99]);
+    let claim = plan
+        .conflict(&w.view(), "10.10.0.2".parse().expect("ip"), stranger)
         .expect("skipped");
+    assert_eq!(claim, Claim::Skip);
     let ip = plan.candidate().expect("free");
     assert_eq!(ip.to_string(), "10.10.0.3");
     let d = attach_commit(w.view(), plan, ip, PortId(7));
@@ -274,8 +277,9 @@ fn a_requested_address_in_conflict_is_refused_with_its_owner() {
     assert_eq!(plan.candidate().expect("ip").to_string(), "10.10.0.9");
     let e = plan
         .conflict(
+            &w.view(),
             "10.10.0.9".parse().expect("ip"),
-            "MAC 02:00:00:00:00:09".into(),
+            Mac([2, 0, 0, 0, 0, 9]),
         )
         .expect_err("refused");
     assert_eq!(
@@ -498,4 +502,51 @@ fn reconcile_adds_and_removes_what_others_changed_but_keeps_networks_in_use() {
         reconcile(w.view(), &w.state).is_empty(),
         "no change, no effect"
     );
+}
+
+#[test]
+fn a_station_answering_for_every_address_stops_the_attach_after_a_few_probes() {
+    let w = World::new();
+    let mut plan = attach_check(w.view(), &req("c2", Some("blue")), facts(12), MAC).expect("ok");
+    let liar = Mac([2, 0, 0, 0, 0, 0x66]);
+    let mut probed = 0;
+    let e = loop {
+        let ip = plan.candidate().expect("free addresses remain");
+        probed += 1;
+        match plan.conflict(&w.view(), ip, liar) {
+            Ok(Claim::Skip) => continue,
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(probed, MAX_CLAIMS);
+    let msg = e.to_string();
+    assert!(msg.contains("8 addresses in a row"), "{msg}");
+    assert!(
+        msg.contains("MAC 02:00:00:00:00:66"),
+        "names who claimed it: {msg}"
+    );
+}
+
+#[test]
+fn a_local_container_claiming_an_address_it_was_not_given_is_not_believed() {
+    let w = World::new();
+    let mut plan = attach_check(w.view(), &req("c2", Some("blue")), facts(12), MAC).expect("ok");
+    let ip = plan.candidate().expect("free");
+    // c1 (port 1, recorded at 10.10.0.1) answers for 10.10.0.2.
+    let c1 = Mac([2, 0, 0, 0, 0, 1]);
+    let claim = plan.conflict(&w.view(), ip, c1).expect("not a refusal");
+    assert_eq!(
+        claim,
+        Claim::Ignored {
+            port: PortId(1),
+            netns: "c1".into()
+        }
+    );
+    assert_eq!(
+        plan.candidate().expect("same"),
+        ip,
+        "the address stays the candidate"
+    );
+    assert_eq!(plan.claims, 0);
 }
