@@ -152,6 +152,14 @@ impl DropCounters {
     }
 
     /// The non-zero counters, by name.
+    /// Every reason by name, zeros included (so a reader can tell a misspelt name from 0).
+    pub fn snapshot_all(&self) -> std::collections::BTreeMap<String, u64> {
+        DropReason::ALL
+            .iter()
+            .map(|r| (r.name().to_owned(), self.get(*r)))
+            .collect()
+    }
+
     pub fn snapshot(&self) -> std::collections::BTreeMap<String, u64> {
         DropReason::ALL
             .iter()

@@ -134,7 +134,7 @@ pub fn stats(view: &View<'_>, sw: &Switch, dataplane: DataplaneStats, now: Times
         })
         .collect();
     Stats {
-        drops: sw.drops.snapshot(),
+        drops: sw.drops.snapshot_all(),
         networks,
         ports,
         peers: peer_list(view, sw),
