@@ -40,6 +40,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 peers: a.peers,
                 state_dir: a.state_dir,
                 underlay_mtu: a.underlay_mtu,
+                storm_limit: a.storm_limit,
                 socket: cli.socket,
             })?);
         }
@@ -78,6 +79,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     ip,
                     mac,
                     ifname,
+                    no_port_security,
                 },
             ..
         } => Request::Attach(control::AttachRequest {
@@ -87,6 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             prefix: ip.and_then(|(_, p)| p),
             mac,
             ifname: Some(ifname),
+            no_port_security,
         }),
         Command::Detach { netns, network, .. } => Request::Detach { netns, network },
         Command::Peer { command, .. } => match command {

@@ -122,6 +122,10 @@ pub struct DaemonArgs {
     /// The underlay MTU (default: detected from the underlay interface).
     #[arg(long, value_parser = clap::value_parser!(u32).range(576..=65535))]
     pub underlay_mtu: Option<u32>,
+    /// Storm control: broadcast/multicast frames per second each port may send (bursts of
+    /// twice as many); 0 turns it off.
+    #[arg(long, default_value_t = 1000)]
+    pub storm_limit: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +182,10 @@ pub struct AttachArgs {
     /// The interface's name inside the namespace.
     #[arg(long, default_value = "eth0", value_parser = parse_ifname)]
     pub ifname: String,
+    /// Let the port send from any MAC and address (for a container that bridges other
+    /// stations); by default it may send only as the MAC and address it was given.
+    #[arg(long)]
+    pub no_port_security: bool,
 }
 
 #[derive(Debug, Subcommand)]

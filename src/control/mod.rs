@@ -83,6 +83,9 @@ pub struct AttachRequest {
     pub prefix: Option<u8>,
     pub mac: Option<Mac>,
     pub ifname: Option<String>,
+    /// Let the port send from any MAC and address.
+    #[serde(default)]
+    pub no_port_security: bool,
 }
 
 /// The daemon's answer on the wire: `{"ok": RESPONSE}` or `{"error": "…"}`.
@@ -217,6 +220,9 @@ pub struct PortInfo {
     /// CIDR notation, e.g. `10.0.0.2/24`.
     pub ip: Option<String>,
     pub mtu: u32,
+    /// The port may send only as its own MAC and address.
+    #[serde(default)]
+    pub port_security: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

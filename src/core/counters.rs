@@ -50,10 +50,18 @@ pub enum DropReason {
     KeyExhausted,
     /// A frame too large to encapsulate without fragmenting the underlay.
     TooBig,
+    /// A frame from a port with port security whose source MAC, or ARP/IP source address, is
+    /// not the port's own.
+    PortSecurity,
+    /// A broadcast or multicast frame over its port's rate limit (storm control).
+    StormControl,
+    /// A frame whose source MAC lives at a local port elsewhere (a MAC is not moved away from
+    /// a live local port by a frame from somewhere else).
+    MacConflict,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 21] = [
         DropReason::Truncated,
         DropReason::NoVniFlag,
         DropReason::InvalidVni,
@@ -72,6 +80,9 @@ impl DropReason {
         DropReason::Replayed,
         DropReason::KeyExhausted,
         DropReason::TooBig,
+        DropReason::PortSecurity,
+        DropReason::StormControl,
+        DropReason::MacConflict,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -96,6 +107,9 @@ impl DropReason {
             DropReason::Replayed => "replayed",
             DropReason::KeyExhausted => "key_exhausted",
             DropReason::TooBig => "too_big",
+            DropReason::PortSecurity => "port_security",
+            DropReason::StormControl => "storm_control",
+            DropReason::MacConflict => "mac_conflict",
         }
     }
 

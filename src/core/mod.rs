@@ -15,5 +15,5 @@ pub mod time;
 
 pub use counters::{DropReason, Traffic, TrafficSnapshot};
 pub use fdb::{Fdb, FdbConfig, FdbEntry, Learned, Location, PortId, Vtep};
-pub use switch::{Encapsulated, Forward, Sends, Switch, SwitchConfig, SwitchError};
+pub use switch::{Encapsulated, Forward, PortSecurity, Sends, Switch, SwitchConfig, SwitchError};
 pub use time::Timestamp;

@@ -320,6 +320,7 @@ impl Harness {
                 capacity: FDB_CAPACITY,
             },
             allow_vlan_tagged,
+            storm_pps: 0,
         });
         let mut networks = BTreeSet::new();
         for i in 0..INITIAL_NETWORKS {

@@ -23,7 +23,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use super::counters::{DropCounters, DropReason, Traffic, TrafficSnapshot};
-use super::fdb::{Fdb, FdbConfig, FdbEntry, Location, PortId, Vtep};
+use super::fdb::{Fdb, FdbConfig, FdbEntry, Learned, Location, PortId, Vtep};
 pub use super::forward::{Encapsulated, Forward, Sends};
 use super::seal::{Sealer, ANNOUNCEMENT_LEN};
 use super::time::Timestamp;
@@ -31,6 +31,7 @@ use crate::wire::sealed::{self, SEAL_OVERHEAD};
 use crate::wire::underlay::OUTER_LEN;
 use crate::wire::vxlan::{self, VxlanPacket, VxlanRepr};
 use crate::wire::{classify, flow_hash, udp_source_port, Mac, Vni};
+pub use guard::{PortSecurity, StormControl};
 
 /// Headroom a caller reserves in front of a frame so encapsulation writes in place: outer IPv4
 /// and UDP (28), VXLAN (8), a sealed envelope header (20), rounded up.
@@ -44,6 +45,10 @@ pub struct SwitchConfig {
     pub fdb: FdbConfig,
     /// Carry 802.1Q-tagged inner frames instead of dropping them (RFC 7348 §6.1 default: drop).
     pub allow_vlan_tagged: bool,
+    /// Storm control: at most this many broadcast/multicast frames per second from each port
+    /// (bursts of up to twice as many); 0 turns it off. The core's default is off; the daemon
+    /// turns it on.
+    pub storm_pps: u32,
 }
 
 /// A configuration change the switch refused.
@@ -90,6 +95,9 @@ impl Network {
 struct Port {
     vni: Vni,
     traffic: Traffic,
+    /// `None`: the port may send from any MAC and address (`attach --no-port-security`).
+    security: Option<PortSecurity>,
+    storm: Option<StormControl>,
 }
 
 #[derive(Debug)]
@@ -217,13 +225,34 @@ impl Switch {
             .get_mut(&vni)
             .ok_or(SwitchError::UnknownNetwork(vni))?;
         network.ports.push(port);
+        let storm = match self.config.storm_pps {
+            0 => None,
+            pps => Some(StormControl::new(pps, pps.saturating_mul(2))),
+        };
         self.ports.insert(
             port,
             Port {
                 vni,
                 traffic: Traffic::default(),
+                security: None,
+                storm,
             },
         );
+        Ok(())
+    }
+
+    /// Locks a port to the MAC and addresses it was given (`Some`), or lets it send from any
+    /// (`None`, the default for a new port). See [`PortSecurity`].
+    pub fn set_port_security(
+        &mut self,
+        port: PortId,
+        security: Option<PortSecurity>,
+    ) -> Result<(), SwitchError> {
+        let p = self
+            .ports
+            .get_mut(&port)
+            .ok_or(SwitchError::UnknownPort(port))?;
+        p.security = security;
         Ok(())
     }
 
@@ -285,7 +314,7 @@ impl Switch {
         out.vni = Some(network.vni);
         network.traffic.rx(frame.len());
         let scopes = [&p.traffic, &network.traffic];
-        let dst = match self.admit(now, network, frame, Location::Port(port)) {
+        let dst = match self.admit(now, network, frame, Location::Port(port), Some(p)) {
             Ok(dst) => dst,
             Err(reason) => return self.drop_frame(out, reason, &scopes),
         };
@@ -341,7 +370,7 @@ impl Switch {
         };
         let frame = &datagram[out.frame.clone()];
         network.traffic.rx(frame.len());
-        let dst = match self.admit(now, network, frame, Location::Vtep(peer.vtep)) {
+        let dst = match self.admit(now, network, frame, Location::Vtep(peer.vtep), None) {
             Ok(dst) => dst,
             Err(reason) => return self.drop_frame(out, reason, &scopes),
         };
@@ -488,6 +517,7 @@ impl Switch {
         network: &Network,
         frame: &[u8],
         at: Location,
+        port: Option<&Port>,
     ) -> Result<Mac, DropReason> {
         let info = classify(frame)?;
         if info.vlan.is_some() && !self.config.allow_vlan_tagged {
@@ -496,8 +526,18 @@ impl Switch {
         if !info.src.is_valid_source() {
             return Err(DropReason::BadSourceMac);
         }
-        network.fdb.learn(info.src, at, now);
-        Ok(info.dst)
+        if let Some(p) = port {
+            if let Some(security) = &p.security {
+                security.check(&info, frame)?;
+            }
+            if let (true, Some(storm)) = (info.dst.is_multicast(), &p.storm) {
+                storm.admit(now)?;
+            }
+        }
+        match network.fdb.learn(info.src, at, now) {
+            Learned::Refused => Err(DropReason::MacConflict),
+            _ => Ok(info.dst),
+        }
     }
 
     fn drop_frame(&self, out: &mut Forward, reason: DropReason, scopes: &[&Traffic]) {
@@ -546,5 +586,6 @@ impl Switch {
     }
 }
 
+mod guard;
 #[cfg(test)]
 mod tests;
