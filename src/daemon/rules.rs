@@ -95,6 +95,8 @@ pub enum Effect {
     AddPort {
         id: PortId,
         vni: Vni,
+        /// Frames from the container longer than this MTU are dropped at ingress.
+        mtu: u32,
         security: Option<PortSecurity>,
     },
     /// Start moving frames for the port.

@@ -311,6 +311,8 @@ fn source_sockets(listen: Ipv4Addr) -> io::Result<Vec<UdpSocket>> {
             })?;
         sys::set_dont_fragment(sock.as_raw_fd())?;
         sys::set_buffer_sizes(sock.as_raw_fd(), 4 << 20);
+        // Send-only: nothing sent to these ports is ever queued.
+        sys::drop_all_input(sock.as_raw_fd())?;
         out.push(sock);
     }
     Ok(out)

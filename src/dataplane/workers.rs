@@ -195,6 +195,9 @@ pub(super) fn ports_worker(shared: &Shared, mut sender: RawSender) {
                         }
                         continue;
                     }
+                    if !batch.switch.admit_len(port, len) {
+                        continue;
+                    }
                     if offload::complete_checksum(&mut buf[frame.clone()], &vnet).is_err() {
                         c.offload_errors.fetch_add(1, Ordering::Relaxed);
                         continue;
@@ -274,12 +277,24 @@ pub(super) fn underlay_worker(shared: &Shared) {
             let mut datagrams = 0u64;
             for i in 0..n {
                 let from = SocketAddr::V4(recv.from[i]);
-                let len = recv.lens[i];
+                let mut len = recv.lens[i];
                 // A UDP_GRO buffer holds a run of datagrams of `gso_size` bytes (the last shorter).
                 let size = match recv.gso_size[i] {
                     0 => len.max(1),
                     g => g,
                 };
+                if recv.truncated[i] {
+                    // More than the buffer held: the last datagram is cut. Keep the whole ones.
+                    batch
+                        .shared
+                        .counters
+                        .underlay_recv_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    len = match recv.gso_size[i] {
+                        0 => 0,
+                        g => len - len % g,
+                    };
+                }
                 for datagram in recv.bufs[i][..len].chunks_mut(size) {
                     datagrams += 1;
                     batch

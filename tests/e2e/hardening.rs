@@ -342,3 +342,91 @@ fn a_container_cannot_spoof_another_ones_mac_and_a_storm_is_cut() {
         "{dropped} of {read} frames counted as dropped; at most {allowed:.0} may pass"
     );
 }
+
+#[test]
+fn a_jumbo_frame_from_a_container_that_raised_its_mtu_is_dropped_at_its_port() {
+    let mut lab = Lab::new(2);
+    lab.start_mesh();
+    let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
+    for h in [a, b] {
+        h.create_network("n", 80, "10.80.0.0/24", &[]);
+    }
+    let c1 = lab.netns("c1");
+    let c2 = lab.netns("c2");
+    let c3 = lab.netns("c3");
+    let p1 = a.attach(&c1, "n", &["--ip", "10.80.0.1/24"]);
+    a.attach(&c2, "n", &["--ip", "10.80.0.2/24"]);
+    b.attach(&c3, "n", &["--ip", "10.80.0.3/24"]);
+    assert_eq!(p1["mtu"], 1450);
+    sh_ok(&["ip", "-n", &c1, "link", "set", "eth0", "mtu", "9000"]);
+    let mark = marker("jumbo");
+    let seen_local = count_frames(&c2, "eth0", 3.0, Some(MARK_ETHERTYPE), Some(&mark), None);
+    let seen_remote = count_frames(&c3, "eth0", 3.0, Some(MARK_ETHERTYPE), Some(&mark), None);
+    let jumbo = format!("{mark}{}", "j".repeat(9000 - mark.len()));
+    send_frame(&c1, "eth0", "ff:ff:ff:ff:ff:ff", MARK_ETHERTYPE, &jumbo);
+    assert_eq!(
+        seen_local.result(),
+        0,
+        "no jumbo frame reached the neighbour on host A"
+    );
+    assert_eq!(seen_remote.result(), 0, "no jumbo frame reached host B");
+    assert_eq!(port_drops(a, &c1, "too_big"), 1);
+    // A frame that fits still goes everywhere.
+    let ok = marker("fits");
+    let seen = count_frames(&c3, "eth0", 3.0, Some(MARK_ETHERTYPE), Some(&ok), None);
+    send_frame(&c1, "eth0", "ff:ff:ff:ff:ff:ff", MARK_ETHERTYPE, &ok);
+    assert_eq!(seen.result(), 1);
+}
+
+/// Sends `count` UDP datagrams to `dst:port` from namespace `ns`.
+const PY_UDP_FLOOD: &str = r#"
+import socket, sys
+dst, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(count):
+    s.sendto(b'x' * 1000, (dst, port))
+print('sent', flush=True)
+"#;
+
+#[test]
+fn nothing_sent_to_the_source_port_sockets_is_queued() {
+    let mut lab = Lab::new(2);
+    lab.start_mesh();
+    let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
+    // The daemon's UDP sockets in host A's namespace, other than 4789: the source-port pool.
+    let udp = ns_exec(&a.ns.name, &["cat", "/proc/net/udp"]);
+    let table = String::from_utf8_lossy(&udp.stdout).into_owned();
+    let pool: Vec<u16> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let local = l.split_whitespace().nth(1)?;
+            u16::from_str_radix(local.split(':').nth(1)?, 16).ok()
+        })
+        .filter(|&p| p >= 49152)
+        .collect();
+    assert_eq!(pool.len(), 8, "eight pool sockets: {table}");
+    let out = run_cmd(
+        &mut py_cmd(
+            &b.ns.name,
+            PY_UDP_FLOOD,
+            &[&a.ip, &pool[0].to_string(), "2000"],
+        ),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{out:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    let udp = ns_exec(&a.ns.name, &["cat", "/proc/net/udp"]);
+    let table = String::from_utf8_lossy(&udp.stdout).into_owned();
+    let row = table
+        .lines()
+        .find(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|local| local.ends_with(&format!(":{:04X}", pool[0])))
+        })
+        .unwrap_or_else(|| panic!("pool socket {} in {table}", pool[0]));
+    // Column 4 is tx_queue:rx_queue, in hex bytes.
+    let queues = row.split_whitespace().nth(4).expect("queues");
+    assert!(queues.ends_with(":00000000"), "nothing queued: {row}");
+}

@@ -98,6 +98,9 @@ struct Port {
     /// `None`: the port may send from any MAC and address (`attach --no-port-security`).
     security: Option<PortSecurity>,
     storm: Option<StormControl>,
+    /// The port's MTU: a frame (not a superframe) longer than this plus its Ethernet header is
+    /// dropped at ingress. `None`: no limit.
+    mtu: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -236,9 +239,47 @@ impl Switch {
                 traffic: Traffic::default(),
                 security: None,
                 storm,
+                mtu: None,
             },
         );
         Ok(())
+    }
+
+    /// Sets the MTU frames from `port` must fit (see [`Switch::admit_len`]).
+    pub fn set_port_mtu(&mut self, port: PortId, mtu: Option<u32>) -> Result<(), SwitchError> {
+        let p = self
+            .ports
+            .get_mut(&port)
+            .ok_or(SwitchError::UnknownPort(port))?;
+        p.mtu = mtu;
+        Ok(())
+    }
+
+    /// Whether a frame of `len` bytes (a single frame, not a TSO superframe, which the caller
+    /// cuts to the MTU itself) fits `port`'s MTU. A frame that does not is counted `too_big` on
+    /// the port and its network: a container that raised its own MTU cannot push jumbo frames
+    /// at neighbours whose MTU is smaller.
+    pub fn admit_len(&self, port: PortId, len: usize) -> bool {
+        let Some(p) = self.ports.get(&port) else {
+            return true;
+        };
+        let Some(mtu) = p.mtu else {
+            return true;
+        };
+        let header = if self.config.allow_vlan_tagged {
+            18
+        } else {
+            14
+        };
+        if len <= mtu as usize + header {
+            return true;
+        }
+        p.traffic.drops.add(DropReason::TooBig);
+        match self.networks.get(&p.vni) {
+            Some(network) => self.count_in(network, DropReason::TooBig),
+            None => self.drops.add(DropReason::TooBig),
+        }
+        false
     }
 
     /// Locks a port to the MAC and addresses it was given (`Some`), or lets it send from any

@@ -163,3 +163,20 @@ fn a_failed_open_is_counted_once_under_the_switch_reason() {
     let sealer = s.network(vni()).and_then(Network::sealer).expect("sealed");
     assert_eq!(sealer.stats().opened(), 0);
 }
+
+#[test]
+fn frames_over_the_port_mtu_are_refused_at_ingress_and_counted() {
+    let vni = Vni::new(7).expect("vni");
+    let mut sw = Switch::new(SwitchConfig::default());
+    sw.add_network(vni).expect("network");
+    sw.add_port(PortId(1), vni).expect("port");
+    assert!(sw.admit_len(PortId(1), 9014), "no MTU set: no limit");
+    sw.set_port_mtu(PortId(1), Some(1450)).expect("port");
+    assert!(sw.admit_len(PortId(1), 1464));
+    assert!(!sw.admit_len(PortId(1), 1465));
+    assert!(!sw.admit_len(PortId(1), 9014));
+    assert_eq!(sw.drops.get(DropReason::TooBig), 2);
+    let port = sw.port_traffic(PortId(1)).expect("port");
+    assert_eq!(port.drops.get("too_big"), Some(&2));
+    assert!(sw.set_port_mtu(PortId(9), Some(1)).is_err());
+}

@@ -250,6 +250,7 @@ pub fn attach_commit(
             Effect::AddPort {
                 id,
                 vni: network.vni,
+                mtu,
                 security: plan.port_security.then(|| PortSecurity {
                     mac: plan.mac,
                     ipv4: vec![ip],
