@@ -52,6 +52,7 @@ pub enum Request {
         network: Option<String>,
     },
     Stats,
+    HostList,
 }
 
 /// A network as the user defines it (the state store has its own record type).
@@ -127,6 +128,8 @@ pub enum Response {
     Fdb(Vec<FdbRow>),
     /// `stats`.
     Stats(Box<Stats>),
+    /// `host ls`.
+    Hosts(Vec<HostInfo>),
 }
 
 impl Response {
@@ -149,6 +152,7 @@ impl Response {
             Request::PeerList => Response::Peers(v(body)?),
             Request::Fdb { .. } => Response::Fdb(v(body)?),
             Request::Stats => Response::Stats(v(body)?),
+            Request::HostList => Response::Hosts(v(body)?),
         })
     }
 }
@@ -291,6 +295,21 @@ pub struct DataplaneStats {
     pub offload_errors: u64,
 }
 
+/// The state store, as `stats` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStats {
+    /// `file` or `etcd`.
+    pub backend: String,
+    /// The state dir, or the etcd endpoints and prefix.
+    pub location: String,
+    /// Whether the last exchange with the store worked.
+    pub connected: bool,
+    /// The newest store revision seen.
+    pub revision: u64,
+    /// The last error since the store last worked.
+    pub last_error: Option<String>,
+}
+
 /// `stats`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
@@ -299,4 +318,18 @@ pub struct Stats {
     pub ports: Vec<PortStats>,
     pub peers: Vec<PeerInfo>,
     pub dataplane: DataplaneStats,
+    #[serde(default)]
+    pub store: StoreStats,
+}
+
+/// A row of `host ls`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    pub name: String,
+    /// Its switch's underlay address and port.
+    pub vtep: SocketAddr,
+    /// Whether its lease is live (always true for this host, and with the file store).
+    pub alive: bool,
+    /// Whether it is the host that answered.
+    pub local: bool,
 }

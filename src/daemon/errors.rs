@@ -123,6 +123,8 @@ pub enum RequestError {
     },
     #[error("cannot start the port: {0}")]
     StartPort(std::io::Error),
+    #[error("network '{name}' of the cluster could not be set up on this host: {why}")]
+    NetworkUnusable { name: String, why: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A state the rules should have ruled out; the message says which.

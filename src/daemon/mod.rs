@@ -37,7 +37,9 @@ use crate::core::{PortId, Switch, SwitchConfig};
 use crate::dataplane::tap::Tap;
 use crate::dataplane::Dataplane;
 use crate::netns::{self, NetnsRef};
-use crate::store::{FileStore, Revision, State, StateStore, StoreError};
+use crate::store::{
+    EtcdConfig, EtcdStore, FileStore, Revision, Snapshot, State, StateStore, StoreError, TlsFiles,
+};
 use crate::wire::{Mac, Vni};
 use rules::{Effect, KeySource, NetnsFacts, PortRecord, View};
 
@@ -50,6 +52,18 @@ pub struct DaemonConfig {
     pub state_dir: PathBuf,
     pub underlay_mtu: Option<u32>,
     pub socket: PathBuf,
+    /// This host's name (default: the kernel's hostname).
+    pub name: Option<String>,
+    /// Cluster mode: the etcd store (`None`: the state dir alone).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `--store etcd://…` and its options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub endpoints: Vec<String>,
+    pub prefix: String,
+    pub tls: Option<TlsFiles>,
 }
 
 /// Why the daemon could not start (or stopped).
@@ -63,6 +77,33 @@ pub enum DaemonError {
     UnderlayMtu(netns::NetnsError),
     #[error("the stored state cannot be restored: {0}")]
     Restore(RequestError),
+    #[error(
+        "cluster mode needs this host's own underlay address: pass --listen IP (not 0.0.0.0), \
+         the address other hosts reach this one at"
+    )]
+    ClusterListen,
+    #[error("cannot read this host's name from {path} ({source}); pass --name")]
+    Hostname {
+        path: &'static str,
+        source: std::io::Error,
+    },
+    #[error("the hostname '{0}' cannot be a host name in the cluster; pass --name")]
+    BadHostname(String),
+}
+
+const HOSTNAME: &str = "/proc/sys/kernel/hostname";
+
+/// `--name`, or the kernel's hostname.
+fn host_name(given: Option<&str>) -> Result<String, DaemonError> {
+    if let Some(n) = given {
+        return Ok(n.to_owned());
+    }
+    let text = std::fs::read_to_string(HOSTNAME).map_err(|source| DaemonError::Hostname {
+        path: HOSTNAME,
+        source,
+    })?;
+    crate::cli::parse_host_name(text.trim())
+        .map_err(|_| DaemonError::BadHostname(text.trim().into()))
 }
 
 /// Whether this process runs as root (the daemon, and the control socket, are root's).
@@ -80,6 +121,8 @@ pub(crate) struct Inner {
     /// Open TAPs (the data path holds another handle of each started one).
     taps: BTreeMap<PortId, Arc<Tap>>,
     next_port: u32,
+    /// Networks of a shared store this host could not set up, and why (attach refuses them).
+    unusable: BTreeMap<String, String>,
 }
 
 impl Inner {
@@ -93,6 +136,9 @@ impl Inner {
 }
 
 pub(crate) struct Daemon<S> {
+    /// This host, as `host ls` shows it.
+    name: String,
+    vtep: SocketAddr,
     switch: Arc<RwLock<Switch>>,
     dataplane: Dataplane,
     store: S,
@@ -115,8 +161,28 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let store = FileStore::open(&config.state_dir)?;
-    rt.block_on(run_with(config, store))
+    let Some(cluster) = config.cluster.clone() else {
+        let store = FileStore::open(&config.state_dir)?;
+        return rt.block_on(run_with(config, store));
+    };
+    if config.listen.is_unspecified() {
+        return Err(DaemonError::ClusterListen);
+    }
+    let name = host_name(config.name.as_deref())?;
+    rt.block_on(async {
+        let store = EtcdStore::connect(
+            EtcdConfig {
+                endpoints: cluster.endpoints,
+                prefix: cluster.prefix,
+                tls: cluster.tls,
+                name,
+                vtep: SocketAddr::new(IpAddr::V4(config.listen), config.port),
+            },
+            &config.state_dir,
+        )
+        .await?;
+        run_with(config, store).await
+    })
 }
 
 /// Runs the daemon on `store` until SIGTERM or SIGINT.
@@ -141,6 +207,8 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
         store.describe()
     );
     let daemon = Arc::new(Daemon {
+        name: host_name(config.name.as_deref()).unwrap_or_else(|_| "localhost".into()),
+        vtep: SocketAddr::new(IpAddr::V4(config.listen), config.port),
         switch,
         dataplane,
         store,
@@ -151,6 +219,7 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
             ports: BTreeMap::new(),
             taps: BTreeMap::new(),
             next_port: 1,
+            unusable: BTreeMap::new(),
         }),
         attaching: Mutex::new(()),
     });
@@ -169,7 +238,8 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
         let d = daemon.clone();
         tokio::spawn(async move {
             while let Some(snapshot) = changes.recv().await {
-                d.adopt(snapshot.state, snapshot.revision).await;
+                let mut inner = d.inner.lock().await;
+                d.adopt(&mut inner, snapshot).await;
             }
         })
     });
@@ -194,6 +264,7 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
         daemon.dataplane.remove_port(id);
     }
     inner.taps.clear();
+    daemon.store.close().await;
     Ok(())
 }
 
@@ -212,8 +283,17 @@ impl<S: StateStore> Handler for Daemon<S> {
         let now = self.dataplane.now();
         match request {
             Request::NetworkCreate(spec) => {
-                let d = rules::network_create(inner.view(mtu), spec, keys::read)?;
-                self.apply(&mut inner, d.effects, None).await?;
+                let mut d = rules::network_create(inner.view(mtu), spec.clone(), keys::read)?;
+                if let Err(e) = self.apply(&mut inner, d.effects.clone(), None).await {
+                    // Another host wrote first: decide again on the store as it is now (which
+                    // names the network or VNI that now exists).
+                    if !is_conflict(&e) {
+                        return Err(e);
+                    }
+                    self.refresh(&mut inner).await?;
+                    d = rules::network_create(inner.view(mtu), spec, keys::read)?;
+                    self.apply(&mut inner, d.effects.clone(), None).await?;
+                }
                 tracing::info!(
                     "network {} created (VNI {}, {})",
                     d.reply.name,
@@ -235,9 +315,18 @@ impl<S: StateStore> Handler for Daemon<S> {
                 )))
             }
             Request::NetworkRemove { name } => {
-                let d = rules::network_remove(inner.view(mtu), &name)?;
-                let summary = views::summary(&inner.view(mtu), &d.reply);
-                self.apply(&mut inner, d.effects, None).await?;
+                let mut d = rules::network_remove(inner.view(mtu), &name)?;
+                let mut summary = views::summary(&inner.view(mtu), &d.reply);
+                if let Err(e) = self.apply(&mut inner, d.effects.clone(), None).await {
+                    if !is_conflict(&e) {
+                        return Err(e);
+                    }
+                    self.refresh(&mut inner).await?;
+                    d = rules::network_remove(inner.view(mtu), &name)?;
+                    summary = views::summary(&inner.view(mtu), &d.reply);
+                    self.apply(&mut inner, d.effects, None).await?;
+                }
+                inner.unusable.remove(&name);
                 Ok(Response::Network(summary))
             }
             Request::NetworkRotateKey { name, key_file } => {
@@ -298,8 +387,13 @@ impl<S: StateStore> Handler for Daemon<S> {
                     &inner.view(mtu),
                     &sw,
                     dp,
+                    self.store.health(),
                     now,
                 ))))
+            }
+            Request::HostList => {
+                drop(inner);
+                Ok(Response::Hosts(self.hosts().await?))
             }
         }
     }
@@ -328,17 +422,62 @@ impl<S: StateStore> Daemon<S> {
         self.apply(&mut inner, effects, None).await
     }
 
-    /// Adopts a state another writer stored (a shared store), through the same rules.
-    async fn adopt(&self, state: State, revision: Revision) {
-        let mut inner = self.inner.lock().await;
-        let effects = rules::reconcile(inner.view(self.underlay_mtu), &state);
-        match self.apply(&mut inner, effects, None).await {
-            Ok(()) => {
-                inner.state = state;
-                inner.revision = revision;
-            }
-            Err(e) => tracing::warn!("cannot apply a change from the store: {e}"),
+    /// Adopts a state another writer stored (a shared store), through the same rules. A
+    /// snapshot older than the state the daemon has is ignored (a newer one follows). Each
+    /// change is applied on its own: one that fails (an encrypted network this host has no key
+    /// for) is logged and marks that network unusable here, without holding up the others.
+    async fn adopt(&self, inner: &mut Inner, snapshot: Snapshot) {
+        let Snapshot { state, revision } = snapshot;
+        if revision < inner.revision {
+            return;
         }
+        for effect in rules::reconcile(inner.view(self.underlay_mtu), &state) {
+            let network = match &effect {
+                Effect::AddNetwork { network, .. } => Some(network.clone()),
+                _ => None,
+            };
+            if let Err(e) = self.apply(inner, vec![effect], None).await {
+                tracing::warn!("cannot apply a change from the store: {e}");
+                if let Some(n) = network {
+                    inner.unusable.insert(n, e.to_string());
+                }
+            }
+        }
+        inner
+            .unusable
+            .retain(|name, _| state.networks.iter().any(|n| &n.name == name));
+        inner.state = state;
+        inner.revision = revision;
+    }
+
+    /// Loads the store's current state and adopts it.
+    async fn refresh(&self, inner: &mut Inner) -> Result<(), RequestError> {
+        let snapshot = self.store.load().await?;
+        self.adopt(inner, snapshot).await;
+        Ok(())
+    }
+
+    /// `host ls`: the store's host registry, or just this host.
+    async fn hosts(&self) -> Result<Vec<crate::control::HostInfo>, RequestError> {
+        let listed = self.store.hosts().await?;
+        let me = crate::control::HostInfo {
+            name: self.name.clone(),
+            vtep: self.vtep,
+            alive: true,
+            local: true,
+        };
+        Ok(match listed {
+            None => vec![me],
+            Some(hosts) => hosts
+                .into_iter()
+                .map(|h| crate::control::HostInfo {
+                    local: h.name == self.name,
+                    alive: h.alive,
+                    name: h.name,
+                    vtep: h.vtep,
+                })
+                .collect(),
+        })
     }
 
     /// `attach`: decide under the state lock, probe the overlay without it (one attach at a
@@ -352,7 +491,13 @@ impl<S: StateStore> Daemon<S> {
         let (mut plan, ns, facts) = {
             let inner = self.inner.lock().await;
             // The network first, so an unknown one is named before the namespace is looked at.
-            rules::attach_network(&inner.view(mtu), &req)?;
+            let network = rules::attach_network(&inner.view(mtu), &req)?;
+            if let Some(why) = inner.unusable.get(&network.name) {
+                return Err(RequestError::NetworkUnusable {
+                    name: network.name.clone(),
+                    why: why.clone(),
+                });
+            }
             let ns = resolve_container(&req.netns).await?;
             let ifname = req.ifname.as_deref().unwrap_or("eth0");
             let facts = NetnsFacts {
@@ -411,6 +556,10 @@ impl<S: StateStore> Daemon<S> {
         );
         Ok(info)
     }
+}
+
+fn is_conflict(e: &RequestError) -> bool {
+    matches!(e, RequestError::Store(StoreError::Conflict { .. }))
 }
 
 /// Resolves a user's NETNS off the runtime thread (a path could be slow to open).

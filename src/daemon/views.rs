@@ -98,7 +98,13 @@ pub fn fdb(view: &View<'_>, sw: &Switch, network: Option<&str>, now: Timestamp) 
     rows
 }
 
-pub fn stats(view: &View<'_>, sw: &Switch, dataplane: DataplaneStats, now: Timestamp) -> Stats {
+pub fn stats(
+    view: &View<'_>,
+    sw: &Switch,
+    dataplane: DataplaneStats,
+    store: crate::store::StoreHealth,
+    now: Timestamp,
+) -> Stats {
     let networks = view
         .state
         .networks
@@ -139,6 +145,13 @@ pub fn stats(view: &View<'_>, sw: &Switch, dataplane: DataplaneStats, now: Times
         ports,
         peers: peer_list(view, sw),
         dataplane,
+        store: crate::control::StoreStats {
+            backend: store.backend.into(),
+            location: store.location,
+            connected: store.connected,
+            revision: store.revision,
+            last_error: store.last_error,
+        },
     }
 }
 
