@@ -1,0 +1,450 @@
+//! Cluster mode on the real etcd (Debian's `etcd-server`): each test starts its own `etcd`
+//! process in a namespace of its own on the simulated underlay (192.0.2.200), with a data dir
+//! in the lab's temp dir, and kills it by PID when done (or when the test fails).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const ETCD_IP: &str = "192.0.2.200";
+const STORE: &str = "etcd://192.0.2.200:2379";
+/// How the daemons name the store in their errors.
+const STORE_NAME: &str = "etcd at http://192.0.2.200:2379";
+
+/// A running etcd, killed (by PID) on drop.
+struct Etcd {
+    bg: Option<Bg>,
+}
+
+impl Etcd {
+    /// Starts etcd in namespace `ns`, serving clients on `ETCD_IP:2379` (its peer port only on
+    /// the namespace's loopback); `tls` = (server cert, key, CA) turns on client-cert TLS.
+    fn start(ns: &str, data: &Path, tls: Option<(&Path, &Path, &Path)>) -> Etcd {
+        require_tool("etcd", "etcd-server");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let client_url = format!("{scheme}://{ETCD_IP}:2379");
+        let mut cmd = ns_cmd(ns, "etcd");
+        cmd.arg("--name")
+            .arg("e1")
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", "http://127.0.0.1:2380"])
+            .args(["--initial-advertise-peer-urls", "http://127.0.0.1:2380"])
+            .args(["--initial-cluster", "e1=http://127.0.0.1:2380"])
+            .env_remove("ETCDCTL_API");
+        if let Some((cert, key, ca)) = tls {
+            cmd.arg("--cert-file")
+                .arg(cert)
+                .arg("--key-file")
+                .arg(key)
+                .arg("--trusted-ca-file")
+                .arg(ca)
+                .arg("--client-cert-auth");
+        }
+        let mut bg = Bg::spawn(&mut cmd);
+        bg.wait_for("ready to serve client requests", Duration::from_secs(30));
+        Etcd { bg: Some(bg) }
+    }
+
+    /// Stops etcd (SIGTERM by PID, SIGKILL after 2 s).
+    fn stop(&mut self) {
+        if let Some(bg) = self.bg.take() {
+            drop(bg);
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn cluster_args(h: &Host, name: &str) -> Vec<String> {
+    ["--listen", &h.ip, "--store", STORE, "--name", name]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, failing with `what` after `within`.
+fn eventually<T>(
+    what: &str,
+    within: Duration,
+    lab: &Lab,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("{what}: not within {within:?}\n{}", lab.logs());
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `host ls --json` as (name, vtep, alive, local) tuples.
+fn hosts(h: &Host) -> BTreeSet<(String, String, bool, bool)> {
+    h.json(&["host", "ls"])
+        .as_array()
+        .unwrap_or_else(|| panic!("host ls --json is not an array"))
+        .iter()
+        .map(|x| {
+            (
+                jstr(x, "name"),
+                jstr(x, "vtep"),
+                x["alive"].as_bool().expect("alive is a bool"),
+                x["local"].as_bool().expect("local is a bool"),
+            )
+        })
+        .collect()
+}
+
+fn network_names(h: &Host) -> BTreeSet<String> {
+    h.json(&["network", "ls"])
+        .as_array()
+        .expect("network ls --json is an array")
+        .iter()
+        .map(|n| jstr(n, "name"))
+        .collect()
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Three hosts, one etcd, no `--peer` anywhere: the registry gives every host its peers, a
+/// network created on one is on all within 1 s, containers on all three ping each other, a
+/// stopped host leaves the others' peers, and with etcd gone the data plane keeps working while
+/// requests that need the store fail at once, naming it.
+#[test]
+fn three_hosts_share_networks_and_peers_through_etcd() {
+    let mut lab = Lab::new(3);
+    let etcd_ns = lab.underlay_node("etcd", ETCD_IP);
+    let mut etcd = Etcd::start(&etcd_ns, &lab.dir.join("etcd"), None);
+    let names = ["host-a", "host-b", "host-c"];
+    for (i, name) in names.iter().enumerate() {
+        let args = cluster_args(&lab.hosts[i], name);
+        lab.hosts[i].start(&args);
+    }
+
+    // Every host lists the three, alive, and itself as the local one.
+    for (i, h) in lab.hosts.iter().enumerate() {
+        let want: BTreeSet<_> = names
+            .iter()
+            .enumerate()
+            .map(|(j, n)| {
+                (
+                    n.to_string(),
+                    format!("192.0.2.{}:4789", j + 1),
+                    true,
+                    i == j,
+                )
+            })
+            .collect();
+        eventually(
+            &format!("host ls on {} shows 3 live hosts", h.label),
+            Duration::from_secs(3),
+            &lab,
+            || (hosts(h) == want).then_some(()),
+        );
+        // Peers come from the registry: the two others.
+        let others: BTreeSet<String> = (0..3)
+            .filter(|j| *j != i)
+            .map(|j| format!("192.0.2.{}:4789", j + 1))
+            .collect();
+        eventually(
+            &format!("peers of {} from the registry", h.label),
+            Duration::from_secs(3),
+            &lab,
+            || (peer_addrs(&h.json(&["peer", "ls"])) == others).then_some(()),
+        );
+    }
+    let text = lab.hosts[0].ok(&["host", "ls"]);
+    assert!(
+        text.contains("host-a") && text.contains("(this host)") && text.contains("192.0.2.3:4789"),
+        "{text}"
+    );
+
+    // A network created on host 1 is listed by hosts 2 and 3 within 1 s (polled; failing
+    // after 3 s leaves room for a loaded machine).
+    lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &[]);
+    for h in &lab.hosts[1..] {
+        eventually(
+            &format!("network blue listed on {}", h.label),
+            Duration::from_secs(3),
+            &lab,
+            || network_names(h).contains("blue").then_some(()),
+        );
+    }
+    // Names and VNIs are cluster-wide: another host cannot take either.
+    let dup = lab.hosts[1].vs(&[
+        "network",
+        "create",
+        "blue",
+        "--vni",
+        "101",
+        "--subnet",
+        "10.11.0.0/24",
+    ]);
+    assert!(!dup.status.success());
+    assert!(
+        stderr_of(&dup).contains("a network named 'blue' already exists"),
+        "{}",
+        stderr_of(&dup)
+    );
+    let dup = lab.hosts[2].vs(&[
+        "network",
+        "create",
+        "green",
+        "--vni",
+        "100",
+        "--subnet",
+        "10.11.0.0/24",
+    ]);
+    assert!(!dup.status.success());
+    assert!(
+        stderr_of(&dup).contains("VNI 100 is already used by network 'blue'"),
+        "{}",
+        stderr_of(&dup)
+    );
+    assert_eq!(
+        network_names(&lab.hosts[0]),
+        BTreeSet::from(["blue".to_string()])
+    );
+
+    // Containers on all three hosts reach each other.
+    let mut ns = Vec::new();
+    for (i, h) in lab.hosts.iter().enumerate() {
+        let c = lab.netns(&format!("c{i}"));
+        let ip = format!("10.10.0.{}/24", i + 1);
+        let port = h.attach(&c, "blue", &["--ip", &ip]);
+        assert_eq!(jstr(&port, "ip"), ip);
+        ns.push(c);
+    }
+    lab.assert_ping(&ns[0], "10.10.0.2");
+    lab.assert_ping(&ns[1], "10.10.0.3");
+    lab.assert_ping(&ns[2], "10.10.0.1");
+
+    // The store's state in stats.
+    let store = &lab.hosts[0].json(&["stats"])["store"];
+    assert_eq!(store["backend"], "etcd", "{store}");
+    assert_eq!(store["connected"], true, "{store}");
+    assert!(store["revision"].as_u64().unwrap_or(0) > 0, "{store}");
+    assert!(jstr(store, "location").contains(STORE_NAME), "{store}");
+
+    // A registry peer is not removed by hand.
+    let rm = lab.hosts[0].vs(&["peer", "rm", "192.0.2.2"]);
+    assert!(!rm.status.success());
+    assert!(
+        stderr_of(&rm).contains("host 'host-b'"),
+        "{}",
+        stderr_of(&rm)
+    );
+
+    // Two daemons may not share a name; a daemon needs a real --listen in cluster mode.
+    let other_dir = lab.dir.join("intruder");
+    let intruder = run_cmd(
+        ns_cmd(&lab.hosts[2].ns.name, VSWITCH)
+            .arg("--socket")
+            .arg(other_dir.join("sock"))
+            .args([
+                "daemon",
+                "--listen",
+                "192.0.2.3",
+                "--port",
+                "4790",
+                "--store",
+                STORE,
+                "--name",
+                "host-a",
+            ])
+            .arg("--state-dir")
+            .arg(other_dir.join("state")),
+        Duration::from_secs(20),
+    );
+    assert_eq!(intruder.status.code(), Some(1), "{}", stderr_of(&intruder));
+    assert!(
+        stderr_of(&intruder)
+            .contains("host name 'host-a' is taken by a live host at 192.0.2.1:4789"),
+        "{}",
+        stderr_of(&intruder)
+    );
+    let unbound = run_cmd(
+        ns_cmd(&lab.hosts[2].ns.name, VSWITCH)
+            .arg("--socket")
+            .arg(other_dir.join("sock"))
+            .args(["daemon", "--store", STORE, "--name", "host-x"])
+            .arg("--state-dir")
+            .arg(other_dir.join("state")),
+        Duration::from_secs(20),
+    );
+    assert_eq!(unbound.status.code(), Some(1));
+    assert!(
+        stderr_of(&unbound).contains("pass --listen IP (not 0.0.0.0)"),
+        "{}",
+        stderr_of(&unbound)
+    );
+
+    // A host that stops leaves the others' peers at once (its lease is revoked), stays listed as
+    // not alive, and when it comes back it finds the cluster's networks in etcd.
+    lab.hosts[2].stop();
+    eventually(
+        "host-c shown as not alive",
+        Duration::from_secs(3),
+        &lab,
+        || {
+            hosts(&lab.hosts[0])
+                .contains(&("host-c".into(), "192.0.2.3:4789".into(), false, false))
+                .then_some(())
+        },
+    );
+    eventually(
+        "host-c gone from host-a's peers",
+        Duration::from_secs(3),
+        &lab,
+        || {
+            (!peer_addrs(&lab.hosts[0].json(&["peer", "ls"])).contains("192.0.2.3:4789"))
+                .then_some(())
+        },
+    );
+    lab.hosts[2].respawn();
+    assert!(network_names(&lab.hosts[2]).contains("blue"));
+    eventually("host-c alive again", Duration::from_secs(3), &lab, || {
+        hosts(&lab.hosts[0])
+            .contains(&("host-c".into(), "192.0.2.3:4789".into(), true, false))
+            .then_some(())
+    });
+
+    // etcd stops: the data plane keeps forwarding; a request that needs the store fails at
+    // once (the 2 s deadline; 10 s is the failure bound) with an error naming the store.
+    etcd.stop();
+    lab.assert_ping(&ns[0], "10.10.0.2");
+    let t = Instant::now();
+    let create = lab.hosts[0].vs(&[
+        "network",
+        "create",
+        "red",
+        "--vni",
+        "200",
+        "--subnet",
+        "10.20.0.0/24",
+    ]);
+    let took = t.elapsed();
+    assert!(!create.status.success());
+    let err = stderr_of(&create);
+    assert!(
+        err.contains(STORE_NAME) && err.contains("unreachable"),
+        "{err}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "network create hung for {took:?} with etcd down"
+    );
+    assert!(
+        !network_names(&lab.hosts[0]).contains("red"),
+        "a refused create changes nothing"
+    );
+    assert_eq!(ping(&ns[1], "10.10.0.1", 3), 3, "pings stop with etcd down");
+    eventually(
+        "stats shows the store disconnected",
+        Duration::from_secs(5),
+        &lab,
+        || {
+            let s = lab.hosts[1].json(&["stats"])["store"].clone();
+            (s["connected"] == false && s["last_error"].is_string()).then_some(())
+        },
+    );
+
+    // A daemon cannot start without its store, and says which.
+    let refused = run_cmd(
+        ns_cmd(&lab.hosts[2].ns.name, VSWITCH)
+            .arg("--socket")
+            .arg(other_dir.join("sock"))
+            .args([
+                "daemon",
+                "--listen",
+                "192.0.2.3",
+                "--port",
+                "4790",
+                "--store",
+                STORE,
+                "--name",
+                "host-d",
+            ])
+            .arg("--state-dir")
+            .arg(other_dir.join("state")),
+        Duration::from_secs(20),
+    );
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr_of(&refused));
+    let err = stderr_of(&refused);
+    assert!(
+        err.contains(STORE_NAME) && err.contains("unreachable"),
+        "{err}"
+    );
+    assert!(
+        !other_dir.join("sock").exists(),
+        "a refused daemon serves nothing"
+    );
+}
+
+/// Concurrent creates of one name on two hosts: exactly one wins, the other is told it exists.
+#[test]
+fn racing_creates_of_one_network_have_one_winner() {
+    let mut lab = Lab::new(2);
+    let etcd_ns = lab.underlay_node("etcd", ETCD_IP);
+    let _etcd = Etcd::start(&etcd_ns, &lab.dir.join("etcd"), None);
+    for (i, name) in ["race-a", "race-b"].iter().enumerate() {
+        let args = cluster_args(&lab.hosts[i], name);
+        lab.hosts[i].start(&args);
+    }
+    for round in 0..5u32 {
+        let name = format!("n{round}");
+        let vni_a = (1000 + 2 * round).to_string();
+        let vni_b = (1001 + 2 * round).to_string();
+        let subnet = format!("10.{}.0.0/24", 50 + round);
+        let run = |h: &Host, vni: &str| {
+            let mut c = Command::new(VSWITCH);
+            c.arg("--socket").arg(&h.socket).args([
+                "network", "create", &name, "--vni", vni, "--subnet", &subnet,
+            ]);
+            c
+        };
+        let a = Bg::spawn(&mut run(&lab.hosts[0], &vni_a));
+        let b = Bg::spawn(&mut run(&lab.hosts[1], &vni_b));
+        let ra = a.finish(Duration::from_secs(20));
+        let rb = b.finish(Duration::from_secs(20));
+        let wins = [&ra, &rb].iter().filter(|r| r.status.success()).count();
+        assert_eq!(wins, 1, "round {round}: a {ra:?}, b {rb:?}");
+        let loser = if ra.status.success() { &rb } else { &ra };
+        assert!(
+            loser
+                .err
+                .join("\n")
+                .contains(&format!("a network named '{name}' already exists")),
+            "round {round}: {loser:?}"
+        );
+        for h in &lab.hosts {
+            eventually(
+                &format!("{name} on {}", h.label),
+                Duration::from_secs(3),
+                &lab,
+                || {
+                    let v: Value = h.json(&["network", "inspect", &name]);
+                    v["vni"].as_u64().map(|_| ())
+                },
+            );
+        }
+    }
+}
