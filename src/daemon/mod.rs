@@ -78,6 +78,11 @@ pub enum DaemonError {
     #[error("the stored state cannot be restored: {0}")]
     Restore(RequestError),
     #[error(
+        "{0}; check that etcd runs at that address and, with TLS, that --store-ca, --store-cert \
+         and --store-key match its certificates"
+    )]
+    Cluster(StoreError),
+    #[error(
         "cluster mode needs this host's own underlay address: pass --listen IP (not 0.0.0.0), \
          the address other hosts reach this one at"
     )]
@@ -180,7 +185,11 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
             },
             &config.state_dir,
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            e @ (StoreError::Unavailable { .. } | StoreError::Io { .. }) => DaemonError::Cluster(e),
+            e => DaemonError::Store(e),
+        })?;
         run_with(config, store).await
     })
 }

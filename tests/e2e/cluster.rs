@@ -448,3 +448,194 @@ fn racing_creates_of_one_network_have_one_winner() {
         }
     }
 }
+
+/// Runs openssl with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    require_tool("openssl", "openssl");
+    let out = run_cmd(
+        Command::new("openssl").current_dir(dir).args(args),
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "openssl {} failed: {}",
+        args.join(" "),
+        stderr_of(&out)
+    );
+}
+
+/// A CA, a server certificate for etcd's underlay address and a client certificate, in `dir`.
+fn make_certs(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("cert dir");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend_from_slice(&ec);
+    ca.extend_from_slice(&[
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=vswitch test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(dir, &ca);
+    for (who, ext) in [
+        (
+            "server",
+            format!("subjectAltName=IP:{ETCD_IP}\nextendedKeyUsage=serverAuth\n"),
+        ),
+        ("client", "extendedKeyUsage=clientAuth\n".to_string()),
+    ] {
+        std::fs::write(dir.join(format!("{who}.ext")), ext).expect("ext file");
+        let mut req = vec!["req"];
+        req.extend_from_slice(&ec);
+        let key = format!("{who}.key");
+        let csr = format!("{who}.csr");
+        let pem = format!("{who}.pem");
+        let extfile = format!("{who}.ext");
+        let subj = format!("/CN=vswitch test {who}");
+        req.extend_from_slice(&["-keyout", &key, "-out", &csr, "-subj", &subj]);
+        openssl(dir, &req);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &extfile,
+            ],
+        );
+    }
+}
+
+/// TLS to etcd with client certificates: with them, two hosts form a cluster; without a client
+/// certificate, or without TLS, the daemon refuses to start and names the store.
+#[test]
+fn cluster_over_tls_with_client_certificates() {
+    let mut lab = Lab::new(2);
+    let certs = lab.dir.join("certs");
+    make_certs(&certs);
+    let etcd_ns = lab.underlay_node("etcd", ETCD_IP);
+    let _etcd = Etcd::start(
+        &etcd_ns,
+        &lab.dir.join("etcd"),
+        Some((
+            &certs.join("server.pem"),
+            &certs.join("server.key"),
+            &certs.join("ca.pem"),
+        )),
+    );
+    let path = |f: &str| certs.join(f).to_string_lossy().into_owned();
+    for (i, name) in ["tls-a", "tls-b"].iter().enumerate() {
+        let mut args = cluster_args(&lab.hosts[i], name);
+        for (flag, file) in [
+            ("--store-ca", "ca.pem"),
+            ("--store-cert", "client.pem"),
+            ("--store-key", "client.key"),
+        ] {
+            args.push(flag.into());
+            args.push(path(file));
+        }
+        lab.hosts[i].start(&args);
+    }
+    eventually(
+        "both hosts alive over TLS",
+        Duration::from_secs(3),
+        &lab,
+        || (hosts(&lab.hosts[1]).iter().filter(|h| h.2).count() == 2).then_some(()),
+    );
+    lab.hosts[0].create_network("tls", 300, "10.30.0.0/24", &[]);
+    eventually(
+        "network tls on host B",
+        Duration::from_secs(3),
+        &lab,
+        || network_names(&lab.hosts[1]).contains("tls").then_some(()),
+    );
+    let store = &lab.hosts[1].json(&["stats"])["store"];
+    assert!(
+        jstr(store, "location").contains("https://192.0.2.200:2379"),
+        "{store}"
+    );
+
+    let other = lab.dir.join("other");
+    let start = |extra: &[String]| {
+        let mut c = ns_cmd(&lab.hosts[1].ns.name, VSWITCH);
+        c.arg("--socket")
+            .arg(other.join("sock"))
+            .args([
+                "daemon",
+                "--listen",
+                "192.0.2.2",
+                "--port",
+                "4790",
+                "--store",
+                STORE,
+            ])
+            .args(["--name", "tls-c", "--state-dir"])
+            .arg(other.join("state"))
+            .args(extra);
+        run_cmd(&mut c, Duration::from_secs(20))
+    };
+    // Without TLS at all.
+    let plain = start(&[]);
+    assert_eq!(plain.status.code(), Some(1), "{}", stderr_of(&plain));
+    assert!(
+        stderr_of(&plain).contains(STORE_NAME) && stderr_of(&plain).contains("unreachable"),
+        "{}",
+        stderr_of(&plain)
+    );
+    // TLS, but no client certificate: etcd refuses the handshake.
+    let anonymous = start(&["--store-ca".into(), path("ca.pem")]);
+    assert_eq!(
+        anonymous.status.code(),
+        Some(1),
+        "{}",
+        stderr_of(&anonymous)
+    );
+    assert!(
+        stderr_of(&anonymous).contains("etcd at https://192.0.2.200:2379"),
+        "{}",
+        stderr_of(&anonymous)
+    );
+    eprintln!(
+        "refused without TLS: {}refused without a client certificate: {}",
+        stderr_of(&plain),
+        stderr_of(&anonymous)
+    );
+    // Half of a client identity is a usage error.
+    let half = start(&[
+        "--store-ca".into(),
+        path("ca.pem"),
+        "--store-cert".into(),
+        path("client.pem"),
+    ]);
+    assert_eq!(half.status.code(), Some(2), "{}", stderr_of(&half));
+    assert!(
+        stderr_of(&half).contains("--store-key"),
+        "{}",
+        stderr_of(&half)
+    );
+}
