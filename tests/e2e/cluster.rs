@@ -397,6 +397,47 @@ fn three_hosts_share_networks_and_peers_through_etcd() {
         !other_dir.join("sock").exists(),
         "a refused daemon serves nothing"
     );
+
+    // etcd comes back (same data dir): no daemon is restarted, yet the store works again and
+    // changes flow between hosts.
+    let _etcd = Etcd::start(&etcd_ns, &lab.dir.join("etcd"), None);
+    eventually(
+        "host-a creates a network once etcd is back",
+        Duration::from_secs(10),
+        &lab,
+        || {
+            lab.hosts[0]
+                .vs(&[
+                    "network",
+                    "create",
+                    "red",
+                    "--vni",
+                    "200",
+                    "--subnet",
+                    "10.20.0.0/24",
+                ])
+                .status
+                .success()
+                .then_some(())
+        },
+    );
+    eventually(
+        "red listed on host-b after etcd's restart",
+        Duration::from_secs(10),
+        &lab,
+        || network_names(&lab.hosts[1]).contains("red").then_some(()),
+    );
+    eventually(
+        "stats shows the store connected again",
+        Duration::from_secs(10),
+        &lab,
+        || (lab.hosts[1].json(&["stats"])["store"]["connected"] == true).then_some(()),
+    );
+    assert_eq!(
+        hosts(&lab.hosts[2]).iter().filter(|h| h.2).count(),
+        3,
+        "all alive"
+    );
 }
 
 /// Concurrent creates of one name on two hosts: exactly one wins, the other is told it exists.
