@@ -680,3 +680,28 @@ fn cluster_over_tls_with_client_certificates() {
         stderr_of(&half)
     );
 }
+
+/// Without `--store`, `host ls` lists just this host (named after the kernel's hostname by
+/// default) and `stats` shows the file store.
+#[test]
+fn without_a_store_host_ls_is_this_host_and_stats_shows_the_state_dir() {
+    let mut lab = Lab::new(1);
+    let args = lab.mesh_args(0);
+    lab.hosts[0].start(&args);
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("hostname")
+        .trim()
+        .to_string();
+    let want = BTreeSet::from([(hostname, "192.0.2.1:4789".to_string(), true, true)]);
+    assert_eq!(hosts(&lab.hosts[0]), want);
+    let store = &lab.hosts[0].json(&["stats"])["store"];
+    assert_eq!(store["backend"], "file", "{store}");
+    assert_eq!(store["connected"], true, "{store}");
+    assert!(store["last_error"].is_null(), "{store}");
+    assert!(
+        jstr(store, "location").contains(&lab.hosts[0].state.to_string_lossy().into_owned()),
+        "{store}"
+    );
+    let text = lab.hosts[0].ok(&["stats"]);
+    assert!(text.contains("store: file state dir"), "{text}");
+}
