@@ -353,6 +353,13 @@ impl<S: StateStore> Handler for Daemon<S> {
                 let ns = resolve_container(&netns).await?;
                 let id = ns_id(&ns)?;
                 let d = rules::detach(inner.view(mtu), &netns, id, network.as_deref())?;
+                // The addresses go back to the cluster first: with the store away, the
+                // detach is refused and nothing changes.
+                for p in &d.reply {
+                    if let Some(ip) = port_ip(p) {
+                        self.store.release_address(&p.network, ip).await?;
+                    }
+                }
                 self.apply(&mut inner, d.effects, None).await?;
                 Ok(Response::Ports(d.reply))
             }
@@ -516,7 +523,100 @@ impl<S: StateStore> Daemon<S> {
             let plan = rules::attach_check(inner.view(mtu), &req, facts, random_mac())?;
             (plan, ns, facts)
         };
-        // Choose the address: the requested one or the next free one, probed on the overlay.
+        // Choose the address: in cluster mode, taken from the store (an etcd transaction, so
+        // two hosts never get the same one); otherwise the requested one or the next free
+        // one, probed on the overlay.
+        let leased = self.store.leases_addresses();
+        let ip = if leased {
+            self.claim_address(&mut plan).await?
+        } else {
+            self.probe_address(&mut plan).await?
+        };
+        let mut inner = self.inner.lock().await;
+        // The state may have changed meanwhile: the same rules decide again, for this
+        // address, before anything is created.
+        let mut again = req.clone();
+        again.ip = Some(ip);
+        again.prefix = None;
+        again.mac = Some(plan.mac);
+        let committed = match rules::attach_check(inner.view(mtu), &again, facts, plan.mac) {
+            Ok(plan) => {
+                let d = rules::attach_commit(inner.view(mtu), plan, ip, PortId(inner.next_port));
+                self.apply(&mut inner, d.effects, Some(&ns))
+                    .await
+                    .map(|()| d.reply)
+            }
+            Err(e) => Err(e),
+        };
+        let info = match committed {
+            Ok(info) => info,
+            Err(e) => {
+                if leased {
+                    if let Err(r) = self.store.release_address(&plan.network.name, ip).await {
+                        tracing::warn!("{ip} stays claimed after a failed attach: {r}");
+                    }
+                }
+                return Err(e);
+            }
+        };
+        tracing::info!(
+            "attached {} to {}: {} {} {:?}",
+            info.netns,
+            info.network,
+            info.ifname,
+            info.mac,
+            info.ip
+        );
+        Ok(info)
+    }
+
+    /// Takes the requested address, or the next free one, from the store. An address held
+    /// elsewhere refuses a requested one (naming the holder) and is skipped otherwise.
+    async fn claim_address(&self, plan: &mut rules::AttachPlan) -> Result<Ipv4Addr, RequestError> {
+        let network = plan.network.name.clone();
+        let held = self.store.held_addresses(&network).await?;
+        match &mut plan.address {
+            rules::AddressChoice::Requested(ip) => {
+                if let Some(holder) = held.get(ip) {
+                    return Err(StoreError::AddressHeld {
+                        network,
+                        ip: *ip,
+                        holder: holder.clone(),
+                    }
+                    .into());
+                }
+            }
+            rules::AddressChoice::Next { taken } => taken.extend(held.keys()),
+        }
+        // Another host may take a candidate first: skip it and try the next.
+        for _ in 0..64 {
+            let ip = plan.candidate()?;
+            match self
+                .store
+                .claim_address(&network, ip, &plan.netns, plan.mac)
+                .await
+            {
+                Ok(()) => return Ok(ip),
+                Err(e @ (StoreError::AddressHeld { .. } | StoreError::Conflict { .. })) => {
+                    match &mut plan.address {
+                        rules::AddressChoice::Next { taken } => {
+                            taken.insert(ip);
+                        }
+                        rules::AddressChoice::Requested(_) => return Err(e.into()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RequestError::NoFreeAddress {
+            network,
+            subnet: plan.network.subnet,
+        })
+    }
+
+    /// Probes the requested address, or candidates in order, on the overlay with ARP.
+    async fn probe_address(&self, plan: &mut rules::AttachPlan) -> Result<Ipv4Addr, RequestError> {
+        let mtu = self.underlay_mtu;
         let ip = loop {
             let ip = plan.candidate()?;
             let probe = probe::conflict(
@@ -544,31 +644,17 @@ impl<S: StateStore> Daemon<S> {
                 Err(source) => return Err(RequestError::ProbeFailed { ip, source }),
             }
         };
-        let mut inner = self.inner.lock().await;
-        // The state may have changed while probing: the same rules decide again, for this
-        // address, before anything is created.
-        let mut again = req.clone();
-        again.ip = Some(ip);
-        again.prefix = None;
-        again.mac = Some(plan.mac);
-        let plan = rules::attach_check(inner.view(mtu), &again, facts, plan.mac)?;
-        let d = rules::attach_commit(inner.view(mtu), plan, ip, PortId(inner.next_port));
-        self.apply(&mut inner, d.effects, Some(&ns)).await?;
-        let info = d.reply;
-        tracing::info!(
-            "attached {} to {}: {} {} {:?}",
-            info.netns,
-            info.network,
-            info.ifname,
-            info.mac,
-            info.ip
-        );
-        Ok(info)
+        Ok(ip)
     }
 }
 
 fn is_conflict(e: &RequestError) -> bool {
     matches!(e, RequestError::Store(StoreError::Conflict { .. }))
+}
+
+/// The address of a port (its CIDR's address).
+fn port_ip(p: &crate::control::PortInfo) -> Option<Ipv4Addr> {
+    p.ip.as_deref()?.split('/').next()?.parse().ok()
 }
 
 /// Resolves a user's NETNS off the runtime thread (a path could be slow to open).

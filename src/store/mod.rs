@@ -71,6 +71,31 @@ pub enum StoreError {
     RegistryPeer { addr: SocketAddr, host: String },
     #[error("host name '{name}' is taken by a live host at {vtep}: give this one another --name")]
     NameTaken { name: String, vtep: SocketAddr },
+    #[error("{ip} is already taken on network '{network}' by {holder}")]
+    AddressHeld {
+        network: String,
+        ip: std::net::Ipv4Addr,
+        holder: AddressHolder,
+    },
+}
+
+/// Who holds an address of a network, in a store that hands addresses out (cluster mode).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressHolder {
+    pub host: String,
+    pub netns: String,
+    pub mac: crate::wire::Mac,
+}
+
+impl std::fmt::Display for AddressHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "netns {} on host {} (MAC {})",
+            self.netns, self.host, self.mac
+        )
+    }
 }
 
 /// How the store is doing, for `stats`.
@@ -137,6 +162,43 @@ pub trait StateStore: Send + Sync + 'static {
     /// The hosts of the cluster; `None` for a store that keeps no host registry.
     fn hosts(&self) -> impl Future<Output = Result<Option<Vec<HostEntry>>, StoreError>> + Send {
         async { Ok(None) }
+    }
+
+    /// Whether this store hands out addresses (then `attach` takes them from it instead of
+    /// probing the overlay with ARP).
+    fn leases_addresses(&self) -> bool {
+        false
+    }
+
+    /// The addresses of `network` held anywhere, and by whom.
+    fn held_addresses(
+        &self,
+        _network: &str,
+    ) -> impl Future<
+        Output = Result<std::collections::BTreeMap<std::net::Ipv4Addr, AddressHolder>, StoreError>,
+    > + Send {
+        async { Ok(std::collections::BTreeMap::new()) }
+    }
+
+    /// Takes `ip` on `network` for a local endpoint, atomically: [`StoreError::AddressHeld`]
+    /// when another endpoint holds it.
+    fn claim_address(
+        &self,
+        _network: &str,
+        _ip: std::net::Ipv4Addr,
+        _netns: &str,
+        _mac: crate::wire::Mac,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Gives back an address this host holds.
+    fn release_address(
+        &self,
+        _network: &str,
+        _ip: std::net::Ipv4Addr,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
     }
 
     /// Leaves cleanly (a cluster store deregisters this host at once instead of waiting for

@@ -705,3 +705,91 @@ fn without_a_store_host_ls_is_this_host_and_stats_shows_the_state_dir() {
     let text = lab.hosts[0].ok(&["stats"]);
     assert!(text.contains("store: file state dir"), "{text}");
 }
+
+/// Addresses come from etcd in cluster mode: ten concurrent attaches without `--ip`, spread
+/// over three hosts, get ten distinct addresses; an `--ip` held on another host is refused and
+/// the holder named; detach gives the address back.
+#[test]
+fn concurrent_attaches_on_three_hosts_get_distinct_addresses() {
+    let mut lab = Lab::new(3);
+    let etcd_ns = lab.underlay_node("etcd", ETCD_IP);
+    let _etcd = Etcd::start(&etcd_ns, &lab.dir.join("etcd"), None);
+    let names = ["lease-a", "lease-b", "lease-c"];
+    for (i, name) in names.iter().enumerate() {
+        let args = cluster_args(&lab.hosts[i], name);
+        lab.hosts[i].start(&args);
+    }
+    lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &["--gateway", "10.10.0.254"]);
+    for h in &lab.hosts {
+        eventually(
+            &format!("blue on {}", h.label),
+            Duration::from_secs(3),
+            &lab,
+            || network_names(h).contains("blue").then_some(()),
+        );
+    }
+    let containers: Vec<(usize, String)> = (0..10)
+        .map(|k| (k % 3, lab.netns(&format!("l{k}"))))
+        .collect();
+    let running: Vec<Bg> = containers
+        .iter()
+        .map(|(h, ns)| {
+            let mut c = Command::new(VSWITCH);
+            c.arg("--socket").arg(&lab.hosts[*h].socket).args([
+                "attach",
+                ns,
+                "--network",
+                "blue",
+                "--json",
+            ]);
+            Bg::spawn(&mut c)
+        })
+        .collect();
+    let mut ips = BTreeSet::new();
+    let mut by_ns = Vec::new();
+    for (bg, (h, ns)) in running.into_iter().zip(&containers) {
+        let r = bg.finish(Duration::from_secs(60));
+        assert!(
+            r.status.success(),
+            "attach {ns} on host {h}: {r:?}\n{}",
+            lab.logs()
+        );
+        let port: Value = serde_json::from_str(&r.out.join("\n")).expect("attach --json");
+        let ip = jstr(&port, "ip");
+        assert_eq!(addrs4(ns, "eth0"), vec![ip.clone()], "{ns} has its address");
+        ips.insert(ip.clone());
+        by_ns.push((*h, ns.clone(), ip));
+    }
+    assert_eq!(ips.len(), 10, "ten attaches, ten addresses: {ips:?}");
+    assert!(!ips.contains("10.10.0.254/24"), "never the gateway");
+
+    // Containers on different hosts, with addresses handed out by etcd, reach each other.
+    let (_, ns_a, _) = by_ns
+        .iter()
+        .find(|x| x.0 == 0)
+        .expect("one on host A")
+        .clone();
+    let (_, _, ip_b) = by_ns
+        .iter()
+        .find(|x| x.0 == 1)
+        .expect("one on host B")
+        .clone();
+    lab.assert_ping(&ns_a, ip_b.split('/').next().expect("ip"));
+
+    // An address held on host A cannot be taken on host C; after detach it can.
+    let (_, held_ns, held_ip) = by_ns.iter().find(|x| x.0 == 0).expect("on A").clone();
+    let bare = held_ip.split('/').next().expect("ip").to_string();
+    let extra = lab.netns("lx");
+    let refused = lab.hosts[2].vs(&["attach", &extra, "--network", "blue", "--ip", &bare]);
+    assert!(!refused.status.success());
+    let err = stderr_of(&refused);
+    assert!(
+        err.contains(&format!(
+            "{bare} is already taken on network 'blue' by netns {held_ns} on host lease-a"
+        )),
+        "{err}"
+    );
+    lab.hosts[0].ok(&["detach", &held_ns]);
+    let port = lab.hosts[2].attach(&extra, "blue", &["--ip", &bare]);
+    assert_eq!(jstr(&port, "ip"), held_ip);
+}

@@ -8,6 +8,7 @@
 //! PREFIX/vnis/VNI        the name of the network that holds VNI (makes VNIs unique in a txn)
 //! PREFIX/hosts/NAME      a HostRecord {name, vtep}; stays when the host stops
 //! PREFIX/alive/NAME      empty, under the host's lease (TTL 10 s): present while it is alive
+//! PREFIX/addresses/NETWORK/IP   an AddressHolder {host, netns, mac}, under the host's lease
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -150,6 +151,28 @@ impl Keys {
 
     pub fn alive(&self, name: &str) -> String {
         format!("{}/alive/{name}", self.prefix)
+    }
+
+    /// The addresses of `network` (a range: every key starts with this).
+    pub fn addresses(&self, network: &str) -> String {
+        format!("{}/addresses/{network}/", self.prefix)
+    }
+
+    /// Every network's addresses.
+    pub fn all_addresses(&self) -> String {
+        format!("{}/addresses/", self.prefix)
+    }
+
+    pub fn address(&self, network: &str, ip: std::net::Ipv4Addr) -> String {
+        format!("{}{ip}", self.addresses(network))
+    }
+
+    /// `(network, ip)` of an address key.
+    pub fn parse_address(&self, key: &[u8]) -> Option<(String, std::net::Ipv4Addr)> {
+        let key = std::str::from_utf8(key).ok()?;
+        let rest = key.strip_prefix(&self.all_addresses())?;
+        let (network, ip) = rest.split_once('/')?;
+        Some((network.to_owned(), ip.parse().ok()?))
     }
 
     /// Which entry `key` is; `None` for keys of no known kind (left alone).
@@ -440,6 +463,16 @@ mod tests {
         assert_eq!(k.classify(b"/vswitch/networks/a/b"), None);
         assert_eq!(k.classify(b"/vswitch/leases/x"), None);
         assert_eq!(k.classify(b"/vswitch/networks/\xff"), None);
+        let ip = "10.0.0.5".parse().expect("ip");
+        assert_eq!(k.address("blue", ip), "/vswitch/addresses/blue/10.0.0.5");
+        assert!(k.address("blue", ip).starts_with(&k.addresses("blue")));
+        assert_eq!(
+            k.parse_address(b"/vswitch/addresses/blue/10.0.0.5"),
+            Some(("blue".to_string(), ip))
+        );
+        assert_eq!(k.parse_address(b"/vswitch/addresses/blue/x"), None);
+        // Address keys are not networks or hosts.
+        assert_eq!(k.classify(b"/vswitch/addresses/blue/10.0.0.5"), None);
     }
 
     #[test]

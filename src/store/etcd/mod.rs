@@ -22,8 +22,9 @@
 
 pub mod layout;
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,7 +37,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{
-    FileStore, HostEntry, Revision, Snapshot, State, StateStore, StoreError, StoreHealth, VERSION,
+    AddressHolder, FileStore, HostEntry, Revision, Snapshot, State, StateStore, StoreError,
+    StoreHealth, VERSION,
 };
 use crate::core::seal::NetworkKey;
 use crate::core::sync::lock;
@@ -91,6 +93,8 @@ struct Shared {
     statics: Mutex<Vec<SocketAddr>>,
     health: Mutex<Health>,
     lease: Mutex<Option<i64>>,
+    /// The addresses this host holds (put again under a new lease after a lost one).
+    claims: Mutex<BTreeMap<(String, Ipv4Addr), AddressHolder>>,
 }
 
 /// The etcd store (see the module doc).
@@ -188,9 +192,11 @@ impl EtcdStore {
             statics: Mutex::new(statics),
             health: Mutex::new(Health::default()),
             lease: Mutex::new(None),
+            claims: Mutex::new(BTreeMap::new()),
         });
         shared.list(None).await?;
         shared.register().await?;
+        shared.drop_orphans().await?;
         let keeper = tokio::spawn(keep_alive(shared.clone()));
         Ok(EtcdStore {
             shared,
@@ -332,6 +338,22 @@ impl Shared {
             self.call("the host registration", c.txn(Txn::new().and_then(puts)))
                 .await?;
         }
+        // The addresses this host's endpoints hold live under its lease: put them under the
+        // new one (after etcd was away longer than the TTL, they had expired).
+        let claims: Vec<TxnOp> = lock(&self.claims)
+            .iter()
+            .map(|((network, ip), holder)| {
+                TxnOp::put(
+                    self.keys.address(network, *ip),
+                    serde_json::to_vec(holder).unwrap_or_default(),
+                    Some(PutOptions::new().with_lease(lease)),
+                )
+            })
+            .collect();
+        if !claims.is_empty() {
+            self.call("re-asserting addresses", c.txn(Txn::new().and_then(claims)))
+                .await?;
+        }
         *lock(&self.lease) = Some(lease);
         tracing::info!(
             "registered as host {} (VTEP {}) in {} under {}",
@@ -345,6 +367,39 @@ impl Shared {
 
     fn describe(&self) -> String {
         format!("{} (prefix {})", self.backend(), self.prefix)
+    }
+
+    /// Addresses held by this host's name from before a restart: its endpoints are gone (a
+    /// restart drops them), so are their addresses.
+    async fn drop_orphans(&self) -> Result<(), StoreError> {
+        let mut c = self.client.clone();
+        let resp = self
+            .call(
+                "a listing of addresses",
+                c.get(
+                    self.keys.all_addresses(),
+                    Some(GetOptions::new().with_prefix()),
+                ),
+            )
+            .await?;
+        let mine: Vec<TxnOp> = resp
+            .kvs()
+            .iter()
+            .filter(|kv| {
+                serde_json::from_slice::<AddressHolder>(kv.value())
+                    .is_ok_and(|h| h.host == self.me.name)
+            })
+            .map(|kv| TxnOp::delete(kv.key().to_vec(), None))
+            .collect();
+        if !mine.is_empty() {
+            tracing::info!(
+                "releasing {} addresses held by this host before it restarted",
+                mine.len()
+            );
+            self.call("releasing addresses", c.txn(Txn::new().and_then(mine)))
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -575,6 +630,113 @@ impl StateStore for EtcdStore {
                 })
                 .collect(),
         ))
+    }
+
+    fn leases_addresses(&self) -> bool {
+        true
+    }
+
+    async fn held_addresses(
+        &self,
+        network: &str,
+    ) -> Result<BTreeMap<Ipv4Addr, AddressHolder>, StoreError> {
+        let sh = &self.shared;
+        let mut c = sh.client.clone();
+        let resp = sh
+            .call(
+                "a listing of addresses",
+                c.get(
+                    sh.keys.addresses(network),
+                    Some(GetOptions::new().with_prefix()),
+                ),
+            )
+            .await?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let (_, ip) = sh.keys.parse_address(kv.key())?;
+                Some((ip, serde_json::from_slice(kv.value()).ok()?))
+            })
+            .collect())
+    }
+
+    async fn claim_address(
+        &self,
+        network: &str,
+        ip: Ipv4Addr,
+        netns: &str,
+        mac: crate::wire::Mac,
+    ) -> Result<(), StoreError> {
+        let sh = &self.shared;
+        let Some(lease) = *lock(&sh.lease) else {
+            return Err(StoreError::Unavailable {
+                backend: sh.backend(),
+                reason: "this host's registration lapsed while etcd was away and is being \
+                         renewed; try again in a few seconds"
+                    .into(),
+            });
+        };
+        let key = sh.keys.address(network, ip);
+        let holder = AddressHolder {
+            host: sh.me.name.clone(),
+            netns: netns.to_owned(),
+            mac,
+        };
+        let json = serde_json::to_vec(&holder).unwrap_or_default();
+        let txn = Txn::new()
+            .when(vec![Compare::version(key.clone(), CompareOp::Equal, 0)])
+            .and_then(vec![TxnOp::put(
+                key.clone(),
+                json,
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+        let mut c = sh.client.clone();
+        let resp = sh.call("an address claim", c.txn(txn)).await?;
+        if !resp.succeeded() {
+            let current = sh.call("an address lookup", c.get(key, None)).await?;
+            let other = current
+                .kvs()
+                .first()
+                .and_then(|kv| serde_json::from_slice::<AddressHolder>(kv.value()).ok());
+            match other {
+                Some(h) if h == holder => {}
+                Some(h) => {
+                    return Err(StoreError::AddressHeld {
+                        network: network.to_owned(),
+                        ip,
+                        holder: h,
+                    })
+                }
+                // Released in between: the caller tries again.
+                None => {
+                    return Err(StoreError::Conflict {
+                        expected: 0,
+                        found: 0,
+                    })
+                }
+            }
+        }
+        lock(&sh.claims).insert((network.to_owned(), ip), holder);
+        Ok(())
+    }
+
+    async fn release_address(&self, network: &str, ip: Ipv4Addr) -> Result<(), StoreError> {
+        let sh = &self.shared;
+        let held = lock(&sh.claims).get(&(network.to_owned(), ip)).cloned();
+        let Some(holder) = held else {
+            return Ok(());
+        };
+        let key = sh.keys.address(network, ip);
+        let json = serde_json::to_vec(&holder).unwrap_or_default();
+        // Only our own claim is deleted, never one another host made since.
+        let txn = Txn::new()
+            .when(vec![Compare::value(key.clone(), CompareOp::Equal, json)])
+            .and_then(vec![TxnOp::delete(key, None)]);
+        let mut c = sh.client.clone();
+        sh.call("an address release", c.txn(txn)).await?;
+        lock(&sh.claims).remove(&(network.to_owned(), ip));
+        Ok(())
     }
 
     async fn close(&self) {
