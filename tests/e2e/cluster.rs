@@ -331,6 +331,18 @@ fn three_hosts_share_networks_and_peers_through_etcd() {
     // once (the 2 s deadline; 10 s is the failure bound) with an error naming the store.
     etcd.stop();
     lab.assert_ping(&ns[0], "10.10.0.2");
+    let late = lab.netns("late");
+    let attach = lab.hosts[0].vs(&["attach", &late, "--network", "blue"]);
+    assert!(!attach.status.success());
+    let err = stderr_of(&attach);
+    assert!(
+        err.contains(STORE_NAME) && err.contains("unreachable"),
+        "{err}"
+    );
+    assert!(
+        !links(&late).contains(&"eth0".to_string()),
+        "a refused attach changes nothing"
+    );
     let t = Instant::now();
     let create = lab.hosts[0].vs(&[
         "network",
@@ -438,6 +450,10 @@ fn three_hosts_share_networks_and_peers_through_etcd() {
         3,
         "all alive"
     );
+    // And a new attach works again, its address from etcd.
+    let port = lab.hosts[0].attach(&late, "blue", &[]);
+    // .1 and .2 are held on hosts A and B; host C's .3 went back when host C stopped.
+    assert_eq!(jstr(&port, "ip"), "10.10.0.3/24", "{port}");
 }
 
 /// Concurrent creates of one name on two hosts: exactly one wins, the other is told it exists.
