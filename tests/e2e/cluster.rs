@@ -809,3 +809,67 @@ fn concurrent_attaches_on_three_hosts_get_distinct_addresses() {
     let port = lab.hosts[2].attach(&extra, "blue", &["--ip", &bare]);
     assert_eq!(jstr(&port, "ip"), held_ip);
 }
+
+/// A host that dies without a word (SIGKILL) leaves the others' peers and host list once its
+/// lease runs out (TTL 10 s), and its addresses are free again.
+#[test]
+fn a_killed_host_is_gone_after_its_lease_expires() {
+    let mut lab = Lab::new(2);
+    let etcd_ns = lab.underlay_node("etcd", ETCD_IP);
+    let _etcd = Etcd::start(&etcd_ns, &lab.dir.join("etcd"), None);
+    for (i, name) in ["ttl-a", "ttl-b"].iter().enumerate() {
+        let args = cluster_args(&lab.hosts[i], name);
+        lab.hosts[i].start(&args);
+    }
+    lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &[]);
+    eventually("blue on host B", Duration::from_secs(3), &lab, || {
+        network_names(&lab.hosts[1]).contains("blue").then_some(())
+    });
+    let cb = lab.netns("cb");
+    let port = lab.hosts[1].attach(&cb, "blue", &[]);
+    assert_eq!(jstr(&port, "ip"), "10.10.0.1/24");
+    eventually(
+        "host B is host A's peer",
+        Duration::from_secs(3),
+        &lab,
+        || {
+            peer_addrs(&lab.hosts[0].json(&["peer", "ls"]))
+                .contains("192.0.2.2:4789")
+                .then_some(())
+        },
+    );
+    let pid = lab.hosts[1].pid().expect("host B's daemon runs") as libc::pid_t;
+    // SAFETY: kill(2) on the PID of the daemon this test started and has not reaped.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    let t = Instant::now();
+    eventually(
+        "host B gone from host A's peers after the TTL",
+        Duration::from_secs(20),
+        &lab,
+        || {
+            (!peer_addrs(&lab.hosts[0].json(&["peer", "ls"])).contains("192.0.2.2:4789"))
+                .then_some(())
+        },
+    );
+    assert!(
+        t.elapsed() >= Duration::from_secs(5),
+        "host B left after {:?}: before its lease could expire?",
+        t.elapsed()
+    );
+    assert!(hosts(&lab.hosts[0]).contains(&(
+        "ttl-b".into(),
+        "192.0.2.2:4789".into(),
+        false,
+        false
+    )));
+    // Its address expired with its lease.
+    let ca = lab.netns("ca");
+    let port = lab.hosts[0].attach(&ca, "blue", &[]);
+    assert_eq!(
+        jstr(&port, "ip"),
+        "10.10.0.1/24",
+        "host B's address is free again"
+    );
+}
