@@ -291,6 +291,16 @@ impl<S: StateStore> Handler for Daemon<S> {
         let mtu = self.underlay_mtu;
         let now = self.dataplane.now();
         match request {
+            Request::NetworkCreate(spec) if inner.unusable.contains_key(&spec.name) => {
+                let d = rules::network_join(inner.view(mtu), spec, keys::read)?;
+                self.apply(&mut inner, d.effects, None).await?;
+                inner.unusable.remove(&d.reply.name);
+                tracing::info!("network {} set up here with its key", d.reply.name);
+                Ok(Response::Network(views::summary(
+                    &inner.view(mtu),
+                    &d.reply,
+                )))
+            }
             Request::NetworkCreate(spec) => {
                 let mut d = rules::network_create(inner.view(mtu), spec.clone(), keys::read)?;
                 if let Err(e) = self.apply(&mut inner, d.effects.clone(), None).await {

@@ -873,3 +873,85 @@ fn a_killed_host_is_gone_after_its_lease_expires() {
         "host B's address is free again"
     );
 }
+
+/// Encrypted networks in cluster mode: the key never goes to etcd, so a host without it shows
+/// the network but refuses to attach, naming the fix; the same `network create` with the key
+/// installs it there, and sealed traffic flows.
+#[test]
+fn an_encrypted_network_needs_its_key_on_each_host() {
+    let mut lab = Lab::new(2);
+    let etcd_ns = lab.underlay_node("etcd", ETCD_IP);
+    let _etcd = Etcd::start(&etcd_ns, &lab.dir.join("etcd"), None);
+    for (i, name) in ["sec-a", "sec-b"].iter().enumerate() {
+        let args = cluster_args(&lab.hosts[i], name);
+        lab.hosts[i].start(&args);
+    }
+    let key = lab.dir.join("net.key");
+    let key_s = key.to_string_lossy().into_owned();
+    lab.hosts[0].ok(&["key", "generate", "--out", &key_s]);
+    let create = [
+        "network",
+        "create",
+        "sec",
+        "--vni",
+        "300",
+        "--subnet",
+        "10.30.0.0/24",
+        "--encrypted",
+        "--key-file",
+        &key_s,
+    ];
+    lab.hosts[0].ok(&create);
+    eventually("sec listed on host B", Duration::from_secs(3), &lab, || {
+        network_names(&lab.hosts[1]).contains("sec").then_some(())
+    });
+    // The key is in neither the network record nor anywhere under the prefix.
+    require_tool("etcdctl", "etcd-client");
+    let key_hex = std::fs::read_to_string(&key)
+        .expect("key")
+        .trim()
+        .to_string();
+    let dump = run_cmd(
+        ns_cmd(&etcd_ns, "etcdctl").env("ETCDCTL_API", "3").args([
+            "--endpoints",
+            "http://192.0.2.200:2379",
+            "get",
+            "--prefix",
+            "/vswitch/",
+        ]),
+        Duration::from_secs(20),
+    );
+    assert!(dump.status.success(), "etcdctl: {}", stderr_of(&dump));
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(dump.contains("/vswitch/networks/sec"), "{dump}");
+    assert!(!dump.contains(&key_hex), "the key is in etcd: {dump}");
+
+    let cb = lab.netns("cb");
+    let refused = lab.hosts[1].vs(&["attach", &cb, "--network", "sec"]);
+    assert!(!refused.status.success());
+    let err = stderr_of(&refused);
+    assert!(
+        err.contains("network 'sec' is encrypted and this host has no key for it")
+            && err.contains("--key-file"),
+        "{err}"
+    );
+    // A different definition is refused as existing; the same one installs the key.
+    let mut wrong = create.to_vec();
+    wrong[4] = "301";
+    let out = lab.hosts[1].vs(&wrong);
+    assert!(
+        stderr_of(&out).contains("a network named 'sec' already exists"),
+        "{}",
+        stderr_of(&out)
+    );
+    lab.hosts[1].ok(&create);
+
+    let ca = lab.netns("ca");
+    lab.hosts[0].attach(&ca, "sec", &["--ip", "10.30.0.1/24"]);
+    lab.hosts[1].attach(&cb, "sec", &["--ip", "10.30.0.2/24"]);
+    lab.assert_ping(&ca, "10.30.0.2");
+    let sealed = lab.hosts[1].json(&["stats"])["networks"][0]["seal"]["opened"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(sealed > 0, "host B opened no sealed datagram");
+}
