@@ -335,6 +335,21 @@ impl<S: StateStore> Handler for Daemon<S> {
             }
             Request::NetworkRemove { name } => {
                 let mut d = rules::network_remove(inner.view(mtu), &name)?;
+                // In cluster mode other hosts' endpoints hold addresses of the network.
+                if self.store.leases_addresses() {
+                    let held = self.store.held_addresses(&name).await?;
+                    let users: Vec<String> = held
+                        .values()
+                        .filter(|h| h.host != self.name)
+                        .map(|h| format!("{} (host {})", h.netns, h.host))
+                        .collect();
+                    if !users.is_empty() {
+                        return Err(RequestError::NetworkHasPorts {
+                            name,
+                            users: users.join(", "),
+                        });
+                    }
+                }
                 let mut summary = views::summary(&inner.view(mtu), &d.reply);
                 if let Err(e) = self.apply(&mut inner, d.effects.clone(), None).await {
                     if !is_conflict(&e) {

@@ -808,6 +808,28 @@ fn concurrent_attaches_on_three_hosts_get_distinct_addresses() {
     lab.hosts[0].ok(&["detach", &held_ns]);
     let port = lab.hosts[2].attach(&extra, "blue", &["--ip", &bare]);
     assert_eq!(jstr(&port, "ip"), held_ip);
+
+    // `network rm` is refused while any host has ports on it, and names them. Host A's own
+    // ports are detached first, so only the other hosts' remain.
+    for (h, ns, _) in &by_ns {
+        if *h == 0 && *ns != held_ns {
+            lab.hosts[0].ok(&["detach", ns]);
+        }
+    }
+    let rm = lab.hosts[0].vs(&["network", "rm", "blue"]);
+    assert!(!rm.status.success());
+    let err = stderr_of(&rm);
+    let (_, ns_b, _) = by_ns.iter().find(|x| x.0 == 1).expect("on B");
+    assert!(
+        err.contains("network 'blue' still has ports")
+            && err.contains(&format!("{ns_b} (host lease-b)"))
+            && err.contains(&format!("{extra} (host lease-c)")),
+        "{err}"
+    );
+    assert!(
+        network_names(&lab.hosts[1]).contains("blue"),
+        "a refused rm changes nothing"
+    );
 }
 
 /// A host that dies without a word (SIGKILL) leaves the others' peers and host list once its
