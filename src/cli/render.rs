@@ -143,10 +143,29 @@ fn detail(out: &mut impl Write, n: &NetworkDetail) -> io::Result<()> {
     )?;
     writeln!(out, "  traffic: {}", traffic(&n.traffic))?;
     if n.ports.is_empty() {
-        writeln!(out, "  no ports")
+        writeln!(out, "  no ports")?;
     } else {
-        ports_table(out, &n.ports)
+        ports_table(out, &n.ports)?;
     }
+    if !n.endpoints.is_empty() {
+        writeln!(
+            out,
+            "  endpoints:\n  {:<20} {:<20} {:<8} {:<17}  IP",
+            "HOST", "NETNS", "IFNAME", "MAC"
+        )?;
+        for e in &n.endpoints {
+            writeln!(
+                out,
+                "  {:<20} {:<20} {:<8} {:<17}  {}",
+                e.host,
+                e.netns,
+                e.ifname,
+                e.mac.to_string(),
+                e.ip
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn hosts(out: &mut impl Write, hs: &[crate::control::HostInfo]) -> io::Result<()> {

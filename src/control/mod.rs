@@ -210,6 +210,19 @@ pub struct NetworkDetail {
     pub encrypted: bool,
     pub ports: Vec<PortInfo>,
     pub traffic: TrafficSnapshot,
+    /// Every endpoint of the network on every host (cluster mode), or this host's.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointInfo>,
+}
+
+/// An endpoint of a network, on any host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointInfo {
+    pub host: String,
+    pub netns: String,
+    pub ifname: String,
+    pub mac: Mac,
+    pub ip: Ipv4Addr,
 }
 
 /// A port, as `attach` reports it and `inspect` lists it.

@@ -326,11 +326,13 @@ impl<S: StateStore> Handler for Daemon<S> {
             }
             Request::NetworkList => Ok(Response::Networks(views::network_list(&inner.view(mtu)))),
             Request::NetworkInspect { name } => {
+                inner.view(mtu).network(&name)?;
+                let endpoints = self.endpoints(&inner, &name).await?;
                 let view = inner.view(mtu);
                 let n = view.network(&name)?;
                 let sw = read(&self.switch);
                 Ok(Response::NetworkDetail(views::network_detail(
-                    &view, &sw, n,
+                    &view, &sw, n, endpoints,
                 )))
             }
             Request::NetworkRemove { name } => {
@@ -498,6 +500,44 @@ impl<S: StateStore> Daemon<S> {
         Ok(())
     }
 
+    /// The endpoints of `network` on every host: the cluster's address claims, or this host's
+    /// ports.
+    async fn endpoints(
+        &self,
+        inner: &Inner,
+        network: &str,
+    ) -> Result<Vec<crate::control::EndpointInfo>, RequestError> {
+        if self.store.leases_addresses() {
+            let held = self.store.held_addresses(network).await?;
+            return Ok(held
+                .into_iter()
+                .map(|(ip, h)| crate::control::EndpointInfo {
+                    host: h.host,
+                    netns: h.netns,
+                    ifname: h.ifname,
+                    mac: h.mac,
+                    ip,
+                })
+                .collect());
+        }
+        let mut local: Vec<_> = inner
+            .ports
+            .values()
+            .filter(|p| p.info.network == network)
+            .filter_map(|p| {
+                Some(crate::control::EndpointInfo {
+                    host: self.name.clone(),
+                    netns: p.info.netns.clone(),
+                    ifname: p.info.ifname.clone(),
+                    mac: p.info.mac,
+                    ip: port_ip(&p.info)?,
+                })
+            })
+            .collect();
+        local.sort_by_key(|e| e.ip);
+        Ok(local)
+    }
+
     /// `host ls`: the store's host registry, or just this host.
     async fn hosts(&self) -> Result<Vec<crate::control::HostInfo>, RequestError> {
         let listed = self.store.hosts().await?;
@@ -618,7 +658,16 @@ impl<S: StateStore> Daemon<S> {
             let ip = plan.candidate()?;
             match self
                 .store
-                .claim_address(&network, ip, &plan.netns, plan.mac)
+                .claim_address(
+                    &network,
+                    ip,
+                    crate::store::AddressHolder {
+                        host: self.name.clone(),
+                        netns: plan.netns.clone(),
+                        ifname: plan.ifname.clone(),
+                        mac: plan.mac,
+                    },
+                )
                 .await
             {
                 Ok(()) => return Ok(ip),

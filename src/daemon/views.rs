@@ -34,7 +34,12 @@ pub fn network_list(view: &View<'_>) -> Vec<NetworkSummary> {
         .collect()
 }
 
-pub fn network_detail(view: &View<'_>, sw: &Switch, n: &NetworkRecord) -> NetworkDetail {
+pub fn network_detail(
+    view: &View<'_>,
+    sw: &Switch,
+    n: &NetworkRecord,
+    endpoints: Vec<crate::control::EndpointInfo>,
+) -> NetworkDetail {
     NetworkDetail {
         name: n.name.clone(),
         vni: n.vni,
@@ -47,6 +52,7 @@ pub fn network_detail(view: &View<'_>, sw: &Switch, n: &NetworkRecord) -> Networ
             .map(|(_, p)| p.info.clone())
             .collect(),
         traffic: sw.network_traffic(n.vni).unwrap_or_default(),
+        endpoints,
     }
 }
 

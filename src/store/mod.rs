@@ -85,6 +85,8 @@ pub enum StoreError {
 pub struct AddressHolder {
     pub host: String,
     pub netns: String,
+    #[serde(default)]
+    pub ifname: String,
     pub mac: crate::wire::Mac,
 }
 
@@ -180,14 +182,13 @@ pub trait StateStore: Send + Sync + 'static {
         async { Ok(std::collections::BTreeMap::new()) }
     }
 
-    /// Takes `ip` on `network` for a local endpoint, atomically: [`StoreError::AddressHeld`]
+    /// Takes `ip` on `network` for a local endpoint (`holder.host` is this host), atomically: [`StoreError::AddressHeld`]
     /// when another endpoint holds it.
     fn claim_address(
         &self,
         _network: &str,
         _ip: std::net::Ipv4Addr,
-        _netns: &str,
-        _mac: crate::wire::Mac,
+        _holder: AddressHolder,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         async { Ok(()) }
     }

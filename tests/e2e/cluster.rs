@@ -720,6 +720,32 @@ fn without_a_store_host_ls_is_this_host_and_stats_shows_the_state_dir() {
     );
     let text = lab.hosts[0].ok(&["stats"]);
     assert!(text.contains("store: file state dir"), "{text}");
+    // `inspect` lists this host's endpoints.
+    lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &[]);
+    let c = lab.netns("c");
+    lab.hosts[0].attach(&c, "blue", &["--ip", "10.10.0.7/24"]);
+    let detail = lab.hosts[0].json(&["network", "inspect", "blue"]);
+    let e = &detail["endpoints"][0];
+    assert_eq!(
+        (
+            jstr(e, "host"),
+            jstr(e, "netns"),
+            jstr(e, "ifname"),
+            jstr(e, "ip")
+        ),
+        (
+            want.first().expect("me").0.clone(),
+            c.clone(),
+            "eth0".into(),
+            "10.10.0.7".into()
+        ),
+        "{detail}"
+    );
+    assert_eq!(
+        detail["endpoints"].as_array().map(Vec::len),
+        Some(1),
+        "{detail}"
+    );
 }
 
 /// Addresses come from etcd in cluster mode: ten concurrent attaches without `--ip`, spread
@@ -777,6 +803,41 @@ fn concurrent_attaches_on_three_hosts_get_distinct_addresses() {
         by_ns.push((*h, ns.clone(), ip));
     }
     assert_eq!(ips.len(), 10, "ten attaches, ten addresses: {ips:?}");
+    // Every host's `inspect` lists every endpoint of the cluster: host, netns, ifname, MAC, IP.
+    for h in &lab.hosts {
+        let detail = h.json(&["network", "inspect", "blue"]);
+        let endpoints: BTreeSet<(String, String, String, String)> = detail["endpoints"]
+            .as_array()
+            .unwrap_or_else(|| panic!("inspect has no endpoints: {detail}"))
+            .iter()
+            .map(|e| {
+                assert!(jstr(e, "mac").contains(':'), "{e}");
+                (
+                    jstr(e, "host"),
+                    jstr(e, "netns"),
+                    jstr(e, "ifname"),
+                    jstr(e, "ip"),
+                )
+            })
+            .collect();
+        let want: BTreeSet<_> = by_ns
+            .iter()
+            .map(|(i, ns, ip)| {
+                let bare = ip.split('/').next().expect("ip").to_string();
+                (names[*i].to_string(), ns.clone(), "eth0".to_string(), bare)
+            })
+            .collect();
+        assert_eq!(endpoints, want, "inspect on {}", h.label);
+        assert_eq!(
+            detail["ports"].as_array().map(Vec::len),
+            Some(
+                by_ns
+                    .iter()
+                    .filter(|x| lab.hosts[x.0].label == h.label)
+                    .count()
+            )
+        );
+    }
     assert!(!ips.contains("10.10.0.254/24"), "never the gateway");
 
     // Containers on different hosts, with addresses handed out by etcd, reach each other.

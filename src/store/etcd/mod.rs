@@ -665,8 +665,7 @@ impl StateStore for EtcdStore {
         &self,
         network: &str,
         ip: Ipv4Addr,
-        netns: &str,
-        mac: crate::wire::Mac,
+        holder: AddressHolder,
     ) -> Result<(), StoreError> {
         let sh = &self.shared;
         let Some(lease) = *lock(&sh.lease) else {
@@ -680,8 +679,7 @@ impl StateStore for EtcdStore {
         let key = sh.keys.address(network, ip);
         let holder = AddressHolder {
             host: sh.me.name.clone(),
-            netns: netns.to_owned(),
-            mac,
+            ..holder
         };
         let json = serde_json::to_vec(&holder).unwrap_or_default();
         let txn = Txn::new()
