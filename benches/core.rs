@@ -166,18 +166,23 @@ fn encap_decap(c: &mut Criterion) {
     let host = Host::new();
     let mut g = c.benchmark_group("encap");
     for size in FRAME_SIZES {
-        let mut framed = Framed::new(&tcp_frame(mac(REMOTE), mac(LOCAL_A), size));
+        let frame = tcp_frame(mac(REMOTE), mac(LOCAL_A), size);
+        let mut framed = Framed::new(&frame);
         let range = framed.frame.clone();
+        let mut fwd = Forward::default();
+        host.switch
+            .frame_from_port(NOW, PortId(1), &frame, &mut fwd);
+        let sends = fwd.deliver(&frame, |_, _| {}).expect("to the peer");
         let enc = host
             .switch
-            .encapsulate(VNI, &mut framed.buf, range.clone())
+            .encapsulate(&sends, &mut framed.buf, range.clone())
             .expect("headroom is reserved");
         assert_eq!(enc.datagram, HEADROOM - 8..HEADROOM + size);
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_with_input(BenchmarkId::from_parameter(size), &range, |b, range| {
             b.iter(|| {
                 host.switch
-                    .encapsulate(VNI, black_box(&mut framed.buf), range.clone())
+                    .encapsulate(&sends, black_box(&mut framed.buf), range.clone())
             })
         });
     }
@@ -388,8 +393,8 @@ fn forward(c: &mut Criterion) {
         b.iter(|| {
             let frame = &framed.buf[framed.frame.clone()];
             sw.frame_from_port(NOW, PortId(1), black_box(frame), &mut out);
-            let vni = out.vni.expect("forwarded");
-            sw.encapsulate(vni, &mut framed.buf, framed.frame.clone())
+            let sends = out.deliver(frame, |_, _| {}).expect("forwarded");
+            sw.encapsulate(&sends, &mut framed.buf, framed.frame.clone())
         })
     });
 
@@ -424,7 +429,8 @@ fn forward(c: &mut Criterion) {
 
 fn seal(c: &mut Criterion) {
     use vswitch::core::seal::{NetworkKey, SealConfig, Sealer};
-    use vswitch::wire::sealed::{HEADER_LEN, TAG_LEN, VXLAN_HEADER_LEN};
+    use vswitch::wire::sealed::{HEADER_LEN, TAG_LEN};
+    use vswitch::wire::vxlan;
     let key = NetworkKey::from_bytes([7; 32]);
     let peer: SocketAddr = "192.0.2.1:4789".parse().expect("addr");
     let header = VxlanRepr {
@@ -432,10 +438,10 @@ fn seal(c: &mut Criterion) {
         sealed: true,
     }
     .to_bytes();
-    let start = VXLAN_HEADER_LEN + HEADER_LEN;
+    let start = vxlan::HEADER_LEN + HEADER_LEN;
     let fresh = |frame: &[u8]| {
         let mut buf = vec![0u8; start + frame.len() + TAG_LEN];
-        buf[..VXLAN_HEADER_LEN].copy_from_slice(&header);
+        buf[..vxlan::HEADER_LEN].copy_from_slice(&header);
         buf[start..start + frame.len()].copy_from_slice(frame);
         buf
     };

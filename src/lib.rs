@@ -10,9 +10,11 @@ pub mod control;
 pub mod core;
 pub mod daemon;
 pub mod dataplane;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod netns;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod store;
 pub mod wire;

@@ -50,6 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 peers: a.peers,
                 state_dir: a.state_dir,
                 underlay_mtu: a.underlay_mtu,
+                storm_limit: a.storm_limit,
                 socket: cli.socket,
                 name: a.name,
                 cluster,
@@ -90,6 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     ip,
                     mac,
                     ifname,
+                    no_port_security,
                 },
             ..
         } => Request::Attach(control::AttachRequest {
@@ -99,6 +101,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             prefix: ip.and_then(|(_, p)| p),
             mac,
             ifname: Some(ifname),
+            no_port_security,
         }),
         Command::Detach { netns, network, .. } => Request::Detach { netns, network },
         Command::Peer { command, .. } => match command {

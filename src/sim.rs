@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::core::switch::{HEADROOM, TAILROOM};
 use crate::core::{Forward, PortId, Switch, SwitchConfig, Timestamp, Vtep};
 use crate::wire::{vxlan, Mac, Vni};
 
@@ -100,32 +101,31 @@ impl Fabric {
 
     /// A container on `host`/`port` sends `frame`; the fabric runs until the underlay is quiet.
     pub fn send(&mut self, host: usize, port: PortId, frame: &[u8]) {
-        let mut buf =
-            vec![0u8; crate::core::switch::HEADROOM + frame.len() + crate::core::switch::TAILROOM];
-        let start = crate::core::switch::HEADROOM;
-        buf[start..start + frame.len()].copy_from_slice(frame);
+        let mut buf = vec![0u8; HEADROOM + frame.len() + TAILROOM];
+        let range = HEADROOM..HEADROOM + frame.len();
+        buf[range.clone()].copy_from_slice(frame);
         let h = &self.hosts[host];
         h.switch
             .frame_from_port(self.now, port, frame, &mut self.forward);
-        for &p in &self.forward.ports {
-            self.delivered.push(Delivery {
+        let delivered = &mut self.delivered;
+        let sends = self.forward.deliver(frame, |port, frame| {
+            delivered.push(Delivery {
                 host,
-                port: p,
+                port,
                 frame: frame.to_vec(),
-            });
-        }
-        if let (Some(vni), false) = (self.forward.vni, self.forward.vteps.is_empty()) {
-            let enc = h
-                .switch
-                .encapsulate(vni, &mut buf, start..start + frame.len())
-                .expect("headroom is reserved");
-            for v in &self.forward.vteps {
-                self.in_flight.push_back(Datagram {
-                    from: h.addr,
-                    to: v.0,
-                    src_port: enc.src_port,
-                    bytes: buf[enc.datagram.clone()].to_vec(),
-                });
+            })
+        });
+        if let Some(sends) = sends {
+            // A refused encapsulation is counted by the switch, like any drop.
+            if let Ok(enc) = h.switch.encapsulate(&sends, &mut buf, range) {
+                for v in sends.vteps() {
+                    self.in_flight.push_back(Datagram {
+                        from: h.addr,
+                        to: v.0,
+                        src_port: enc.src_port,
+                        bytes: buf[enc.datagram.clone()].to_vec(),
+                    });
+                }
             }
         }
         self.run();
@@ -157,16 +157,18 @@ impl Fabric {
                 &mut bytes,
                 &mut self.forward,
             );
-            let frame = &bytes[self.forward.frame.clone()];
-            for &p in &self.forward.ports {
-                self.delivered.push(Delivery {
-                    host,
-                    port: p,
-                    frame: frame.to_vec(),
+            let delivered = &mut self.delivered;
+            let sends = self
+                .forward
+                .deliver(&bytes[self.forward.frame.clone()], |port, frame| {
+                    delivered.push(Delivery {
+                        host,
+                        port,
+                        frame: frame.to_vec(),
+                    })
                 });
-            }
             assert!(
-                self.forward.vteps.is_empty(),
+                sends.is_none(),
                 "split horizon violated: a frame from the underlay was sent to {:?}",
                 self.forward.vteps
             );

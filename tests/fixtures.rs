@@ -112,10 +112,21 @@ fn encapsulating_a_captured_inner_frame_rebuilds_the_kernel_datagram() {
     let mut s = Switch::new(SwitchConfig::default());
     let vni = Vni::new(4242).expect("vni");
     s.add_network(vni).expect("net");
+    s.add_port(PortId(1), vni).expect("port");
+    let peer = Vtep("192.0.2.2:4789".parse().expect("addr"));
+    s.add_peer(peer).expect("peer");
+    let mut out = Forward::default();
+    s.frame_from_port(Timestamp(0), PortId(1), frame, &mut out);
+    let sends = out
+        .deliver(frame, |p, _| {
+            panic!("no other port, yet delivered to {p:?}")
+        })
+        .expect("flooded to the peer");
+    assert_eq!(sends.vteps(), [peer]);
     let mut buf = vec![0u8; 64 + frame.len() + 16];
     buf[64..64 + frame.len()].copy_from_slice(frame);
     let enc = s
-        .encapsulate(vni, &mut buf, 64..64 + frame.len())
+        .encapsulate(&sends, &mut buf, 64..64 + frame.len())
         .expect("encap");
     assert_eq!(&buf[enc.datagram], &captured[..]);
 }

@@ -130,6 +130,10 @@ pub struct DaemonArgs {
     /// The underlay MTU (default: detected from the underlay interface).
     #[arg(long, value_parser = clap::value_parser!(u32).range(576..=65535))]
     pub underlay_mtu: Option<u32>,
+    /// Storm control: broadcast/multicast frames per second each port may send (bursts of
+    /// twice as many); 0 turns it off.
+    #[arg(long, default_value_t = 1000)]
+    pub storm_limit: u32,
     /// Cluster mode: keep networks and the host registry in etcd, e.g.
     /// etcd://192.0.2.10:2379[,HOST:PORT...]. Needs --listen with this host's address.
     #[arg(long, value_name = "etcd://HOST:PORT[,HOST:PORT...]", value_parser = parse_store)]
@@ -238,6 +242,10 @@ pub struct AttachArgs {
     /// The interface's name inside the namespace.
     #[arg(long, default_value = "eth0", value_parser = parse_ifname)]
     pub ifname: String,
+    /// Let the port send from any MAC and address (for a container that bridges other
+    /// stations); by default it may send only as the MAC and address it was given.
+    #[arg(long)]
+    pub no_port_security: bool,
 }
 
 #[derive(Debug, Subcommand)]

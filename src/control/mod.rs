@@ -84,6 +84,9 @@ pub struct AttachRequest {
     pub prefix: Option<u8>,
     pub mac: Option<Mac>,
     pub ifname: Option<String>,
+    /// Let the port send from any MAC and address.
+    #[serde(default)]
+    pub no_port_security: bool,
 }
 
 /// The daemon's answer on the wire: `{"ok": RESPONSE}` or `{"error": "…"}`.
@@ -171,8 +174,6 @@ pub struct SealStatus {
     /// Key announcements received and opened (included in `opened`).
     #[serde(default)]
     pub announcements_opened: u64,
-    /// Datagrams the sealer refused, by reason.
-    pub drops: std::collections::BTreeMap<String, u64>,
     /// Datagrams authenticated, fresh and decrypted.
     pub opened: u64,
     /// Where the rotation stands, in words.
@@ -236,6 +237,9 @@ pub struct PortInfo {
     /// CIDR notation, e.g. `10.0.0.2/24`.
     pub ip: Option<String>,
     pub mtu: u32,
+    /// The port may send only as its own MAC and address.
+    #[serde(default)]
+    pub port_security: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -287,26 +291,7 @@ pub struct PortStats {
     pub traffic: TrafficSnapshot,
 }
 
-/// Counters of the I/O shell itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DataplaneStats {
-    pub tap_read_errors: u64,
-    pub tap_write_errors: u64,
-    pub underlay_rx_datagrams: u64,
-    pub underlay_tx_datagrams: u64,
-    pub underlay_send_errors: u64,
-    pub underlay_recv_errors: u64,
-    /// TCP superframes read from TAPs (TSO) and cut into segments.
-    #[serde(default)]
-    pub superframes_segmented: u64,
-    /// Superframes written to TAPs, coalesced from segments off the underlay (userspace GRO).
-    #[serde(default)]
-    pub superframes_coalesced: u64,
-    /// Frames from TAPs dropped because their offload request could not be honoured (a
-    /// malformed virtio-net header, a non-TCP superframe, a bad checksum offset).
-    #[serde(default)]
-    pub offload_errors: u64,
-}
+pub use crate::dataplane::DataplaneStats;
 
 /// The state store, as `stats` shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,14 @@
 //! Counters: traffic per port, per peer and per network, and drops by reason. All atomics, so the
 //! data path counts from several workers without locks; snapshots are plain structs for `stats`.
+//!
+//! Every drop is counted once, here, under its [`DropReason`] name: the sealer and the wire
+//! parsers return why they refused something (`OpenDrop`, `SealDrop`, `WireError`, converted
+//! below) and count nothing themselves.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::seal::{OpenDrop, SealDrop};
+use crate::wire::WireError;
 
 /// Why the switch dropped a frame or datagram. Each is a counter in `vswitch stats`, under its
 /// [`name`](DropReason::name).
@@ -43,10 +50,18 @@ pub enum DropReason {
     KeyExhausted,
     /// A frame too large to encapsulate without fragmenting the underlay.
     TooBig,
+    /// A frame from a port with port security whose source MAC, or ARP/IP source address, is
+    /// not the port's own.
+    PortSecurity,
+    /// A broadcast or multicast frame over its port's rate limit (storm control).
+    StormControl,
+    /// A frame whose source MAC lives at a local port elsewhere (a MAC is not moved away from
+    /// a live local port by a frame from somewhere else).
+    MacConflict,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 21] = [
         DropReason::Truncated,
         DropReason::NoVniFlag,
         DropReason::InvalidVni,
@@ -65,6 +80,9 @@ impl DropReason {
         DropReason::Replayed,
         DropReason::KeyExhausted,
         DropReason::TooBig,
+        DropReason::PortSecurity,
+        DropReason::StormControl,
+        DropReason::MacConflict,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -89,11 +107,44 @@ impl DropReason {
             DropReason::Replayed => "replayed",
             DropReason::KeyExhausted => "key_exhausted",
             DropReason::TooBig => "too_big",
+            DropReason::PortSecurity => "port_security",
+            DropReason::StormControl => "storm_control",
+            DropReason::MacConflict => "mac_conflict",
         }
     }
 
     const fn index(self) -> usize {
         self as usize
+    }
+}
+
+impl From<OpenDrop> for DropReason {
+    fn from(e: OpenDrop) -> DropReason {
+        match e {
+            OpenDrop::Truncated | OpenDrop::BadVersion => DropReason::BadEnvelope,
+            OpenDrop::UnknownKey => DropReason::UnknownKey,
+            OpenDrop::AuthFailed => DropReason::AuthFailed,
+            OpenDrop::Replayed => DropReason::Replayed,
+        }
+    }
+}
+
+impl From<SealDrop> for DropReason {
+    fn from(e: SealDrop) -> DropReason {
+        match e {
+            SealDrop::CounterExhausted => DropReason::KeyExhausted,
+            SealDrop::BufferTooSmall | SealDrop::FrameTooLong => DropReason::TooBig,
+        }
+    }
+}
+
+impl From<WireError> for DropReason {
+    fn from(e: WireError) -> DropReason {
+        match e {
+            WireError::Truncated => DropReason::Truncated,
+            WireError::NoVniFlag => DropReason::NoVniFlag,
+            WireError::InvalidVni(_) => DropReason::InvalidVni,
+        }
     }
 }
 
@@ -115,6 +166,14 @@ impl DropCounters {
     }
 
     /// The non-zero counters, by name.
+    /// Every reason by name, zeros included (so a reader can tell a misspelt name from 0).
+    pub fn snapshot_all(&self) -> std::collections::BTreeMap<String, u64> {
+        DropReason::ALL
+            .iter()
+            .map(|r| (r.name().to_owned(), self.get(*r)))
+            .collect()
+    }
+
     pub fn snapshot(&self) -> std::collections::BTreeMap<String, u64> {
         DropReason::ALL
             .iter()
@@ -165,4 +224,57 @@ pub struct TrafficSnapshot {
     pub tx_bytes: u64,
     /// Non-zero drop counters by reason name.
     pub drops: std::collections::BTreeMap<String, u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_distinct_and_in_order() {
+        let names: std::collections::BTreeSet<_> =
+            DropReason::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), DropReason::COUNT);
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "{}", r.name());
+        }
+    }
+
+    #[test]
+    fn sealer_and_parser_errors_map_to_reasons() {
+        let open: Vec<_> = OpenDrop::ALL
+            .iter()
+            .map(|&e| DropReason::from(e).name())
+            .collect();
+        assert_eq!(
+            open,
+            [
+                "bad_envelope",
+                "bad_envelope",
+                "unknown_key",
+                "auth_failed",
+                "replayed"
+            ]
+        );
+        let seal: Vec<_> = SealDrop::ALL
+            .iter()
+            .map(|&e| DropReason::from(e).name())
+            .collect();
+        assert_eq!(seal, ["too_big", "too_big", "key_exhausted"]);
+        assert_eq!(
+            DropReason::from(WireError::InvalidVni(0)),
+            DropReason::InvalidVni
+        );
+    }
+
+    #[test]
+    fn a_drop_counts_once_under_its_name() {
+        let c = DropCounters::default();
+        c.add(DropReason::AuthFailed);
+        assert_eq!(c.total(), 1);
+        assert_eq!(
+            c.snapshot().into_iter().collect::<Vec<_>>(),
+            [("auth_failed".to_owned(), 1)]
+        );
+    }
 }

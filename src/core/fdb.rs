@@ -67,6 +67,9 @@ pub enum Learned {
     NewEvicted,
     /// The MAC was known elsewhere and moved here.
     Moved,
+    /// The MAC lives at a local port (a fresh entry there) and was not moved here: a MAC is
+    /// not taken from a live local port by one frame from somewhere else.
+    Refused,
 }
 
 /// Counters of table events.
@@ -147,8 +150,15 @@ impl Fdb {
         }
         let mut expiry = self.lock_expiry();
         if let Some(mut entry) = self.map.get_mut(&mac) {
+            let fresh = now.0
+                < entry
+                    .last_seen
+                    .load(Ordering::Relaxed)
+                    .saturating_add(self.ageing_ms);
             let outcome = if entry.location == location {
                 Learned::Refreshed
+            } else if fresh && matches!(entry.location, Location::Port(_)) {
+                return Learned::Refused;
             } else {
                 entry.location = location;
                 self.counters.moved.fetch_add(1, Ordering::Relaxed);

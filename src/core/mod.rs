@@ -5,6 +5,7 @@
 
 pub mod counters;
 pub mod fdb;
+pub mod forward;
 pub mod ipam;
 pub mod offload;
 pub mod seal;
@@ -14,5 +15,5 @@ pub mod time;
 
 pub use counters::{DropReason, Traffic, TrafficSnapshot};
 pub use fdb::{Fdb, FdbConfig, FdbEntry, Learned, Location, PortId, Vtep};
-pub use switch::{Encapsulated, Forward, Switch, SwitchConfig, SwitchError};
+pub use switch::{Encapsulated, Forward, PortSecurity, Sends, Switch, SwitchConfig, SwitchError};
 pub use time::Timestamp;

@@ -28,11 +28,20 @@
 //! verified here before it is merged; a segment that fails is left alone, written as it came,
 //! and the container's kernel drops it. Frames that are not coalescable are written as they are.
 //!
+//! The header layouts (where the IP and TCP fields are, checksums) are in
+//! [`crate::wire::tcpip`]; this module decides what to do with them.
+//!
 //! Nothing here panics on any input: frames are parsed with bounds checks, and errors are
 //! returned (the shell counts them as drops).
 
 use std::ops::Range;
 
+use crate::wire::ethernet::HEADER_LEN as ETH_LEN;
+pub use crate::wire::tcpip::{fold, sum, TcpFrame};
+use crate::wire::tcpip::{
+    pseudo_sum, MAX_IP_LEN, TCP_ACK, TCP_CHECKSUM_OFFSET, TCP_CWR, TCP_ECE, TCP_FIN, TCP_PSH,
+    TCP_RST, TCP_SYN, TCP_URG,
+};
 use crate::wire::virtio_net::{self, VnetHdr};
 
 /// Why a frame could not be segmented or its checksum completed.
@@ -50,129 +59,11 @@ pub enum OffloadError {
     NoRoom,
 }
 
-const ETH_LEN: usize = 14;
-const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
-const ETHERTYPE_IPV6: [u8; 2] = [0x86, 0xdd];
-const PROTO_TCP: u8 = 6;
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_PSH: u8 = 0x08;
-const TCP_ACK: u8 = 0x10;
-const TCP_URG: u8 = 0x20;
-const TCP_ECE: u8 = 0x40;
-const TCP_CWR: u8 = 0x80;
 /// Flags a segment may carry and still be merged (Linux flushes GRO on any other).
 const MERGEABLE: u8 = TCP_ACK | TCP_PSH | TCP_ECE;
 /// Flags that are never merged (listed for the record; `MERGEABLE` is what is checked).
 const _NEVER_MERGED: u8 = TCP_FIN | TCP_SYN | TCP_RST | TCP_URG | TCP_CWR;
 const _: () = assert!(MERGEABLE | _NEVER_MERGED == 0xff && MERGEABLE & _NEVER_MERGED == 0);
-/// Offset of the checksum inside the TCP header.
-const TCP_CSUM_OFFSET: usize = 16;
-/// The largest IP packet (IPv4 total length, IPv6 payload length + 40 both stay under this).
-const MAX_IP_LEN: usize = 65_535;
-
-/// Where the headers of an Ethernet + IPv4/IPv6 + TCP frame lie (offsets from the frame start).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TcpFrame {
-    pub v6: bool,
-    /// Start of the TCP header (= Ethernet + IP header length).
-    pub l4: usize,
-    /// Start of the TCP payload.
-    pub payload: usize,
-    /// End of the IP packet; bytes after it are Ethernet padding.
-    pub end: usize,
-}
-
-impl TcpFrame {
-    /// Finds the TCP segment in an untagged Ethernet frame. `None` for anything else: non-IP,
-    /// non-TCP, IPv4 fragments, IPv6 extension headers, inconsistent lengths.
-    pub fn parse(frame: &[u8]) -> Option<TcpFrame> {
-        let ethertype = frame.get(12..14)?;
-        let ip = frame.get(ETH_LEN..)?;
-        let (v6, ip_hl, ip_len) = if ethertype == ETHERTYPE_IPV4 {
-            let h = ip.get(..20)?;
-            let ihl = usize::from(h[0] & 0x0f) * 4;
-            let fragment = u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0;
-            if h[0] >> 4 != 4 || ihl < 20 || h[9] != PROTO_TCP || fragment {
-                return None;
-            }
-            (false, ihl, usize::from(u16::from_be_bytes([h[2], h[3]])))
-        } else if ethertype == ETHERTYPE_IPV6 {
-            let h = ip.get(..40)?;
-            if h[0] >> 4 != 6 || h[6] != PROTO_TCP {
-                return None;
-            }
-            (true, 40, 40 + usize::from(u16::from_be_bytes([h[4], h[5]])))
-        } else {
-            return None;
-        };
-        let l4 = ETH_LEN + ip_hl;
-        let end = ETH_LEN + ip_len;
-        let doff = usize::from(*frame.get(l4 + 12)? >> 4) * 4;
-        let payload = l4 + doff;
-        if doff < 20 || payload > end || end > frame.len() {
-            return None;
-        }
-        Some(TcpFrame {
-            v6,
-            l4,
-            payload,
-            end,
-        })
-    }
-
-    fn payload_len(&self) -> usize {
-        self.end - self.payload
-    }
-}
-
-// ---- checksums (RFC 1071) ----
-
-/// Adds `data` to a one's-complement sum kept in a `u64` (fold with [`fold`]). Big-endian
-/// 32-bit words summed into 64 bits cannot overflow for any frame and vectorise well; the end
-/// result is congruent to the 16-bit sum.
-pub fn sum(data: &[u8], mut acc: u64) -> u64 {
-    let mut words = data.chunks_exact(4);
-    for w in &mut words {
-        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
-    }
-    let rest = words.remainder();
-    let mut tail = [0u8; 4];
-    tail[..rest.len()].copy_from_slice(rest);
-    acc + u64::from(u32::from_be_bytes(tail))
-}
-
-/// Folds a sum from [`sum`] to 16 bits (not complemented).
-pub fn fold(mut acc: u64) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
-
-/// The TCP pseudo-header sum for a TCP segment of `tcp_len` bytes in `frame`.
-fn pseudo_sum(frame: &[u8], t: &TcpFrame, tcp_len: usize) -> u64 {
-    let (addrs, next_header) = if t.v6 {
-        (&frame[ETH_LEN + 8..ETH_LEN + 40], u64::from(PROTO_TCP))
-    } else {
-        (&frame[ETH_LEN + 12..ETH_LEN + 20], u64::from(PROTO_TCP))
-    };
-    sum(addrs, next_header + tcp_len as u64)
-}
-
-/// Writes the IPv4 header checksum of the header at `ip`.
-fn set_ipv4_checksum(ip: &mut [u8]) {
-    ip[10..12].copy_from_slice(&[0, 0]);
-    let c = !fold(sum(ip, 0));
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-}
-
-/// Whether the TCP checksum of the segment in `frame` is correct.
-fn tcp_checksum_ok(frame: &[u8], t: &TcpFrame) -> bool {
-    let acc = pseudo_sum(frame, t, t.end - t.l4);
-    fold(sum(&frame[t.l4..t.end], acc)) == 0xffff
-}
 
 /// Completes a partial checksum (`NEEDS_CSUM`) in place, as `skb_checksum_help` does: the
 /// field at `csum_start + csum_offset` holds the pseudo-header sum; the checksum covers
@@ -263,44 +154,31 @@ pub fn segment(
         last_len: t.payload + (payload.len() - (count - 1) * mss),
     };
     let headers = &frame[..t.payload];
-    let seq0 = u32::from_be_bytes([
-        frame[t.l4 + 4],
-        frame[t.l4 + 5],
-        frame[t.l4 + 6],
-        frame[t.l4 + 7],
-    ]);
-    let id0 = u16::from_be_bytes([frame[ETH_LEN + 4], frame[ETH_LEN + 5]]);
+    let seq0 = t.seq(frame);
+    let id0 = t.ipv4_id(frame);
     for i in 0..count {
         let chunk = payload
             .get(i * mss..payload.len().min((i + 1) * mss))
             .unwrap_or(&[]);
         let out = &mut arena[segs.frame(i)];
-        let seg_len = out.len();
         out[..t.payload].copy_from_slice(headers);
         out[t.payload..].copy_from_slice(chunk);
-        let ip_len = seg_len - ETH_LEN;
-        if t.v6 {
-            out[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&((ip_len - 40) as u16).to_be_bytes());
-        } else {
-            out[ETH_LEN + 2..ETH_LEN + 4].copy_from_slice(&(ip_len as u16).to_be_bytes());
-            out[ETH_LEN + 4..ETH_LEN + 6]
-                .copy_from_slice(&id0.wrapping_add(i as u16).to_be_bytes());
-            set_ipv4_checksum(&mut out[ETH_LEN..t.l4]);
+        let seg = t.with_end(out.len());
+        seg.set_ip_len(out);
+        if !t.v6 {
+            seg.set_ipv4_id(out, id0.wrapping_add(i as u16));
+            seg.fill_ipv4_checksum(out);
         }
-        let tcp = t.l4;
-        let seq = seq0.wrapping_add((i * mss) as u32);
-        out[tcp + 4..tcp + 8].copy_from_slice(&seq.to_be_bytes());
+        seg.set_seq(out, seq0.wrapping_add((i * mss) as u32));
+        let mut flags = seg.flags(out);
         if i + 1 < count {
-            out[tcp + 13] &= !(TCP_FIN | TCP_PSH);
+            flags &= !(TCP_FIN | TCP_PSH);
         }
         if i > 0 {
-            out[tcp + 13] &= !TCP_CWR;
+            flags &= !TCP_CWR;
         }
-        let field = tcp + TCP_CSUM_OFFSET;
-        out[field..field + 2].copy_from_slice(&[0, 0]);
-        let acc = pseudo_sum(out, &t, seg_len - tcp);
-        let c = !fold(sum(&out[tcp..], acc));
-        out[field..field + 2].copy_from_slice(&c.to_be_bytes());
+        seg.set_flags(out, flags);
+        seg.fill_tcp_checksum(out);
     }
     Ok(segs)
 }
@@ -375,21 +253,13 @@ impl Coalescer {
         let Some(t) = TcpFrame::parse(frame) else {
             return Push::Unsuitable;
         };
-        let flags = frame[t.l4 + 13];
+        let flags = t.flags(frame);
         let plen = t.payload_len();
-        if flags & TCP_ACK == 0
-            || flags & !MERGEABLE != 0
-            || plen == 0
-            || !tcp_checksum_ok(frame, &t)
+        if flags & TCP_ACK == 0 || flags & !MERGEABLE != 0 || plen == 0 || !t.tcp_checksum_ok(frame)
         {
             return Push::Unsuitable;
         }
-        let seq = u32::from_be_bytes([
-            frame[t.l4 + 4],
-            frame[t.l4 + 5],
-            frame[t.l4 + 6],
-            frame[t.l4 + 7],
-        ]);
+        let seq = t.seq(frame);
         let psh = flags & TCP_PSH != 0;
         let h = virtio_net::HEADER_LEN;
         if self.is_empty() {
@@ -416,7 +286,7 @@ impl Coalescer {
             || seq != p.next_seq
             || plen > p.gso_size
             || self.len + plen - ETH_LEN > MAX_IP_LEN
-            || !same_flow(head, &frame[..t.payload], &t)
+            || !t.same_flow(head, &frame[..t.payload])
         {
             return Push::Busy;
         }
@@ -444,20 +314,16 @@ impl Coalescer {
             VnetHdr::DATA_VALID
         } else {
             let frame = &mut self.buf[h..h + len];
-            let ip_len = len - ETH_LEN;
-            if p.t.v6 {
-                frame[ETH_LEN + 4..ETH_LEN + 6]
-                    .copy_from_slice(&((ip_len - 40) as u16).to_be_bytes());
-            } else {
-                frame[ETH_LEN + 2..ETH_LEN + 4].copy_from_slice(&(ip_len as u16).to_be_bytes());
-                set_ipv4_checksum(&mut frame[ETH_LEN..p.t.l4]);
+            let t = p.t.with_end(len);
+            t.set_ip_len(frame);
+            if !t.v6 {
+                t.fill_ipv4_checksum(frame);
             }
             if p.psh {
-                frame[p.t.l4 + 13] |= TCP_PSH;
+                t.set_flags(frame, t.flags(frame) | TCP_PSH);
             }
-            let partial = fold(pseudo_sum(frame, &p.t, len - p.t.l4));
-            let field = p.t.l4 + TCP_CSUM_OFFSET;
-            frame[field..field + 2].copy_from_slice(&partial.to_be_bytes());
+            let partial = fold(pseudo_sum(frame, &t, len - t.l4));
+            t.set_tcp_checksum(frame, partial);
             VnetHdr {
                 flags: virtio_net::F_NEEDS_CSUM,
                 gso_type: if p.t.v6 {
@@ -468,42 +334,13 @@ impl Coalescer {
                 hdr_len: p.t.payload as u16,
                 gso_size: p.gso_size as u16,
                 csum_start: p.t.l4 as u16,
-                csum_offset: TCP_CSUM_OFFSET as u16,
+                csum_offset: TCP_CHECKSUM_OFFSET as u16,
                 num_buffers: 0,
             }
         };
         self.buf[..h].copy_from_slice(&vnet.to_bytes());
         Some((p.tag, &self.buf[..h + len]))
     }
-}
-
-/// Whether the headers `b` (of a segment that continues `a` in sequence) belong to the same run:
-/// everything equal except the fields that legitimately change from segment to segment (IP
-/// length, id and checksum; TCP sequence number, checksum and PSH).
-fn same_flow(a: &[u8], b: &[u8], t: &TcpFrame) -> bool {
-    let ip = ETH_LEN;
-    let same = |r: Range<usize>| a.get(r.clone()) == b.get(r);
-    let ip_ok = if t.v6 {
-        // version, traffic class, flow label; next header, hop limit; addresses
-        same(ip..ip + 4) && same(ip + 6..ip + 40)
-    } else {
-        // version/IHL, ToS; DF; TTL, protocol; addresses; options
-        same(ip..ip + 2)
-            && a[ip + 6] & 0xe0 == b[ip + 6] & 0xe0
-            && same(ip + 8..ip + 10)
-            && same(ip + 12..t.l4)
-    };
-    let l4 = t.l4;
-    ip_ok
-        && same(0..ETH_LEN)
-        // ports; ack number
-        && same(l4..l4 + 4)
-        && same(l4 + 8..l4 + 12)
-        // data offset; flags but PSH; window; urgent pointer; options
-        && a[l4 + 12] == b[l4 + 12]
-        && a[l4 + 13] | TCP_PSH == b[l4 + 13] | TCP_PSH
-        && same(l4 + 14..l4 + 16)
-        && same(l4 + 18..t.payload)
 }
 
 #[cfg(test)]

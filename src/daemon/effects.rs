@@ -165,10 +165,21 @@ impl<S: StateStore> Daemon<S> {
                 // Closing the TAP (the undo of CreateTap) deletes it wherever it is.
                 Undo::Nothing
             }
-            Effect::AddPort { id, vni } => {
-                write(&self.switch)
-                    .add_port(id, vni)
-                    .map_err(|e| internal(&e))?;
+            Effect::AddPort {
+                id,
+                vni,
+                mtu,
+                security,
+            } => {
+                let mut sw = write(&self.switch);
+                sw.add_port(id, vni).map_err(|e| internal(&e))?;
+                let configured = sw
+                    .set_port_security(id, security)
+                    .and_then(|()| sw.set_port_mtu(id, Some(mtu)));
+                if let Err(e) = configured {
+                    let _ = sw.remove_port(id);
+                    return Err(internal(&e));
+                }
                 Undo::RemovePort(id)
             }
             Effect::StartPort { id } => {

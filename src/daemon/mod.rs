@@ -52,6 +52,8 @@ pub struct DaemonConfig {
     pub state_dir: PathBuf,
     pub underlay_mtu: Option<u32>,
     pub socket: PathBuf,
+    /// Storm control per port, broadcast/multicast frames per second (0: off).
+    pub storm_limit: u32,
     /// This host's name (default: the kernel's hostname).
     pub name: Option<String>,
     /// Cluster mode: the etcd store (`None`: the state dir alone).
@@ -205,7 +207,10 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
             .await
             .map_err(DaemonError::UnderlayMtu)?,
     };
-    let switch = Arc::new(RwLock::new(Switch::new(SwitchConfig::default())));
+    let switch = Arc::new(RwLock::new(Switch::new(SwitchConfig {
+        storm_pps: config.storm_limit,
+        ..SwitchConfig::default()
+    })));
     let dataplane = Dataplane::start(switch.clone(), config.listen, config.port, start)?;
     tracing::info!(
         "underlay {}:{} (MTU {underlay_mtu}), {} networks, {} peers, {}",

@@ -15,7 +15,7 @@ use super::errors::{list_or_none, RequestError};
 use super::keys::KeyFileError;
 use crate::control::{NetworkSpec, PeerInfo, PortInfo};
 use crate::core::seal::{NetworkKey, SEAL_OVERHEAD};
-use crate::core::{ipam, PortId};
+use crate::core::{ipam, PortId, PortSecurity};
 use crate::netns::{NsId, PortConfig};
 use crate::store::{NetworkRecord, State};
 use crate::wire::{vxlan, Vni};
@@ -91,10 +91,13 @@ pub enum Effect {
         id: PortId,
         config: PortConfig,
     },
-    /// Add the port to the switch.
+    /// Add the port to the switch, locked to its MAC and addresses unless `security` is `None`.
     AddPort {
         id: PortId,
         vni: Vni,
+        /// Frames from the container longer than this MTU are dropped at ingress.
+        mtu: u32,
+        security: Option<PortSecurity>,
     },
     /// Start moving frames for the port.
     StartPort {

@@ -10,7 +10,7 @@ use crate::control::{
     FdbRow, FdbStats, NetworkDetail, NetworkStats, NetworkSummary, PeerInfo, PortStats, SealStatus,
     Stats,
 };
-use crate::core::seal::{OpenDrop, RotationPhase, SealDrop, Sealer};
+use crate::core::seal::{RotationPhase, Sealer};
 use crate::core::{Location, Switch, Timestamp};
 use crate::store::NetworkRecord;
 
@@ -146,7 +146,7 @@ pub fn stats(
         })
         .collect();
     Stats {
-        drops: sw.drops.snapshot(),
+        drops: sw.drops.snapshot_all(),
         networks,
         ports,
         peers: peer_list(view, sw),
@@ -161,23 +161,16 @@ pub fn stats(
     }
 }
 
-/// Sealing counters and where the rotation stands, with times relative to `now`.
+/// Sealing counters and where the rotation stands, with times relative to `now`. What the
+/// sealer refused is not here: the switch counts it once, in the network's traffic drops.
 pub fn seal_status(s: &Sealer<SocketAddr>, now: Timestamp) -> SealStatus {
     let st = s.stats();
     let status = s.status();
-    let mut drops = std::collections::BTreeMap::new();
-    for d in OpenDrop::ALL {
-        drops.insert(d.name().to_owned(), st.open_drops(d));
-    }
-    for d in SealDrop::ALL {
-        drops.insert(d.name().to_owned(), st.seal_drops(d));
-    }
     SealStatus {
         accept_key: status.accept_id.0,
         accepted_keys: status.accepted.iter().map(|k| k.0).collect(),
         announced: st.announced(),
         announcements_opened: st.announcements_opened(),
-        drops,
         opened: st.opened(),
         phase: phase_text(status.phase, now),
         sealed: st.sealed(),

@@ -26,9 +26,8 @@ impl Epoll {
         // SAFETY: epoll_create1 takes no pointers; on success it returns a fresh fd we own.
         let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
-        Ok(Epoll {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Epoll { fd })
     }
 
     pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
@@ -91,6 +90,8 @@ pub struct RecvBatch {
     addrs: Vec<libc::sockaddr_in>,
     /// Ancillary data (the `UDP_GRO` segment size), 8-byte aligned as cmsghdr requires.
     ctrl: Vec<[u64; 8]>,
+    /// The kernel had more bytes for this slot than the buffer held (`MSG_TRUNC`).
+    pub truncated: Vec<bool>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
 }
@@ -107,10 +108,13 @@ impl RecvBatch {
             from: vec![SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0); n],
             gso_size: vec![0; n],
             ctrl: vec![[0; 8]; n],
-            // SAFETY: sockaddr_in, iovec and mmsghdr are plain C structs for which all-zero
-            // bytes are a valid value.
+            truncated: vec![false; n],
+            // SAFETY: sockaddr_in is a plain C struct; all-zero bytes are a valid value.
             addrs: vec![unsafe { zeroed() }; n],
+            // SAFETY: an all-zero iovec (null base, length 0) is valid; it is rebuilt before use.
             iovs: vec![unsafe { zeroed() }; n],
+            // SAFETY: an all-zero mmsghdr (null pointers, zero lengths) is valid; it is rebuilt
+            // before use.
             hdrs: vec![unsafe { zeroed() }; n],
         }
     }
@@ -159,6 +163,7 @@ pub fn recv_batch(fd: RawFd, batch: &mut RecvBatch) -> io::Result<usize> {
     }
     let got = r as usize;
     for i in 0..got {
+        batch.truncated[i] = batch.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
         batch.lens[i] = batch.hdrs[i].msg_len as usize;
         batch.gso_size[i] = udp_gro_size(&batch.hdrs[i].msg_hdr);
         let a = &batch.addrs[i];
@@ -348,9 +353,12 @@ impl RawSender {
         set_dont_fragment(fd.as_raw_fd())?;
         Ok(RawSender {
             fd,
-            // SAFETY: all-zero is valid for these C structs.
+            // SAFETY: sockaddr_in is a plain C struct; all-zero bytes are a valid value.
             addrs: vec![unsafe { zeroed() }; batch],
+            // SAFETY: an all-zero iovec (null base, length 0) is valid; it is rebuilt before use.
             iovs: vec![unsafe { zeroed() }; batch],
+            // SAFETY: an all-zero mmsghdr (null pointers, zero lengths) is valid; it is rebuilt
+            // before use.
             hdrs: vec![unsafe { zeroed() }; batch],
         })
     }
@@ -380,28 +388,32 @@ impl RawSender {
                 msg_len: 0,
             };
         }
-        let mut sent = 0;
-        while sent < n {
-            // SAFETY: headers [sent, n) point at live packets (borrowed for this call) and at
+        // sendmmsg stops at the first datagram that fails (and reports the error only when that
+        // is the first of the call): skip just that one and send the rest of the batch.
+        let (mut next, mut sent, mut error) = (0, 0, None);
+        while next < n {
+            // SAFETY: headers [next, n) point at live packets (borrowed for this call) and at
             // sockaddrs owned by self.
             let r = unsafe {
                 libc::sendmmsg(
                     self.fd.as_raw_fd(),
-                    self.hdrs[sent..].as_mut_ptr(),
-                    (n - sent) as u32,
+                    self.hdrs[next..].as_mut_ptr(),
+                    (n - next) as u32,
                     0,
                 )
             };
             if r < 0 {
                 let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
+                if e.kind() != io::ErrorKind::Interrupted {
+                    next += 1;
+                    error = Some(e);
                 }
-                return (sent, Some(e));
+                continue;
             }
+            next += r as usize;
             sent += r as usize;
         }
-        (sent, None)
+        (sent, error)
     }
 }
 
@@ -478,4 +490,97 @@ pub fn epoll_events(n: usize) -> Vec<libc::epoll_event> {
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Makes a send-only UDP socket drop everything sent to it, before it is queued: a classic BPF
+/// program that accepts nothing, and the smallest receive buffer. The pool sockets that
+/// superframes leave from are never read; without this, anyone could fill their queues and pin
+/// kernel memory.
+pub fn drop_all_input(fd: RawFd) -> io::Result<()> {
+    let mut reject = [libc::sock_filter {
+        code: 0x06, // BPF_RET | BPF_K
+        jt: 0,
+        jf: 0,
+        k: 0, // accept 0 bytes: drop
+    }];
+    let prog = libc::sock_fprog {
+        len: 1,
+        filter: reject.as_mut_ptr(),
+    };
+    // SAFETY: the option value points at a live sock_fprog whose filter points at a live
+    // one-instruction program; the kernel copies both during the call.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&prog as *const libc::sock_fprog).cast(),
+            size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    })?;
+    let one: libc::c_int = 1;
+    // SAFETY: the option value points at a live c_int of the stated size; the kernel rounds
+    // it up to its minimum.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&one as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::underlay::{UnderlayPacket, UnderlayRepr, OUTER_LEN};
+    use std::net::UdpSocket;
+
+    fn packet(to: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; OUTER_LEN + payload.len()];
+        UnderlayRepr {
+            source: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 40000),
+            destination: to,
+            payload_len: payload.len(),
+        }
+        .emit(&mut UnderlayPacket::new_checked(&mut p[..]).expect("room"))
+        .expect("headers");
+        p[OUTER_LEN..].copy_from_slice(payload);
+        p
+    }
+
+    /// One datagram of a batch that the kernel refuses costs that datagram only: the ones
+    /// after it are still sent.
+    #[test]
+    fn a_failing_datagram_does_not_abort_the_rest_of_its_batch() {
+        let Ok(mut sender) = RawSender::new(4) else {
+            // Raw sockets need root; scripts/test.sh runs this as root.
+            assert!(!is_root(), "root could not open a raw socket");
+            return;
+        };
+        let rx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        rx.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let to = match rx.local_addr().expect("addr") {
+            std::net::SocketAddr::V4(a) => a,
+            other => panic!("{other}"),
+        };
+        let first = packet(to, b"first");
+        let too_big = vec![0u8; 70_000];
+        let third = packet(to, b"third");
+        let (sent, error) =
+            sender.send_batch(&[(&first, *to.ip()), (&too_big, *to.ip()), (&third, *to.ip())]);
+        assert_eq!(sent, 2, "{error:?}");
+        assert!(error.is_some(), "the refused one is reported");
+        let mut buf = [0u8; 64];
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let n = rx.recv(&mut buf).expect("a datagram");
+            got.push(buf[..n].to_vec());
+        }
+        assert_eq!(got, [b"first".to_vec(), b"third".to_vec()]);
+    }
 }

@@ -11,6 +11,7 @@ use crate::core::switch::{HEADROOM, TAILROOM};
 use crate::core::Timestamp;
 use crate::wire::sealed::{self, EnvelopeHeader, EnvelopeRepr};
 use crate::wire::virtio_net::VnetHdr;
+use crate::wire::vxlan;
 
 /// The fixed key the `sealed_envelope` target opens with (and its seeds are sealed with).
 pub const FUZZ_KEY: [u8; 32] = [0x5e; 32];
@@ -31,9 +32,7 @@ pub fn fuzz_sealer(sender_id: u64) -> Sealer<SocketAddr> {
 /// panics; a datagram that opens yields a frame range inside it, and the same bytes never open
 /// twice (replay protection).
 pub fn sealed_envelope(data: &[u8]) {
-    if let Ok(view) =
-        EnvelopeHeader::new_checked(data.get(sealed::VXLAN_HEADER_LEN..).unwrap_or(&[]))
-    {
+    if let Ok(view) = EnvelopeHeader::new_checked(data.get(vxlan::HEADER_LEN..).unwrap_or(&[])) {
         let repr = EnvelopeRepr::parse(&view).expect("a checked envelope parses");
         assert_eq!(repr.sender_id, view.sender_id());
     }
@@ -41,7 +40,7 @@ pub fn sealed_envelope(data: &[u8]) {
     let mut buf = data.to_vec();
     let first = receiver.open(&fuzz_peer(), &mut buf, Timestamp(0));
     if let Ok(range) = &first {
-        assert!(range.start >= sealed::VXLAN_HEADER_LEN + sealed::HEADER_LEN);
+        assert!(range.start >= vxlan::HEADER_LEN + sealed::HEADER_LEN);
         assert!(range.end + sealed::TAG_LEN <= data.len());
         let mut again = data.to_vec();
         assert_eq!(
@@ -55,8 +54,7 @@ pub fn sealed_envelope(data: &[u8]) {
 /// A sealed datagram carrying `frame`, for seeding the corpus.
 pub fn sealed_seed(frame: &[u8]) -> Vec<u8> {
     let sender = fuzz_sealer(7);
-    let mut buf =
-        vec![0u8; sealed::VXLAN_HEADER_LEN + sealed::HEADER_LEN + frame.len() + sealed::TAG_LEN];
+    let mut buf = vec![0u8; vxlan::HEADER_LEN + sealed::HEADER_LEN + frame.len() + sealed::TAG_LEN];
     buf[..8].copy_from_slice(
         &crate::wire::VxlanRepr {
             vni: crate::wire::Vni::new(FUZZ_VNI).expect("valid"),

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 
-use crate::core::switch::HEADROOM;
+use crate::core::switch::{Sends, HEADROOM};
 use crate::core::{
     DropReason, FdbConfig, Forward, Location, PortId, Switch, SwitchConfig, Timestamp, Vtep,
 };
@@ -320,6 +320,7 @@ impl Harness {
                 capacity: FDB_CAPACITY,
             },
             allow_vlan_tagged,
+            storm_pps: 0,
         });
         let mut networks = BTreeSet::new();
         for i in 0..INITIAL_NETWORKS {
@@ -427,8 +428,8 @@ impl Harness {
             (0, 1) if !self.flood_would_be(ingress, 0, 1) => self.seen.unicast_to_vtep += 1,
             _ => self.seen.flooded += 1,
         }
-        if let (Some(v), false) = (out.vni, out.vteps.is_empty()) {
-            self.encapsulate(v, frame);
+        if let Some(sends) = out.deliver(frame, |_, _| {}) {
+            self.encapsulate(&sends, frame);
         }
     }
 
@@ -446,12 +447,13 @@ impl Harness {
         others == ports && self.peers.len() == vteps
     }
 
-    fn encapsulate(&self, v: Vni, frame: &[u8]) {
+    fn encapsulate(&self, sends: &Sends<'_>, frame: &[u8]) {
+        let v = sends.vni();
         let mut buf = vec![0u8; HEADROOM + frame.len()];
         buf[HEADROOM..].copy_from_slice(frame);
         let enc = self
             .switch
-            .encapsulate(v, &mut buf, HEADROOM..HEADROOM + frame.len())
+            .encapsulate(sends, &mut buf, HEADROOM..HEADROOM + frame.len())
             .expect("headroom is reserved");
         assert!(enc.src_port >= 49152);
         let datagram = &buf[enc.datagram];

@@ -10,6 +10,7 @@ use std::io;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+pub mod ifname;
 mod netlink;
 mod nsref;
 mod port;

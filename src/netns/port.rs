@@ -1,7 +1,6 @@
 //! Attaching a daemon-owned TAP to a container: move it into the namespace and configure it
 //! there, all over netlink.
 
-use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
@@ -10,9 +9,10 @@ use rtnetlink::packet_route::address::AddressHeaderFlags;
 use rtnetlink::packet_route::link::LinkMessage;
 use rtnetlink::{LinkUnspec, RouteMessageBuilder};
 
+use super::ifname::check_ifname;
 use super::netlink::{link_is_tun, link_is_up, to_io, Netlink};
 use super::{NetnsError, NetnsRef};
-use crate::dataplane::tap::check_ifname;
+use crate::wire::Mac;
 
 /// The smallest MTU Linux accepts on an Ethernet device (RFC 791's 68 bytes).
 pub const MIN_MTU: u32 = 68;
@@ -62,14 +62,8 @@ impl PortConfig {
                 self.ifname
             ));
         }
-        if self.mac == [0; 6] {
-            return bad("MAC address 00:00:00:00:00:00 is not usable".into());
-        }
-        if self.mac[0] & 1 != 0 {
-            return bad(format!(
-                "MAC address {} is a multicast address; the first octet must be even",
-                Mac(self.mac)
-            ));
+        if let Err(why) = Mac(self.mac).check_station() {
+            return bad(why.to_string());
         }
         if !(MIN_MTU..=MAX_MTU).contains(&self.mtu) {
             return bad(format!(
@@ -166,16 +160,6 @@ fn is_link_local_v6(a: Ipv6Addr) -> bool {
     a.segments()[0] & 0xffc0 == 0xfe80
 }
 
-/// `aa:bb:cc:dd:ee:ff`, for messages.
-struct Mac([u8; 6]);
-
-impl fmt::Display for Mac {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
-    }
-}
-
 /// Attaches the TAP `tap_ifname` (in the daemon's namespace) to the namespace `ns`.
 ///
 /// Sets the TAP's MAC and MTU, moves it into `ns` under the name `cfg.ifname`, then inside `ns`
@@ -184,7 +168,7 @@ impl fmt::Display for Mac {
 ///
 /// Fails without changing anything if `cfg` is invalid, the TAP does not exist or `cfg.ifname`
 /// is taken in `ns`. If a later step fails, the link is deleted from `ns` again, so nothing is
-/// left half-configured; the caller should then drop its [`Tap`](crate::dataplane::Tap).
+/// left half-configured; the caller should then drop its TAP.
 pub async fn attach_port(
     tap_ifname: &str,
     ns: &NetnsRef,

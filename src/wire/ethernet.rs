@@ -36,7 +36,19 @@ impl Mac {
 
     /// Whether this address may be learned as a station's source address.
     pub fn is_valid_source(self) -> bool {
-        !self.is_multicast() && !self.is_zero()
+        self.check_station().is_ok()
+    }
+
+    /// Checks that this address can belong to one station: a frame's source, a port's own
+    /// address. Group addresses (multicast, broadcast) and all-zero are not.
+    pub fn check_station(self) -> Result<(), MacError> {
+        if self.is_zero() {
+            Err(MacError::Zero)
+        } else if self.is_multicast() {
+            Err(MacError::Multicast(self))
+        } else {
+            Ok(())
+        }
     }
 
     /// A locally administered unicast address (the U/L bit set, the I/G bit clear).
@@ -62,6 +74,15 @@ impl fmt::Debug for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
+}
+
+/// Why an address cannot be a station's own (see [`Mac::check_station`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MacError {
+    #[error("MAC address 00:00:00:00:00:00 is not usable")]
+    Zero,
+    #[error("MAC address {0} is a multicast address; the first octet must be even")]
+    Multicast(Mac),
 }
 
 /// Why a string is not a MAC address.

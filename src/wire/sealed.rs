@@ -17,7 +17,7 @@
 //! ```
 //!
 //! The VXLAN header belongs to the caller; this module describes bytes `8..N`: the 20-byte
-//! envelope header followed by the ciphertext and the tag. [`canonical_vxlan_header`] builds the
+//! envelope header followed by the ciphertext and the tag. [`vxlan::canonical_header`] builds the
 //! VXLAN header that goes into the additional authenticated data (AAD): flags 0x08, reserved
 //! bytes zero and the VNI, so noise in the reserved bits on the wire never breaks
 //! authentication while the VNI is authenticated. The AAD is that canonical header followed by
@@ -35,8 +35,8 @@
 
 #![forbid(unsafe_code)]
 
-/// Length of the VXLAN header in front of the envelope.
-pub const VXLAN_HEADER_LEN: usize = 8;
+use super::vxlan;
+
 /// Length of the envelope header.
 pub const HEADER_LEN: usize = 20;
 /// Length of the AES-256-GCM authentication tag at the end of the datagram.
@@ -46,12 +46,9 @@ pub const SEAL_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 /// The shortest valid envelope: a header and a tag around an empty frame.
 pub const MIN_LEN: usize = HEADER_LEN + TAG_LEN;
 /// Length of the additional authenticated data: canonical VXLAN header and envelope header.
-pub const AAD_LEN: usize = VXLAN_HEADER_LEN + HEADER_LEN;
+pub const AAD_LEN: usize = vxlan::HEADER_LEN + HEADER_LEN;
 /// The version/type byte of a "sealed v1" envelope.
 pub const VERSION_V1: u8 = 0x01;
-
-/// VXLAN "I" flag: the VNI field is valid.
-const VXLAN_FLAG_VNI: u8 = 0x08;
 
 mod field {
     use core::ops::Range;
@@ -76,13 +73,6 @@ pub enum Error {
     /// The version/type byte is not one this build understands.
     #[error("unknown sealed envelope version {0:#04x} (this build speaks {VERSION_V1:#04x})")]
     BadVersion(u8),
-}
-
-/// The 8-byte VXLAN header that sealing authenticates for `vni`: flags 0x08, reserved bytes
-/// zero. Only the low 24 bits of `vni` are used (a VNI has 24 bits).
-pub fn canonical_vxlan_header(vni: u32) -> [u8; VXLAN_HEADER_LEN] {
-    let [_, a, b, c] = vni.to_be_bytes();
-    [VXLAN_FLAG_VNI, 0, 0, 0, a, b, c, 0]
 }
 
 /// A zero-copy view of a sealed envelope: header, ciphertext and tag (datagram bytes `8..N`).
@@ -343,18 +333,6 @@ mod tests {
         let envelope = EnvelopeHeader::new_checked(&bytes[..]).expect("reserved is ignored");
         assert_eq!(EnvelopeRepr::parse(&envelope), Ok(fixture_repr()));
         assert_eq!(envelope.reserved(), 0xa5);
-    }
-
-    #[test]
-    fn canonical_vxlan_header_layout() {
-        assert_eq!(
-            canonical_vxlan_header(0x00ab_cdef),
-            [0x08, 0, 0, 0, 0xab, 0xcd, 0xef, 0]
-        );
-        assert_eq!(
-            canonical_vxlan_header(0xff00_0001),
-            canonical_vxlan_header(1)
-        );
     }
 
     #[test]

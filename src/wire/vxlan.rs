@@ -33,6 +33,14 @@ pub const IPV4_OVERHEAD: usize = 20 + 8 + HEADER_LEN + 14;
 /// The IANA-assigned VXLAN UDP port.
 pub const UDP_PORT: u16 = 4789;
 
+/// The header sealing authenticates for `vni` (see [`super::sealed`]): the I flag, reserved
+/// bits zero, the VNI. Only the low 24 bits of `vni` are used (a VNI has 24 bits).
+pub fn canonical_header(vni: u32) -> [u8; HEADER_LEN] {
+    let mut b = [0u8; HEADER_LEN];
+    VxlanPacket::new_unchecked(&mut b[..]).set_header(FLAG_I, vni);
+    b
+}
+
 /// A VXLAN network identifier: 24 bits, and never 0 (1..=16 777 215 name networks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Vni(u32);
@@ -182,5 +190,19 @@ impl VxlanRepr {
 
     pub const fn header_len(&self) -> usize {
         HEADER_LEN
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_header_layout() {
+        assert_eq!(
+            canonical_header(0x00ab_cdef),
+            [0x08, 0, 0, 0, 0xab, 0xcd, 0xef, 0]
+        );
+        assert_eq!(canonical_header(0xff00_0001), canonical_header(1));
     }
 }

@@ -125,7 +125,13 @@ fn a_station_answering_arp_for_every_address_cannot_block_attach_or_the_daemon()
     }
     // The liar lives on host B; host A's attach probes across the overlay.
     let liar = lab.netns("liar");
-    let liar_port = b.attach(&liar, "n", &["--ip", "10.60.0.200/24"]);
+    // Without port security (which would drop its false claims at its own port: see
+    // `port_security_drops_false_arp_claims`), so the probe cap is what stops the attach.
+    let liar_port = b.attach(
+        &liar,
+        "n",
+        &["--ip", "10.60.0.200/24", "--no-port-security"],
+    );
     let liar_mac = jstr(&liar_port, "mac");
     // Each claim comes 0.4 s after the probe: 8 probes keep the attach busy for over 3 s.
     let mut responder = Bg::spawn(&mut py_cmd(&liar, PY_ARP_LIAR, &["eth0", "40", "0.4"]));
@@ -170,6 +176,32 @@ fn a_station_answering_arp_for_every_address_cannot_block_attach_or_the_daemon()
 }
 
 #[test]
+fn port_security_drops_false_arp_claims() {
+    let mut lab = Lab::new(2);
+    lab.start_mesh();
+    let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
+    for h in [a, b] {
+        h.create_network("n", 60, "10.60.0.0/24", &[]);
+    }
+    let liar = lab.netns("liar");
+    b.attach(&liar, "n", &["--ip", "10.60.0.200/24"]);
+    let mut responder = Bg::spawn(&mut py_cmd(&liar, PY_ARP_LIAR, &["eth0", "30"]));
+    responder.wait_for("ready", Duration::from_secs(15));
+    let c = lab.netns("c");
+    let port = a.attach(&c, "n", &[]);
+    assert_eq!(
+        jstr(&port, "ip"),
+        "10.60.0.1/24",
+        "the first address: no claim got through"
+    );
+    assert!(
+        port_drops(b, &liar, "port_security") >= 1,
+        "the false claims were dropped"
+    );
+    drop(responder);
+}
+
+#[test]
 fn a_local_container_cannot_claim_addresses_it_was_not_given() {
     let mut lab = Lab::new(1);
     let args = lab.mesh_args(0);
@@ -177,7 +209,11 @@ fn a_local_container_cannot_claim_addresses_it_was_not_given() {
     let h = &lab.hosts[0];
     h.create_network("n", 60, "10.60.0.0/24", &[]);
     let liar = lab.netns("liar");
-    h.attach(&liar, "n", &["--ip", "10.60.0.200/24"]);
+    h.attach(
+        &liar,
+        "n",
+        &["--ip", "10.60.0.200/24", "--no-port-security"],
+    );
     let mut responder = Bg::spawn(&mut py_cmd(&liar, PY_ARP_LIAR, &["eth0", "30"]));
     responder.wait_for("ready", Duration::from_secs(15));
     // The daemon's records say the liar has 10.60.0.200: its claim on 10.60.0.1 is ignored.
@@ -190,4 +226,207 @@ fn a_local_container_cannot_claim_addresses_it_was_not_given() {
         h.log_text()
     );
     drop(responder);
+}
+
+/// Sends `count` copies of one raw frame from `ifname` as fast as it can, with source MAC
+/// `src` (spoofed or not) and destination `dst`.
+const PY_BLAST: &str = r#"
+import socket, sys, time
+ifname, dst, src, count, seconds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+mac = lambda m: bytes.fromhex(m.replace(':', ''))
+frame = (mac(dst) + mac(src) + b'\x88\xb5' + b'blast').ljust(60, b'\0')
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifname, 0))
+sent = 0
+end = time.time() + seconds
+while sent < count and (seconds == 0 or time.time() < end):
+    try:
+        s.send(frame); sent += 1
+    except OSError:
+        pass
+    if seconds and sent % 64 == 0:
+        time.sleep(0.0005)
+print(sent, flush=True)
+"#;
+
+/// Sends up to `count` copies of a raw frame (for at most `seconds`, if not 0).
+fn blast(ns: &str, dst: &str, src: &str, count: u32, seconds: f64) {
+    let out = run_cmd(
+        &mut py_cmd(
+            ns,
+            PY_BLAST,
+            &["eth0", dst, src, &count.to_string(), &seconds.to_string()],
+        ),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "blast from {ns}: {out:?}");
+}
+
+fn port_rx(h: &Host, netns: &str) -> u64 {
+    let stats = h.json(&["stats"]);
+    stats["ports"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["netns"] == netns))
+        .and_then(|p| p["traffic"]["rx_frames"].as_u64())
+        .unwrap_or_else(|| panic!("no port of {netns} in {stats}"))
+}
+
+fn port_drops(h: &Host, netns: &str, reason: &str) -> u64 {
+    let stats = h.json(&["stats"]);
+    let port = stats["ports"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["netns"] == netns))
+        .unwrap_or_else(|| panic!("no port of {netns} in {stats}"))
+        .clone();
+    port["traffic"]["drops"][reason].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn a_container_cannot_spoof_another_ones_mac_and_a_storm_is_cut() {
+    let mut lab = Lab::new(2);
+    lab.start_mesh();
+    let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
+    for h in [a, b] {
+        h.create_network("n", 70, "10.70.0.0/24", &[]);
+    }
+    let c1 = lab.netns("c1");
+    let c2 = lab.netns("c2");
+    let c3 = lab.netns("c3");
+    let p1 = a.attach(&c1, "n", &["--ip", "10.70.0.1/24"]);
+    b.attach(&c2, "n", &["--ip", "10.70.0.2/24"]);
+    a.attach(&c3, "n", &["--ip", "10.70.0.3/24"]);
+    lab.assert_ping(&c2, "10.70.0.1");
+    // c3 sends 50 frames as c1 (unicast to c2 and broadcast): every one dropped at its port.
+    let c1_mac = jstr(&p1, "mac");
+    blast(&c3, "ff:ff:ff:ff:ff:ff", &c1_mac, 25, 0.0);
+    blast(&c3, "02:00:00:00:00:02", &c1_mac, 25, 0.0);
+    assert_eq!(port_drops(a, &c3, "port_security"), 50);
+    // c1 is still where the switches think it is, and c2's pings reach it: 5 of 5.
+    let out = ns_exec(
+        &c2,
+        &["ping", "-c", "5", "-i", "0.2", "-W", "2", "10.70.0.1"],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("5 received"),
+        "{out:?}"
+    );
+    // A broadcast storm from c1 for 2 s: at most the port's rate (1000/s, bursts of 2000)
+    // crosses, and the rest is counted at the port.
+    let before = b.json(&["stats"])["peers"][0]["traffic"]["rx_frames"]
+        .as_u64()
+        .expect("peer rx");
+    let rx_before = port_rx(a, &c1);
+    let started = Instant::now();
+    blast(&c1, "ff:ff:ff:ff:ff:ff", &c1_mac, 1_000_000, 2.0);
+    let secs = started.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(300));
+    let after = b.json(&["stats"])["peers"][0]["traffic"]["rx_frames"]
+        .as_u64()
+        .expect("peer rx");
+    let crossed = after - before;
+    let allowed = 2000.0 + 1000.0 * (secs + 0.5);
+    assert!(
+        (crossed as f64) <= allowed,
+        "{crossed} broadcast frames crossed in {secs:.2} s (limit ≈ {allowed:.0})"
+    );
+    let dropped = port_drops(a, &c1, "storm_control");
+    let read = port_rx(a, &c1) - rx_before;
+    assert!(
+        read as f64 > allowed,
+        "the daemon read {read} frames in {secs:.2} s, more than the limit: a real storm"
+    );
+    // What did not cross was counted (the peer also hears a few other frames from host A in
+    // this window, IPv6 neighbour discovery and the like, so this is not an equality).
+    assert!(
+        dropped as f64 >= read as f64 - allowed,
+        "{dropped} of {read} frames counted as dropped; at most {allowed:.0} may pass"
+    );
+}
+
+#[test]
+fn a_jumbo_frame_from_a_container_that_raised_its_mtu_is_dropped_at_its_port() {
+    let mut lab = Lab::new(2);
+    lab.start_mesh();
+    let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
+    for h in [a, b] {
+        h.create_network("n", 80, "10.80.0.0/24", &[]);
+    }
+    let c1 = lab.netns("c1");
+    let c2 = lab.netns("c2");
+    let c3 = lab.netns("c3");
+    let p1 = a.attach(&c1, "n", &["--ip", "10.80.0.1/24"]);
+    a.attach(&c2, "n", &["--ip", "10.80.0.2/24"]);
+    b.attach(&c3, "n", &["--ip", "10.80.0.3/24"]);
+    assert_eq!(p1["mtu"], 1450);
+    sh_ok(&["ip", "-n", &c1, "link", "set", "eth0", "mtu", "9000"]);
+    let mark = marker("jumbo");
+    let seen_local = count_frames(&c2, "eth0", 3.0, Some(MARK_ETHERTYPE), Some(&mark), None);
+    let seen_remote = count_frames(&c3, "eth0", 3.0, Some(MARK_ETHERTYPE), Some(&mark), None);
+    let jumbo = format!("{mark}{}", "j".repeat(9000 - mark.len()));
+    send_frame(&c1, "eth0", "ff:ff:ff:ff:ff:ff", MARK_ETHERTYPE, &jumbo);
+    assert_eq!(
+        seen_local.result(),
+        0,
+        "no jumbo frame reached the neighbour on host A"
+    );
+    assert_eq!(seen_remote.result(), 0, "no jumbo frame reached host B");
+    assert_eq!(port_drops(a, &c1, "too_big"), 1);
+    // A frame that fits still goes everywhere.
+    let ok = marker("fits");
+    let seen = count_frames(&c3, "eth0", 3.0, Some(MARK_ETHERTYPE), Some(&ok), None);
+    send_frame(&c1, "eth0", "ff:ff:ff:ff:ff:ff", MARK_ETHERTYPE, &ok);
+    assert_eq!(seen.result(), 1);
+}
+
+/// Sends `count` UDP datagrams to `dst:port` from namespace `ns`.
+const PY_UDP_FLOOD: &str = r#"
+import socket, sys
+dst, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(count):
+    s.sendto(b'x' * 1000, (dst, port))
+print('sent', flush=True)
+"#;
+
+#[test]
+fn nothing_sent_to_the_source_port_sockets_is_queued() {
+    let mut lab = Lab::new(2);
+    lab.start_mesh();
+    let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
+    // The daemon's UDP sockets in host A's namespace, other than 4789: the source-port pool.
+    let udp = ns_exec(&a.ns.name, &["cat", "/proc/net/udp"]);
+    let table = String::from_utf8_lossy(&udp.stdout).into_owned();
+    let pool: Vec<u16> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let local = l.split_whitespace().nth(1)?;
+            u16::from_str_radix(local.split(':').nth(1)?, 16).ok()
+        })
+        .filter(|&p| p >= 49152)
+        .collect();
+    assert_eq!(pool.len(), 8, "eight pool sockets: {table}");
+    let out = run_cmd(
+        &mut py_cmd(
+            &b.ns.name,
+            PY_UDP_FLOOD,
+            &[&a.ip, &pool[0].to_string(), "2000"],
+        ),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{out:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    let udp = ns_exec(&a.ns.name, &["cat", "/proc/net/udp"]);
+    let table = String::from_utf8_lossy(&udp.stdout).into_owned();
+    let row = table
+        .lines()
+        .find(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|local| local.ends_with(&format!(":{:04X}", pool[0])))
+        })
+        .unwrap_or_else(|| panic!("pool socket {} in {table}", pool[0]));
+    // Column 4 is tx_queue:rx_queue, in hex bytes.
+    let queues = row.split_whitespace().nth(4).expect("queues");
+    assert!(queues.ends_with(":00000000"), "nothing queued: {row}");
 }

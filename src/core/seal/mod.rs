@@ -116,7 +116,8 @@
 //! # Panics
 //!
 //! No method panics on any datagram or buffer: bad input is a [`SealDrop`] or [`OpenDrop`],
-//! counted in [`SealStats`].
+//! returned to the caller, which counts it (the switch, once, as a
+//! [`DropReason`](crate::core::DropReason)); [`SealStats`] counts only what succeeded.
 
 #![forbid(unsafe_code)]
 
@@ -124,6 +125,7 @@ mod key;
 mod replay;
 mod rotation;
 mod senders;
+mod stats;
 #[cfg(test)]
 mod tests;
 
@@ -132,7 +134,7 @@ use std::fmt;
 use std::hash::Hash;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -141,20 +143,21 @@ use ring::aead::{Aad, Tag};
 pub use key::{generate_sender_id, KeyError, KeyId, NetworkKey, KEY_LEN};
 pub use replay::REPLAY_WINDOW;
 pub use rotation::{RotateError, RotationPhase, TickOutcome};
+pub use stats::SealStats;
 
 use crate::core::Timestamp;
 pub use crate::wire::sealed::SEAL_OVERHEAD;
 use crate::wire::sealed::{
-    canonical_vxlan_header, EnvelopeHeader, EnvelopeRepr, Error as EnvelopeError, AAD_LEN,
-    HEADER_LEN, TAG_LEN, VXLAN_HEADER_LEN,
+    EnvelopeHeader, EnvelopeRepr, Error as EnvelopeError, AAD_LEN, HEADER_LEN, TAG_LEN,
 };
+use crate::wire::vxlan::{self, VxlanPacket};
 use key::KeySlot;
 use rotation::Keys;
 use senders::{Incoming, Senders};
 
 /// Where the plaintext frame starts in a datagram buffer: after the VXLAN header (8) and the
 /// envelope header (20).
-pub const FRAME_OFFSET: usize = VXLAN_HEADER_LEN + HEADER_LEN;
+pub const FRAME_OFFSET: usize = vxlan::HEADER_LEN + HEADER_LEN;
 
 /// The length of a key announcement: a sealed datagram with an empty frame.
 pub const ANNOUNCEMENT_LEN: usize = FRAME_OFFSET + TAG_LEN;
@@ -245,19 +248,6 @@ impl SealDrop {
         SealDrop::FrameTooLong,
         SealDrop::CounterExhausted,
     ];
-
-    /// Stable snake_case name, for counters.
-    pub fn name(&self) -> &'static str {
-        match self {
-            SealDrop::BufferTooSmall => "buffer_too_small",
-            SealDrop::FrameTooLong => "frame_too_long",
-            SealDrop::CounterExhausted => "counter_exhausted",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
 }
 
 /// Why a received datagram was dropped.
@@ -289,76 +279,6 @@ impl OpenDrop {
         OpenDrop::AuthFailed,
         OpenDrop::Replayed,
     ];
-
-    /// Stable snake_case name, for counters.
-    pub fn name(&self) -> &'static str {
-        match self {
-            OpenDrop::Truncated => "truncated",
-            OpenDrop::BadVersion => "bad_version",
-            OpenDrop::UnknownKey => "unknown_key",
-            OpenDrop::AuthFailed => "auth_failed",
-            OpenDrop::Replayed => "replayed",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// Counters of one [`Sealer`]. Read them any time; `seal` and `open` keep them.
-#[derive(Debug, Default)]
-pub struct SealStats {
-    sealed: AtomicU64,
-    opened: AtomicU64,
-    announced: AtomicU64,
-    announcements_opened: AtomicU64,
-    new_senders: AtomicU64,
-    evicted_senders: AtomicU64,
-    seal_drops: [AtomicU64; SealDrop::ALL.len()],
-    open_drops: [AtomicU64; OpenDrop::ALL.len()],
-}
-
-impl SealStats {
-    /// Frames sealed.
-    pub fn sealed(&self) -> u64 {
-        self.sealed.load(Ordering::Relaxed)
-    }
-
-    /// Datagrams opened (authenticated, fresh, decrypted).
-    pub fn opened(&self) -> u64 {
-        self.opened.load(Ordering::Relaxed)
-    }
-
-    /// Key announcements sealed (each goes to every peer).
-    pub fn announced(&self) -> u64 {
-        self.announced.load(Ordering::Relaxed)
-    }
-
-    /// Key announcements received and opened (also counted in [`SealStats::opened`]).
-    pub fn announcements_opened(&self) -> u64 {
-        self.announcements_opened.load(Ordering::Relaxed)
-    }
-
-    /// (sender, key) pairs that authenticated for the first time.
-    pub fn new_senders(&self) -> u64 {
-        self.new_senders.load(Ordering::Relaxed)
-    }
-
-    /// (sender, key) pairs forgotten because the table was full.
-    pub fn evicted_senders(&self) -> u64 {
-        self.evicted_senders.load(Ordering::Relaxed)
-    }
-
-    /// Frames not sealed, for `reason`.
-    pub fn seal_drops(&self, reason: SealDrop) -> u64 {
-        self.seal_drops[reason.index()].load(Ordering::Relaxed)
-    }
-
-    /// Datagrams dropped by `open`, for `reason`.
-    pub fn open_drops(&self, reason: OpenDrop) -> u64 {
-        self.open_drops[reason.index()].load(Ordering::Relaxed)
-    }
 }
 
 /// Where one network's key rotation stands, for `vswitch` status output.
@@ -440,10 +360,9 @@ impl<P: Copy + Eq + Hash> Sealer<P> {
     /// VXLAN header bytes are not read: the AAD carries the canonical header of this network.
     pub fn seal(&self, buf: &mut [u8], frame_len: usize) -> Result<usize, SealDrop> {
         let result = self.seal_inner(buf, frame_len);
-        match result {
-            Ok(_) => self.stats.sealed.fetch_add(1, Ordering::Relaxed),
-            Err(drop) => self.stats.seal_drops[drop.index()].fetch_add(1, Ordering::Relaxed),
-        };
+        if result.is_ok() {
+            self.stats.sealed.fetch_add(1, Ordering::Relaxed);
+        }
         result
     }
 
@@ -453,7 +372,7 @@ impl<P: Copy + Eq + Hash> Sealer<P> {
         }
         let len = FRAME_OFFSET + frame_len + TAG_LEN;
         let buf = buf
-            .get_mut(VXLAN_HEADER_LEN..len)
+            .get_mut(vxlan::HEADER_LEN..len)
             .ok_or(SealDrop::BufferTooSmall)?;
         let keys = read(&self.keys);
         let slot = keys.sending();
@@ -491,17 +410,14 @@ impl<P: Copy + Eq + Hash> Sealer<P> {
         now: Timestamp,
     ) -> Result<Range<usize>, OpenDrop> {
         let result = self.open_inner(peer, datagram, now);
-        match &result {
-            Ok(frame) => {
-                if frame.is_empty() {
-                    self.stats
-                        .announcements_opened
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                self.stats.opened.fetch_add(1, Ordering::Relaxed)
+        if let Ok(frame) = &result {
+            if frame.is_empty() {
+                self.stats
+                    .announcements_opened
+                    .fetch_add(1, Ordering::Relaxed);
             }
-            Err(drop) => self.stats.open_drops[drop.index()].fetch_add(1, Ordering::Relaxed),
-        };
+            self.stats.opened.fetch_add(1, Ordering::Relaxed);
+        }
         result
     }
 
@@ -538,10 +454,11 @@ impl<P: Copy + Eq + Hash> Sealer<P> {
         now: Timestamp,
     ) -> Result<Range<usize>, OpenDrop> {
         let len = datagram.len();
-        let Some((vxlan, envelope)) = datagram.split_first_chunk_mut::<VXLAN_HEADER_LEN>() else {
+        let Some((header, envelope)) = datagram.split_first_chunk_mut::<{ vxlan::HEADER_LEN }>()
+        else {
             return Err(OpenDrop::Truncated);
         };
-        let vni = u32::from_be_bytes([0, vxlan[4], vxlan[5], vxlan[6]]);
+        let vni = VxlanPacket::new_unchecked(&header[..]).vni_field();
         let mut envelope = EnvelopeHeader::new_checked(envelope).map_err(|e| match e {
             EnvelopeError::Truncated { .. } => OpenDrop::Truncated,
             EnvelopeError::BadVersion(_) => OpenDrop::BadVersion,
@@ -643,7 +560,7 @@ impl<P> fmt::Debug for Sealer<P> {
 /// AAD: the canonical VXLAN header of `vni`, then the envelope header as sent.
 fn aad(vni: u32, header: &[u8; HEADER_LEN]) -> [u8; AAD_LEN] {
     let mut aad = [0u8; AAD_LEN];
-    aad[..VXLAN_HEADER_LEN].copy_from_slice(&canonical_vxlan_header(vni));
-    aad[VXLAN_HEADER_LEN..].copy_from_slice(header);
+    aad[..vxlan::HEADER_LEN].copy_from_slice(&vxlan::canonical_header(vni));
+    aad[vxlan::HEADER_LEN..].copy_from_slice(header);
     aad
 }

@@ -48,7 +48,7 @@ fn sealer(key: &NetworkKey, sender_id: u64) -> Sealer<Peer> {
 /// A buffer with the VXLAN header of `vni`, headroom, `frame` and tailroom.
 fn buffer(vni: u32, frame: &[u8]) -> Vec<u8> {
     let mut buf = vec![0u8; FRAME_OFFSET + frame.len() + TAG_LEN];
-    buf[..VXLAN_HEADER_LEN].copy_from_slice(&canonical_vxlan_header(vni));
+    buf[..vxlan::HEADER_LEN].copy_from_slice(&vxlan::canonical_header(vni));
     buf[FRAME_OFFSET..FRAME_OFFSET + frame.len()].copy_from_slice(frame);
     buf
 }
@@ -72,11 +72,11 @@ fn open(
 }
 
 fn sealed_with(datagram: &[u8]) -> KeyId {
-    KeyId(datagram[VXLAN_HEADER_LEN + 1])
+    KeyId(datagram[vxlan::HEADER_LEN + 1])
 }
 
 fn advertised(datagram: &[u8]) -> KeyId {
-    KeyId(datagram[VXLAN_HEADER_LEN + 2])
+    KeyId(datagram[vxlan::HEADER_LEN + 2])
 }
 
 fn secs(s: u64) -> Duration {
@@ -105,12 +105,12 @@ fn round_trip_every_frame_size_up_to_9000() {
     let sender = sealer(&key, 11);
     let receiver = sealer(&key, 22);
     let mut buf = vec![0u8; FRAME_OFFSET + 9000 + TAG_LEN];
-    buf[..VXLAN_HEADER_LEN].copy_from_slice(&canonical_vxlan_header(VNI));
+    buf[..vxlan::HEADER_LEN].copy_from_slice(&vxlan::canonical_header(VNI));
     for frame_len in 0..=9000usize {
         let fill = frame_len as u8;
         buf[FRAME_OFFSET..FRAME_OFFSET + frame_len].fill(fill);
         let len = sender.seal(&mut buf, frame_len).expect("seal");
-        assert_eq!(len, frame_len + VXLAN_HEADER_LEN + SEAL_OVERHEAD);
+        assert_eq!(len, frame_len + vxlan::HEADER_LEN + SEAL_OVERHEAD);
         if frame_len >= 16 {
             assert_ne!(
                 &buf[FRAME_OFFSET..FRAME_OFFSET + 16],
@@ -165,8 +165,8 @@ fn vxlan_reserved_bits_do_not_break_authentication() {
 fn reserved_envelope_byte_is_authenticated_as_sent() {
     let key = key(7);
     let mut datagram = seal(&sealer(&key, 11), b"frame");
-    assert_eq!(datagram[VXLAN_HEADER_LEN + 3], 0);
-    datagram[VXLAN_HEADER_LEN + 3] = 1;
+    assert_eq!(datagram[vxlan::HEADER_LEN + 3], 0);
+    datagram[vxlan::HEADER_LEN + 3] = 1;
     assert_eq!(
         open(&sealer(&key, 22), A, &datagram, T0),
         Err(OpenDrop::AuthFailed)
@@ -189,11 +189,11 @@ fn senders_with_one_key_never_share_a_keystream() {
     let (from_a, from_b) = (seal(&a, &frame), seal(&b, &frame));
     // Same key id, counter and plaintext: only the subkey differs.
     assert_eq!(
-        from_a[VXLAN_HEADER_LEN + 12..FRAME_OFFSET],
+        from_a[vxlan::HEADER_LEN + 12..FRAME_OFFSET],
         0u64.to_be_bytes()
     );
     assert_eq!(
-        from_b[VXLAN_HEADER_LEN + 12..FRAME_OFFSET],
+        from_b[vxlan::HEADER_LEN + 12..FRAME_OFFSET],
         0u64.to_be_bytes()
     );
     assert_ne!(from_a[FRAME_OFFSET..], from_b[FRAME_OFFSET..]);
@@ -201,7 +201,7 @@ fn senders_with_one_key_never_share_a_keystream() {
     // A's datagram relabelled as B's fails, and so does decrypting it with B's subkey under
     // A's own header (the sender id is bound by the subkey, not only by the AAD).
     let mut relabelled = from_a.clone();
-    relabelled[VXLAN_HEADER_LEN + 4..VXLAN_HEADER_LEN + 12]
+    relabelled[vxlan::HEADER_LEN + 4..vxlan::HEADER_LEN + 12]
         .copy_from_slice(&0xbbbbu64.to_be_bytes());
     let receiver = sealer(&key, 0xcccc);
     assert_eq!(
@@ -211,7 +211,9 @@ fn senders_with_one_key_never_share_a_keystream() {
 
     let slot = KeySlot::new(&key, VNI, 0xcccc, 0);
     let mut copy = from_a.clone();
-    let header: [u8; HEADER_LEN] = copy[VXLAN_HEADER_LEN..FRAME_OFFSET].try_into().expect("20");
+    let header: [u8; HEADER_LEN] = copy[vxlan::HEADER_LEN..FRAME_OFFSET]
+        .try_into()
+        .expect("20");
     let aad = aad(VNI, &header);
     let (body, tag) = copy[FRAME_OFFSET..].split_at_mut(frame.len());
     let tag = Tag::try_from(&tag[..]).expect("16 bytes");
@@ -241,7 +243,7 @@ fn wrong_key_is_rejected() {
     let datagram = seal(&sealer(&k1, 11), b"frame");
     let receiver = sealer(&same_id, 22);
     assert_eq!(open(&receiver, A, &datagram, T0), Err(OpenDrop::AuthFailed));
-    assert_eq!(receiver.stats().open_drops(OpenDrop::AuthFailed), 1);
+    assert_eq!(receiver.stats().opened(), 0);
     assert_eq!(
         receiver.known_senders(),
         0,
@@ -263,12 +265,8 @@ fn plain_and_short_datagrams_are_dropped() {
     // A plain VXLAN datagram carrying a broadcast frame.
     let mut plain = buffer(VNI, &[0xff; 60]);
     assert_eq!(receiver.open(&A, &mut plain, T0), Err(OpenDrop::BadVersion));
-    assert_eq!(receiver.stats().open_drops(OpenDrop::BadVersion), 1);
-    assert_eq!(
-        receiver.stats().open_drops(OpenDrop::Truncated),
-        FRAME_OFFSET as u64 + TAG_LEN as u64
-    );
-    assert_eq!(MIN_LEN + VXLAN_HEADER_LEN, FRAME_OFFSET + TAG_LEN);
+    assert_eq!(receiver.stats().opened(), 0);
+    assert_eq!(MIN_LEN + vxlan::HEADER_LEN, FRAME_OFFSET + TAG_LEN);
 }
 
 #[test]
@@ -289,36 +287,8 @@ fn seal_refuses_small_buffers_and_huge_frames() {
         Err(SealDrop::FrameTooLong)
     );
     assert_eq!(sender.seal(&mut buf, 100), Ok(buf.len()));
-    assert_eq!(sender.stats().seal_drops(SealDrop::BufferTooSmall), 2);
-    assert_eq!(sender.stats().seal_drops(SealDrop::FrameTooLong), 2);
     assert_eq!(sender.stats().sealed(), 1);
     assert_eq!(FRAME_OFFSET + MAX_FRAME_LEN + TAG_LEN, 65_535);
-}
-
-#[test]
-fn drop_names_are_stable_and_distinct() {
-    let open: Vec<_> = OpenDrop::ALL.iter().map(OpenDrop::name).collect();
-    assert_eq!(
-        open,
-        [
-            "truncated",
-            "bad_version",
-            "unknown_key",
-            "auth_failed",
-            "replayed"
-        ]
-    );
-    let seal: Vec<_> = SealDrop::ALL.iter().map(SealDrop::name).collect();
-    assert_eq!(
-        seal,
-        ["buffer_too_small", "frame_too_long", "counter_exhausted"]
-    );
-    for (i, reason) in OpenDrop::ALL.iter().enumerate() {
-        assert_eq!(reason.index(), i);
-    }
-    for (i, reason) in SealDrop::ALL.iter().enumerate() {
-        assert_eq!(reason.index(), i);
-    }
 }
 
 proptest! {
@@ -359,7 +329,6 @@ fn duplicates_are_replays() {
     let datagram = seal(&sealer(&key, 11), b"once");
     assert!(open(&receiver, A, &datagram, T0).is_ok());
     assert_eq!(open(&receiver, A, &datagram, T0), Err(OpenDrop::Replayed));
-    assert_eq!(receiver.stats().open_drops(OpenDrop::Replayed), 1);
     assert_eq!(receiver.stats().opened(), 1);
 }
 
@@ -423,13 +392,17 @@ fn counter_never_wraps() {
     for _ in 0..3 {
         assert_eq!(sender.seal(&mut buf, 1), Err(SealDrop::CounterExhausted));
     }
-    assert_eq!(sender.stats().seal_drops(SealDrop::CounterExhausted), 3);
+    assert_eq!(
+        sender.stats().sealed(),
+        2,
+        "a refused seal is not counted as sealed"
+    );
     for datagram in &last_two {
         assert!(open(&receiver, A, datagram, T0).is_ok());
     }
     let counter = |d: &Vec<u8>| {
         u64::from_be_bytes(
-            d[VXLAN_HEADER_LEN + 12..FRAME_OFFSET]
+            d[vxlan::HEADER_LEN + 12..FRAME_OFFSET]
                 .try_into()
                 .expect("8"),
         )
@@ -452,7 +425,7 @@ fn forged_senders_do_not_grow_state_and_the_table_is_bounded() {
     let genuine = seal(&sealer(&key, 2), b"frame");
     for forged_id in 100..200u64 {
         let mut forged = genuine.clone();
-        forged[VXLAN_HEADER_LEN + 4..VXLAN_HEADER_LEN + 12]
+        forged[vxlan::HEADER_LEN + 4..vxlan::HEADER_LEN + 12]
             .copy_from_slice(&forged_id.to_be_bytes());
         assert_eq!(open(&receiver, A, &forged, T0), Err(OpenDrop::AuthFailed));
     }
@@ -742,7 +715,7 @@ fn rotating_back_to_a_previous_key_never_reuses_a_nonce() {
     let d = seal(&host, b"x");
     assert_eq!(sealed_with(&d), k1.id());
     assert_eq!(
-        d[VXLAN_HEADER_LEN + 12..FRAME_OFFSET],
+        d[vxlan::HEADER_LEN + 12..FRAME_OFFSET],
         5u64.to_be_bytes(),
         "counter resumed"
     );
@@ -803,8 +776,9 @@ fn a_staggered_rotation_loses_nothing() {
             (status.phase, status.accepted),
             (RotationPhase::Stable, vec![k2.id()])
         );
-        assert_eq!(host.stats().open_drops(OpenDrop::UnknownKey), 0);
     }
+    let opened: u64 = hosts.iter().map(|h| h.stats().opened()).sum();
+    assert_eq!(opened, delivered, "every datagram opened");
 }
 
 #[test]
@@ -841,7 +815,7 @@ fn run_idle(
                 host.rotate(k2, &peers, now).expect("rotate");
             }
             host.tick(now);
-            buf[..VXLAN_HEADER_LEN].copy_from_slice(&canonical_vxlan_header(VNI));
+            buf[..vxlan::HEADER_LEN].copy_from_slice(&vxlan::canonical_header(VNI));
             if let Some(len) = host.announce(&mut buf, now) {
                 let len = len.expect("an announcement always fits");
                 assert_eq!(len, ANNOUNCEMENT_LEN);
@@ -879,9 +853,11 @@ fn idle_hosts_switch_within_a_second_of_the_last_one_getting_the_key() {
     for host in &hosts {
         let st = host.stats();
         assert!(st.announced() > 0 && st.announcements_opened() > 0);
-        for reason in OpenDrop::ALL {
-            assert_eq!(st.open_drops(reason), 0, "{}", reason.name());
-        }
+        assert_eq!(
+            st.opened(),
+            st.announcements_opened(),
+            "every datagram was an announcement, and each opened"
+        );
     }
 }
 
@@ -964,7 +940,7 @@ fn an_announcement_cannot_be_replayed_or_forged() {
     let mut from_b = buffer(VNI, &[]);
     b.announce(&mut from_b, T0).expect("due").expect("sealed");
     let mut forged = from_b.clone();
-    forged[VXLAN_HEADER_LEN + 2] ^= 0xff; // a different accept_id
+    forged[vxlan::HEADER_LEN + 2] ^= 0xff; // a different accept_id
     assert_eq!(open(&host, B, &forged, T0), Err(OpenDrop::AuthFailed));
     assert_eq!(host.status().sending, k1.id(), "a forgery confirms nothing");
     assert_eq!(open(&host, B, &from_b, T0), Ok(vec![]));

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::{Decision, Effect, PortRecord, View};
 use crate::control::{AttachRequest, PortInfo};
-use crate::core::{ipam, PortId};
+use crate::core::{ipam, PortId, PortSecurity};
 use crate::daemon::errors::{list_or_none, RequestError};
 use crate::netns::{NsId, PortConfig};
 use crate::store::{NetworkRecord, State};
@@ -65,6 +65,8 @@ pub struct AttachPlan {
     pub address: AddressChoice,
     /// Claimed addresses skipped so far.
     pub claims: u32,
+    /// Lock the port to its MAC and address.
+    pub port_security: bool,
 }
 
 impl AttachPlan {
@@ -203,6 +205,7 @@ pub fn attach_check(
         mac,
         address,
         claims: 0,
+        port_security: !req.no_port_security,
     })
 }
 
@@ -224,6 +227,7 @@ pub fn attach_commit(
         mac: plan.mac,
         ip: Some(format!("{ip}/{prefix}")),
         mtu,
+        port_security: plan.port_security,
     };
     let config = PortConfig {
         ifname: plan.ifname,
@@ -246,6 +250,12 @@ pub fn attach_commit(
             Effect::AddPort {
                 id,
                 vni: network.vni,
+                mtu,
+                security: plan.port_security.then(|| PortSecurity {
+                    mac: plan.mac,
+                    ipv4: vec![ip],
+                    ipv6: vec![],
+                }),
             },
             Effect::StartPort { id },
             Effect::RecordPort { id, record },

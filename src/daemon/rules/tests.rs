@@ -50,6 +50,7 @@ fn port(network: &str, netns: &str, ino: u64, ip: &str, mac: u8) -> PortRecord {
             mac: Mac([2, 0, 0, 0, 0, mac]),
             ip: Some(ip.into()),
             mtu: 1450,
+            port_security: true,
         },
         ns: ns(ino),
     }
@@ -264,6 +265,7 @@ fn req(netns: &str, network: Option<&str>) -> AttachRequest {
         prefix: None,
         mac: None,
         ifname: None,
+        no_port_security: false,
     }
 }
 
@@ -302,6 +304,18 @@ fn attach_picks_the_next_free_address_and_skips_conflicts() {
         (PortId(7), "vsw7", 100, ns(12))
     );
     assert_eq!(config.address, Some(("10.10.0.3".parse().expect("ip"), 24)));
+    let Some(Effect::AddPort {
+        security: Some(sec),
+        ..
+    }) = d.effects.get(2)
+    else {
+        panic!("a secured port: {:?}", d.effects)
+    };
+    assert_eq!(
+        (sec.mac, sec.ipv4.as_slice()),
+        (MAC, &["10.10.0.3".parse().expect("ip")][..])
+    );
+    assert!(d.reply.port_security);
     assert_eq!((config.mtu, config.mac), (1450, MAC.0));
 }
 
@@ -586,4 +600,19 @@ fn a_local_container_claiming_an_address_it_was_not_given_is_not_believed() {
         "the address stays the candidate"
     );
     assert_eq!(plan.claims, 0);
+}
+
+#[test]
+fn no_port_security_leaves_the_port_open() {
+    let w = World::new();
+    let mut r = req("c2", Some("blue"));
+    r.no_port_security = true;
+    let plan = attach_check(w.view(), &r, facts(12), MAC).expect("ok");
+    let ip = plan.candidate().expect("free");
+    let d = attach_commit(w.view(), plan, ip, PortId(3));
+    assert!(matches!(
+        d.effects.get(2),
+        Some(Effect::AddPort { security: None, .. })
+    ));
+    assert!(!d.reply.port_security);
 }

@@ -23,11 +23,15 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use super::counters::{DropCounters, DropReason, Traffic, TrafficSnapshot};
-use super::fdb::{Fdb, FdbConfig, FdbEntry, Location, PortId, Vtep};
-use super::seal::{OpenDrop, SealDrop, Sealer, ANNOUNCEMENT_LEN};
+use super::fdb::{Fdb, FdbConfig, FdbEntry, Learned, Location, PortId, Vtep};
+pub use super::forward::{Encapsulated, Forward, Sends};
+use super::seal::{Sealer, ANNOUNCEMENT_LEN};
 use super::time::Timestamp;
+use crate::wire::sealed::{self, SEAL_OVERHEAD};
+use crate::wire::underlay::OUTER_LEN;
 use crate::wire::vxlan::{self, VxlanPacket, VxlanRepr};
-use crate::wire::{classify, flow_hash, udp_source_port, Mac, Vni, WireError};
+use crate::wire::{classify, flow_hash, udp_source_port, Mac, Vni};
+pub use guard::{PortSecurity, StormControl};
 
 /// Headroom a caller reserves in front of a frame so encapsulation writes in place: outer IPv4
 /// and UDP (28), VXLAN (8), a sealed envelope header (20), rounded up.
@@ -41,6 +45,10 @@ pub struct SwitchConfig {
     pub fdb: FdbConfig,
     /// Carry 802.1Q-tagged inner frames instead of dropping them (RFC 7348 §6.1 default: drop).
     pub allow_vlan_tagged: bool,
+    /// Storm control: at most this many broadcast/multicast frames per second from each port
+    /// (bursts of up to twice as many); 0 turns it off. The core's default is off; the daemon
+    /// turns it on.
+    pub storm_pps: u32,
 }
 
 /// A configuration change the switch refused.
@@ -87,53 +95,18 @@ impl Network {
 struct Port {
     vni: Vni,
     traffic: Traffic,
+    /// `None`: the port may send from any MAC and address (`attach --no-port-security`).
+    security: Option<PortSecurity>,
+    storm: Option<StormControl>,
+    /// The port's MTU: a frame (not a superframe) longer than this plus its Ethernet header is
+    /// dropped at ingress. `None`: no limit.
+    mtu: Option<u32>,
 }
 
 #[derive(Debug)]
 struct Peer {
     vtep: Vtep,
     traffic: Traffic,
-}
-
-/// Where one frame goes. Caller-owned and reused from frame to frame: [`Forward::clear`] keeps
-/// the vectors' capacity, so the data path does not allocate once warm.
-#[derive(Debug, Default, Clone)]
-pub struct Forward {
-    /// The network the frame belongs to, once known.
-    pub vni: Option<Vni>,
-    /// Local ports to deliver the frame to.
-    pub ports: Vec<PortId>,
-    /// VTEPs to send the encapsulated frame to.
-    pub vteps: Vec<Vtep>,
-    /// Where the inner Ethernet frame lies in the buffer given to the switch.
-    pub frame: Range<usize>,
-    /// Set when the frame was dropped (and counted).
-    pub dropped: Option<DropReason>,
-}
-
-impl Forward {
-    pub fn clear(&mut self) {
-        self.vni = None;
-        self.ports.clear();
-        self.vteps.clear();
-        self.frame = 0..0;
-        self.dropped = None;
-    }
-
-    fn drop(&mut self, reason: DropReason) {
-        self.ports.clear();
-        self.vteps.clear();
-        self.dropped = Some(reason);
-    }
-}
-
-/// An encapsulated frame, ready for the underlay.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Encapsulated {
-    /// Where the datagram (VXLAN header onwards) lies in the buffer.
-    pub datagram: Range<usize>,
-    /// The outer UDP source port: a hash of the inner flow.
-    pub src_port: u16,
 }
 
 /// Hashes the small integer keys of the switch's own maps (VNIs, port ids) with one multiply.
@@ -255,13 +228,72 @@ impl Switch {
             .get_mut(&vni)
             .ok_or(SwitchError::UnknownNetwork(vni))?;
         network.ports.push(port);
+        let storm = match self.config.storm_pps {
+            0 => None,
+            pps => Some(StormControl::new(pps, pps.saturating_mul(2))),
+        };
         self.ports.insert(
             port,
             Port {
                 vni,
                 traffic: Traffic::default(),
+                security: None,
+                storm,
+                mtu: None,
             },
         );
+        Ok(())
+    }
+
+    /// Sets the MTU frames from `port` must fit (see [`Switch::admit_len`]).
+    pub fn set_port_mtu(&mut self, port: PortId, mtu: Option<u32>) -> Result<(), SwitchError> {
+        let p = self
+            .ports
+            .get_mut(&port)
+            .ok_or(SwitchError::UnknownPort(port))?;
+        p.mtu = mtu;
+        Ok(())
+    }
+
+    /// Whether a frame of `len` bytes (a single frame, not a TSO superframe, which the caller
+    /// cuts to the MTU itself) fits `port`'s MTU. A frame that does not is counted `too_big` on
+    /// the port and its network: a container that raised its own MTU cannot push jumbo frames
+    /// at neighbours whose MTU is smaller.
+    pub fn admit_len(&self, port: PortId, len: usize) -> bool {
+        let Some(p) = self.ports.get(&port) else {
+            return true;
+        };
+        let Some(mtu) = p.mtu else {
+            return true;
+        };
+        let header = if self.config.allow_vlan_tagged {
+            18
+        } else {
+            14
+        };
+        if len <= mtu as usize + header {
+            return true;
+        }
+        p.traffic.drops.add(DropReason::TooBig);
+        match self.networks.get(&p.vni) {
+            Some(network) => self.count_in(network, DropReason::TooBig),
+            None => self.drops.add(DropReason::TooBig),
+        }
+        false
+    }
+
+    /// Locks a port to the MAC and addresses it was given (`Some`), or lets it send from any
+    /// (`None`, the default for a new port). See [`PortSecurity`].
+    pub fn set_port_security(
+        &mut self,
+        port: PortId,
+        security: Option<PortSecurity>,
+    ) -> Result<(), SwitchError> {
+        let p = self
+            .ports
+            .get_mut(&port)
+            .ok_or(SwitchError::UnknownPort(port))?;
+        p.security = security;
         Ok(())
     }
 
@@ -314,22 +346,22 @@ impl Switch {
         out.clear();
         out.frame = 0..frame.len();
         let Some(p) = self.ports.get(&port) else {
-            return self.count_drop(out, DropReason::UnknownPort, &[]);
+            return self.drop_frame(out, DropReason::UnknownPort, &[]);
         };
         p.traffic.rx(frame.len());
         let Some(network) = self.networks.get(&p.vni) else {
-            return self.count_drop(out, DropReason::UnknownPort, &[&p.traffic]);
+            return self.drop_frame(out, DropReason::UnknownPort, &[&p.traffic]);
         };
         out.vni = Some(network.vni);
         network.traffic.rx(frame.len());
         let scopes = [&p.traffic, &network.traffic];
-        let dst = match self.admit(now, network, frame, Location::Port(port)) {
+        let dst = match self.admit(now, network, frame, Location::Port(port), Some(p)) {
             Ok(dst) => dst,
-            Err(reason) => return self.count_drop(out, reason, &scopes),
+            Err(reason) => return self.drop_frame(out, reason, &scopes),
         };
         match (dst.is_multicast(), network.fdb.lookup(dst, now)) {
             (false, Some(Location::Port(q))) if q == port => {
-                return self.count_drop(out, DropReason::SamePort, &scopes)
+                return self.drop_frame(out, DropReason::SamePort, &scopes)
             }
             (false, Some(Location::Port(q))) => out.ports.push(q),
             (false, Some(Location::Vtep(v))) => out.vteps.push(v),
@@ -353,69 +385,90 @@ impl Switch {
     ) {
         out.clear();
         let Some(peer) = self.peers.iter().find(|p| p.vtep.0.ip() == from.ip()) else {
-            return self.count_drop(out, DropReason::UnknownVtep, &[]);
+            return self.drop_frame(out, DropReason::UnknownVtep, &[]);
         };
         peer.traffic.rx(datagram.len());
         let repr = match VxlanRepr::parse(&VxlanPacket::new_unchecked(&*datagram)) {
             Ok(repr) => repr,
-            Err(e) => return self.count_drop(out, wire_drop(e), &[&peer.traffic]),
+            Err(e) => return self.drop_frame(out, e.into(), &[&peer.traffic]),
         };
         let Some(network) = self.networks.get(&repr.vni) else {
-            return self.count_drop(out, DropReason::UnknownVni, &[&peer.traffic]);
+            return self.drop_frame(out, DropReason::UnknownVni, &[&peer.traffic]);
         };
         out.vni = Some(network.vni);
         let scopes = [&peer.traffic, &network.traffic];
         out.frame = match (&network.seal, repr.sealed) {
             (None, false) => vxlan::HEADER_LEN..datagram.len(),
-            (None, true) => return self.count_drop(out, DropReason::UnexpectedSeal, &scopes),
-            (Some(_), false) => return self.count_drop(out, DropReason::NotSealed, &scopes),
+            (None, true) => return self.drop_frame(out, DropReason::UnexpectedSeal, &scopes),
+            (Some(_), false) => return self.drop_frame(out, DropReason::NotSealed, &scopes),
             (Some(sealer), true) => match sealer.open(&peer.vtep.0, datagram, now) {
                 // A key announcement (see `announce`): the sealer has taken it in; nothing to
                 // deliver.
                 Ok(range) if range.is_empty() => return,
                 Ok(range) => range,
-                Err(e) => return self.count_drop(out, open_drop(e), &scopes),
+                Err(e) => return self.drop_frame(out, e.into(), &scopes),
             },
         };
         let frame = &datagram[out.frame.clone()];
         network.traffic.rx(frame.len());
-        let dst = match self.admit(now, network, frame, Location::Vtep(peer.vtep)) {
+        let dst = match self.admit(now, network, frame, Location::Vtep(peer.vtep), None) {
             Ok(dst) => dst,
-            Err(reason) => return self.count_drop(out, reason, &scopes),
+            Err(reason) => return self.drop_frame(out, reason, &scopes),
         };
         match (dst.is_multicast(), network.fdb.lookup(dst, now)) {
             (false, Some(Location::Port(q))) => out.ports.push(q),
             (false, Some(Location::Vtep(_))) => {
-                return self.count_drop(out, DropReason::SplitHorizon, &scopes)
+                return self.drop_frame(out, DropReason::SplitHorizon, &scopes)
             }
             _ => out.ports.extend_from_slice(&network.ports),
         }
         self.count_tx(network, out, frame.len());
     }
 
-    /// Encapsulates the frame at `frame` inside `buf` in place, for sending to `out.vteps`:
-    /// writes the VXLAN header in front of it and, on an encrypted network, seals it (which
-    /// needs [`HEADROOM`] bytes before the frame and [`TAILROOM`] after it). Call it after the
-    /// frame has been delivered to local ports: sealing encrypts the frame where it lies.
+    /// Encapsulates the frame at `frame` inside `buf` in place, for sending to
+    /// `sends.vteps()`: writes the VXLAN header in front of it and, on an encrypted network,
+    /// seals it (which needs [`HEADROOM`] bytes before the frame and [`TAILROOM`] after it).
+    /// Sealing encrypts the frame where it lies; the [`Sends`] shows the local deliveries are
+    /// done. A refusal is counted (switch-wide and against the network) before it is returned.
     pub fn encapsulate(
         &self,
-        vni: Vni,
+        sends: &Sends<'_>,
         buf: &mut [u8],
         frame: Range<usize>,
     ) -> Result<Encapsulated, DropReason> {
-        let network = self.networks.get(&vni).ok_or(DropReason::UnknownVni)?;
+        let network = self.networks.get(&sends.vni()).ok_or_else(|| {
+            self.drops.add(DropReason::UnknownVni);
+            DropReason::UnknownVni
+        })?;
+        self.seal_frame(network, buf, frame)
+            .inspect_err(|&reason| self.count_in(network, reason))
+    }
+
+    fn seal_frame(
+        &self,
+        network: &Network,
+        buf: &mut [u8],
+        frame: Range<usize>,
+    ) -> Result<Encapsulated, DropReason> {
         let inner = buf.get(frame.clone()).ok_or(DropReason::Truncated)?;
         let src_port = udp_source_port(flow_hash(inner));
-        let header_len = match network.seal {
-            Some(_) => vxlan::HEADER_LEN + crate::wire::sealed::HEADER_LEN,
-            None => vxlan::HEADER_LEN,
+        let (header_len, overhead) = match network.seal {
+            Some(_) => (
+                vxlan::HEADER_LEN + sealed::HEADER_LEN,
+                vxlan::HEADER_LEN + SEAL_OVERHEAD,
+            ),
+            None => (vxlan::HEADER_LEN, vxlan::HEADER_LEN),
         };
+        // The datagram must fit in one IPv4 packet with the outer headers the shell adds.
+        if OUTER_LEN + overhead + frame.len() > usize::from(u16::MAX) {
+            return Err(DropReason::TooBig);
+        }
         let start = frame
             .start
             .checked_sub(header_len)
             .ok_or(DropReason::TooBig)?;
         let header = VxlanRepr {
-            vni,
+            vni: network.vni,
             sealed: network.seal.is_some(),
         }
         .to_bytes();
@@ -424,16 +477,22 @@ impl Switch {
             None => frame.end,
             Some(sealer) => {
                 let room = buf.len().min(frame.end + TAILROOM);
-                let len = sealer
-                    .seal(&mut buf[start..room], frame.len())
-                    .map_err(|e| self.seal_drop(network, e))?;
-                start + len
+                start + sealer.seal(&mut buf[start..room], frame.len())?
             }
         };
         Ok(Encapsulated {
             datagram: start..end,
             src_port,
         })
+    }
+
+    /// Counts a drop the shell decided on for a frame of network `vni` (say, a datagram it
+    /// could not address), so every drop is in the same counters under one name.
+    pub fn count_drop(&self, vni: Vni, reason: DropReason) {
+        match self.networks.get(&vni) {
+            Some(network) => self.count_in(network, reason),
+            None => self.drops.add(reason),
+        }
     }
 
     /// Sends the key announcements due at `now`: for every encrypted network whose key
@@ -460,9 +519,7 @@ impl Switch {
                         send(peer.vtep, &buf[..len]);
                     }
                 }
-                Some(Err(e)) => {
-                    self.seal_drop(network, e);
-                }
+                Some(Err(e)) => self.count_in(network, e.into()),
             }
         }
     }
@@ -479,14 +536,9 @@ impl Switch {
             .min()
     }
 
-    fn seal_drop(&self, network: &Network, e: SealDrop) -> DropReason {
-        let reason = match e {
-            SealDrop::CounterExhausted => DropReason::KeyExhausted,
-            SealDrop::BufferTooSmall | SealDrop::FrameTooLong => DropReason::TooBig,
-        };
+    fn count_in(&self, network: &Network, reason: DropReason) {
         self.drops.add(reason);
         network.traffic.drops.add(reason);
-        reason
     }
 
     /// Advances time: forgets MACs that have aged out.
@@ -506,19 +558,30 @@ impl Switch {
         network: &Network,
         frame: &[u8],
         at: Location,
+        port: Option<&Port>,
     ) -> Result<Mac, DropReason> {
-        let info = classify(frame).map_err(wire_drop)?;
+        let info = classify(frame)?;
         if info.vlan.is_some() && !self.config.allow_vlan_tagged {
             return Err(DropReason::VlanTagged);
         }
         if !info.src.is_valid_source() {
             return Err(DropReason::BadSourceMac);
         }
-        network.fdb.learn(info.src, at, now);
-        Ok(info.dst)
+        if let Some(p) = port {
+            if let Some(security) = &p.security {
+                security.check(&info, frame)?;
+            }
+            if let (true, Some(storm)) = (info.dst.is_multicast(), &p.storm) {
+                storm.admit(now)?;
+            }
+        }
+        match network.fdb.learn(info.src, at, now) {
+            Learned::Refused => Err(DropReason::MacConflict),
+            _ => Ok(info.dst),
+        }
     }
 
-    fn count_drop(&self, out: &mut Forward, reason: DropReason, scopes: &[&Traffic]) {
+    fn drop_frame(&self, out: &mut Forward, reason: DropReason, scopes: &[&Traffic]) {
         self.drops.add(reason);
         for s in scopes {
             s.drops.add(reason);
@@ -564,19 +627,6 @@ impl Switch {
     }
 }
 
-fn open_drop(e: OpenDrop) -> DropReason {
-    match e {
-        OpenDrop::Truncated | OpenDrop::BadVersion => DropReason::BadEnvelope,
-        OpenDrop::UnknownKey => DropReason::UnknownKey,
-        OpenDrop::AuthFailed => DropReason::AuthFailed,
-        OpenDrop::Replayed => DropReason::Replayed,
-    }
-}
-
-fn wire_drop(e: WireError) -> DropReason {
-    match e {
-        WireError::Truncated => DropReason::Truncated,
-        WireError::NoVniFlag => DropReason::NoVniFlag,
-        WireError::InvalidVni(_) => DropReason::InvalidVni,
-    }
-}
+mod guard;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,59 @@
+//! The I/O shell's own counters: TAP and underlay I/O errors, datagrams moved, offload work.
+//! Drops the switch decides are counted by reason in the core, not here.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+/// Counters of the I/O shell itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataplaneStats {
+    pub tap_read_errors: u64,
+    /// Frames that could not be written to a port (a TAP, or the daemon's own probe port).
+    pub tap_write_errors: u64,
+    pub underlay_rx_datagrams: u64,
+    pub underlay_tx_datagrams: u64,
+    pub underlay_send_errors: u64,
+    pub underlay_recv_errors: u64,
+    /// TCP superframes read from TAPs (TSO) and cut into segments.
+    #[serde(default)]
+    pub superframes_segmented: u64,
+    /// Superframes written to TAPs, coalesced from segments off the underlay (userspace GRO).
+    #[serde(default)]
+    pub superframes_coalesced: u64,
+    /// Frames from TAPs dropped because their offload request could not be honoured (a
+    /// malformed virtio-net header, a non-TCP superframe, a bad checksum offset).
+    #[serde(default)]
+    pub offload_errors: u64,
+}
+
+/// The live counters behind [`DataplaneStats`], shared by the workers.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub tap_read_errors: AtomicU64,
+    pub tap_write_errors: AtomicU64,
+    pub underlay_rx: AtomicU64,
+    pub underlay_tx: AtomicU64,
+    pub underlay_send_errors: AtomicU64,
+    pub underlay_recv_errors: AtomicU64,
+    pub superframes_segmented: AtomicU64,
+    pub superframes_coalesced: AtomicU64,
+    pub offload_errors: AtomicU64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> DataplaneStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        DataplaneStats {
+            tap_read_errors: get(&self.tap_read_errors),
+            tap_write_errors: get(&self.tap_write_errors),
+            underlay_rx_datagrams: get(&self.underlay_rx),
+            underlay_tx_datagrams: get(&self.underlay_tx),
+            underlay_send_errors: get(&self.underlay_send_errors),
+            underlay_recv_errors: get(&self.underlay_recv_errors),
+            superframes_segmented: get(&self.superframes_segmented),
+            superframes_coalesced: get(&self.superframes_coalesced),
+            offload_errors: get(&self.offload_errors),
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! The two worker loops and the glue between them and the switch: every frame goes through
+//! [`Batch::deliver`] (local ports first, via `Forward::deliver`) and only then is encapsulated
+//! for VTEPs, so a frame is never sealed before its local copies are out.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::ops::Range;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+
+use super::segmenter::Segmenter;
+use super::sys::{self, RawSender, RecvBatch};
+use super::{PortSink, Shared, BATCH, HEADROOM, MAX_FRAME, POLL, TAILROOM};
+use crate::core::offload::{self, Coalescer, Push};
+use crate::core::sync::read;
+use crate::core::{DropReason, Forward, PortId, Sends, Switch, Timestamp, Vtep};
+use crate::wire::underlay::{UnderlayPacket, UnderlayRepr, OUTER_LEN};
+use crate::wire::virtio_net::VnetHdr;
+
+/// What a worker holds while it handles one batch: the switch and the port table, read-locked
+/// once per batch, and the time.
+pub(super) struct Batch<'a> {
+    pub shared: &'a Shared,
+    pub switch: &'a Switch,
+    pub ports: &'a HashMap<PortId, PortSink>,
+    pub now: Timestamp,
+}
+
+impl Shared {
+    /// Runs `f` over one batch, with the switch and the port table read-locked.
+    pub(super) fn with_batch<R>(&self, f: impl FnOnce(&Batch<'_>) -> R) -> R {
+        let switch = read(&self.switch);
+        let ports = read(&self.ports);
+        f(&Batch {
+            shared: self,
+            switch: &switch,
+            ports: &ports,
+            now: self.now(),
+        })
+    }
+}
+
+/// An encapsulated datagram in a buffer, outer headers included, ready for the raw socket.
+pub(super) struct Packet {
+    range: Range<usize>,
+}
+
+struct Pending {
+    slot: usize,
+    range: Range<usize>,
+    dst: Ipv4Addr,
+}
+
+impl Batch<'_> {
+    /// The first half of carrying out `fwd`: `frame` to every local port. Returns the sends to
+    /// VTEPs that are left, if any.
+    pub fn deliver<'f>(&self, fwd: &'f Forward, frame: &[u8], vnet: &VnetHdr) -> Option<Sends<'f>> {
+        fwd.deliver(frame, |port, frame| {
+            self.shared.deliver(self.ports.get(&port), vnet, frame)
+        })
+    }
+
+    /// Carries out `fwd` for a frame without GSO at `frame` in `buf`: local deliveries, then
+    /// encapsulation in place. Returns the packet to send and where to.
+    pub fn forward<'f>(
+        &self,
+        buf: &mut [u8],
+        frame: Range<usize>,
+        vnet: &VnetHdr,
+        fwd: &'f Forward,
+    ) -> Option<(Packet, Sends<'f>)> {
+        let sends = self.deliver(fwd, &buf[frame.clone()], vnet)?;
+        let packet = self.encapsulate(buf, frame, &sends)?;
+        Some((packet, sends))
+    }
+
+    /// Encapsulates the frame in place and writes the outer headers, addressed to the first
+    /// VTEP. Every refusal is counted by the switch under its drop reason.
+    fn encapsulate(
+        &self,
+        buf: &mut [u8],
+        frame: Range<usize>,
+        sends: &Sends<'_>,
+    ) -> Option<Packet> {
+        let enc = self.switch.encapsulate(sends, buf, frame).ok()?;
+        // The pool socket's port, as a superframe of the same flow would get.
+        let src_port = self.shared.source_ports[self.shared.source(enc.src_port)];
+        let repr = UnderlayRepr {
+            source: SocketAddrV4::new(self.shared.src_ip, src_port),
+            destination: vtep_addr(sends.vteps()[0]),
+            payload_len: enc.datagram.len(),
+        };
+        let range = enc.datagram.start.saturating_sub(OUTER_LEN)..enc.datagram.end;
+        let written = UnderlayPacket::new_checked(&mut buf[range.clone()])
+            .and_then(|mut packet| repr.emit(&mut packet));
+        match written {
+            Ok(()) => Some(Packet { range }),
+            Err(e) => {
+                tracing::debug!("outer headers: {e}");
+                self.switch.count_drop(sends.vni(), DropReason::TooBig);
+                None
+            }
+        }
+    }
+}
+
+/// The underlay address of a VTEP. Peers are IPv4 (the daemon refuses others); an IPv6 one
+/// would get the unspecified address, which the kernel refuses to send to (counted as a send
+/// error).
+pub(super) fn vtep_addr(v: Vtep) -> SocketAddrV4 {
+    let ip = match v.0.ip() {
+        IpAddr::V4(ip) => ip,
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    };
+    SocketAddrV4::new(ip, v.0.port())
+}
+
+/// Head-end replication: the same datagram to every VTEP of `sends`, re-addressed each time.
+pub(super) fn replicate(
+    shared: &Shared,
+    sender: &mut RawSender,
+    buf: &mut [u8],
+    p: Packet,
+    sends: &Sends<'_>,
+) {
+    for &v in sends.vteps() {
+        let to = vtep_addr(v);
+        UnderlayPacket::new_unchecked(&mut buf[p.range.clone()]).set_destination(to);
+        let one = [(&buf[p.range.clone()], *to.ip())];
+        count_sent(shared, sender.send_batch(&one), 1);
+    }
+}
+
+/// Frames from TAPs to wherever the switch says.
+pub(super) fn ports_worker(shared: &Shared, mut sender: RawSender) {
+    let mut events = sys::epoll_events(64);
+    let mut tokens = Vec::with_capacity(64);
+    let mut bufs: Vec<Box<[u8]>> = (0..BATCH)
+        .map(|_| vec![0u8; HEADROOM + MAX_FRAME + TAILROOM].into_boxed_slice())
+        .collect();
+    let mut fwd = Forward::default();
+    let mut segmenter = Segmenter::new();
+    // Datagrams waiting for one sendmmsg.
+    let mut pending: Vec<Pending> = Vec::with_capacity(BATCH);
+    while !shared.stop.load(Ordering::Relaxed) {
+        if let Err(e) = shared.epoll.wait(&mut events, &mut tokens, POLL) {
+            tracing::error!("epoll_wait: {e}");
+            std::thread::sleep(POLL);
+            continue;
+        }
+        if tokens.is_empty() {
+            continue;
+        }
+        shared.with_batch(|batch| {
+            let c = &shared.counters;
+            for &token in &tokens {
+                let port = PortId(token as u32);
+                let Some(PortSink::Tap(tap)) = batch.ports.get(&port) else {
+                    continue;
+                };
+                let vnet_len = tap.vnet_hdr_len();
+                for _ in 0..BATCH {
+                    let slot = pending.len();
+                    let buf = &mut bufs[slot];
+                    // The virtio-net header lands in the headroom, the frame at HEADROOM.
+                    let n = match tap.read(&mut buf[HEADROOM - vnet_len..HEADROOM + MAX_FRAME]) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            c.tap_read_errors.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                    };
+                    let vnet = if vnet_len == 0 {
+                        VnetHdr::PLAIN
+                    } else {
+                        VnetHdr::parse(&buf[HEADROOM - vnet_len..HEADROOM])
+                            .unwrap_or(VnetHdr::PLAIN)
+                    };
+                    let Some(len) = n.checked_sub(vnet_len) else {
+                        c.offload_errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    let frame = HEADROOM..HEADROOM + len;
+                    if vnet.is_gso() {
+                        // Keep order: what is queued for sendmmsg leaves before the superframe.
+                        flush(shared, &mut sender, &bufs, &mut pending);
+                        let superframe = &bufs[slot][frame];
+                        batch
+                            .switch
+                            .frame_from_port(batch.now, port, superframe, &mut fwd);
+                        if let Some(sends) = batch.deliver(&fwd, superframe, &vnet) {
+                            segmenter.send(batch, &vnet, superframe, &sends);
+                        }
+                        continue;
+                    }
+                    if !batch.switch.admit_len(port, len) {
+                        continue;
+                    }
+                    if offload::complete_checksum(&mut buf[frame.clone()], &vnet).is_err() {
+                        c.offload_errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    batch
+                        .switch
+                        .frame_from_port(batch.now, port, &buf[frame.clone()], &mut fwd);
+                    let Some((packet, sends)) = batch.forward(buf, frame, &VnetHdr::PLAIN, &fwd)
+                    else {
+                        continue;
+                    };
+                    if let [only] = sends.vteps() {
+                        pending.push(Pending {
+                            slot,
+                            range: packet.range,
+                            dst: *vtep_addr(*only).ip(),
+                        });
+                        if pending.len() == BATCH {
+                            flush(shared, &mut sender, &bufs, &mut pending);
+                        }
+                    } else {
+                        replicate(shared, &mut sender, buf, packet, &sends);
+                    }
+                }
+            }
+            flush(shared, &mut sender, &bufs, &mut pending);
+        });
+    }
+}
+
+fn flush(shared: &Shared, sender: &mut RawSender, bufs: &[Box<[u8]>], pending: &mut Vec<Pending>) {
+    if pending.is_empty() {
+        return;
+    }
+    let mut batch: [(&[u8], Ipv4Addr); BATCH] = [(&[], Ipv4Addr::UNSPECIFIED); BATCH];
+    for (i, p) in pending.iter().enumerate() {
+        batch[i] = (&bufs[p.slot][p.range.clone()], p.dst);
+    }
+    count_sent(
+        shared,
+        sender.send_batch(&batch[..pending.len()]),
+        pending.len(),
+    );
+    pending.clear();
+}
+
+pub(super) fn count_sent(shared: &Shared, (sent, err): (usize, Option<io::Error>), of: usize) {
+    let c = &shared.counters;
+    c.underlay_tx.fetch_add(sent as u64, Ordering::Relaxed);
+    if let Some(e) = err {
+        c.underlay_send_errors
+            .fetch_add((of - sent) as u64, Ordering::Relaxed);
+        tracing::debug!("underlay send: {e}");
+    }
+}
+
+/// Datagrams from the underlay to local ports.
+pub(super) fn underlay_worker(shared: &Shared) {
+    let mut recv = RecvBatch::new(BATCH, MAX_FRAME);
+    let mut fwd = Forward::default();
+    let mut coalescer = Coalescer::new();
+    let fd = shared.udp.as_raw_fd();
+    while !shared.stop.load(Ordering::Relaxed) {
+        let n = match sys::recv_batch(fd, &mut recv) {
+            Ok(0) => continue,
+            Ok(n) => n,
+            Err(e) => {
+                shared
+                    .counters
+                    .underlay_recv_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("underlay recv: {e}");
+                continue;
+            }
+        };
+        shared.with_batch(|batch| {
+            let mut datagrams = 0u64;
+            for i in 0..n {
+                let from = SocketAddr::V4(recv.from[i]);
+                let mut len = recv.lens[i];
+                // A UDP_GRO buffer holds a run of datagrams of `gso_size` bytes (the last shorter).
+                let size = match recv.gso_size[i] {
+                    0 => len.max(1),
+                    g => g,
+                };
+                if recv.truncated[i] {
+                    // More than the buffer held: the last datagram is cut. Keep the whole ones.
+                    batch
+                        .shared
+                        .counters
+                        .underlay_recv_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    len = match recv.gso_size[i] {
+                        0 => 0,
+                        g => len - len % g,
+                    };
+                }
+                for datagram in recv.bufs[i][..len].chunks_mut(size) {
+                    datagrams += 1;
+                    batch
+                        .switch
+                        .datagram_from_vtep(batch.now, from, datagram, &mut fwd);
+                    let frame = &datagram[fwd.frame.clone()];
+                    if let [port] = fwd.ports[..] {
+                        if let Some(PortSink::Tap(tap)) = batch.ports.get(&port) {
+                            if tap.vnet_hdr_len() > 0 {
+                                match coalescer.push(port.0, frame) {
+                                    Push::Merged => continue,
+                                    Push::Busy => {
+                                        write_superframe(shared, batch.ports, &mut coalescer);
+                                        if coalescer.push(port.0, frame) == Push::Merged {
+                                            continue;
+                                        }
+                                    }
+                                    Push::Unsuitable => {}
+                                }
+                            }
+                        }
+                    }
+                    // Whatever is pending was received before this frame: write it first.
+                    write_superframe(shared, batch.ports, &mut coalescer);
+                    // Split horizon: a frame from the underlay never has sends left.
+                    let _no_sends = batch.deliver(&fwd, frame, &VnetHdr::PLAIN);
+                }
+            }
+            write_superframe(shared, batch.ports, &mut coalescer);
+            shared
+                .counters
+                .underlay_rx
+                .fetch_add(datagrams, Ordering::Relaxed);
+        });
+    }
+}
+
+/// Writes the coalescer's pending superframe (if any) to its port.
+fn write_superframe(shared: &Shared, ports: &HashMap<PortId, PortSink>, c: &mut Coalescer) {
+    let Some((port, bytes)) = c.take() else {
+        return;
+    };
+    let ok = match ports.get(&PortId(port)) {
+        Some(PortSink::Tap(tap)) => tap.write(bytes).is_ok(),
+        _ => false,
+    };
+    let c = &shared.counters;
+    if !ok {
+        c.tap_write_errors.fetch_add(1, Ordering::Relaxed);
+    } else if VnetHdr::parse(bytes).is_ok_and(|h| h.is_gso()) {
+        c.superframes_coalesced.fetch_add(1, Ordering::Relaxed);
+    }
+}

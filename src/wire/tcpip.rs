@@ -1,0 +1,343 @@
+//! Ethernet + IPv4/IPv6 + TCP headers, as the offloads (`core::offload`) read and rewrite them:
+//! where the fields are, and the RFC 1071 checksums.
+//!
+//! Not a `Packet<T>` view: segmentation parses one superframe's headers once and then writes
+//! them into many segments of different lengths, so [`TcpFrame`] is a parsed *layout* (offsets,
+//! IP version) whose accessors take the bytes they apply to. [`TcpFrame::parse`] is the checked
+//! constructor: it never panics, and returns `None` for anything but an untagged Ethernet frame
+//! with one well-formed TCP segment.
+//!
+//! # Panics
+//!
+//! The accessors index the bytes at the layout's offsets: they do not panic on the frame the
+//! layout was parsed from, nor on any frame with the same headers that is at least
+//! [`TcpFrame::payload`] bytes long (for the setters of lengths and checksums, exactly
+//! [`TcpFrame::end`] bytes, see [`TcpFrame::with_end`]). Anything else is a caller bug.
+
+use core::ops::Range;
+
+use super::ethernet::HEADER_LEN as ETH_LEN;
+
+pub const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
+pub const ETHERTYPE_IPV6: [u8; 2] = [0x86, 0xdd];
+pub const PROTO_TCP: u8 = 6;
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_PSH: u8 = 0x08;
+pub const TCP_ACK: u8 = 0x10;
+pub const TCP_URG: u8 = 0x20;
+pub const TCP_ECE: u8 = 0x40;
+pub const TCP_CWR: u8 = 0x80;
+/// Offset of the checksum inside the TCP header.
+pub const TCP_CHECKSUM_OFFSET: usize = 16;
+/// The largest IP packet (IPv4 total length, IPv6 payload length + 40 both stay under this).
+pub const MAX_IP_LEN: usize = 65_535;
+
+const IPV6_HEADER_LEN: usize = 40;
+
+mod field {
+    use core::ops::Range;
+
+    // IPv4, from the start of the IP header.
+    pub const V4_TOTAL_LEN: Range<usize> = 2..4;
+    pub const V4_ID: Range<usize> = 4..6;
+    pub const V4_CHECKSUM: Range<usize> = 10..12;
+    pub const V4_ADDRS: Range<usize> = 12..20;
+    // IPv6, from the start of the IP header.
+    pub const V6_PAYLOAD_LEN: Range<usize> = 4..6;
+    pub const V6_ADDRS: Range<usize> = 8..40;
+    // TCP, from the start of the TCP header.
+    pub const SEQ: Range<usize> = 4..8;
+    pub const DATA_OFFSET: usize = 12;
+    pub const FLAGS: usize = 13;
+}
+
+/// Where the headers of an Ethernet + IPv4/IPv6 + TCP frame lie (offsets from the frame start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpFrame {
+    pub v6: bool,
+    /// Start of the TCP header (= Ethernet + IP header length).
+    pub l4: usize,
+    /// Start of the TCP payload.
+    pub payload: usize,
+    /// End of the IP packet; bytes after it are Ethernet padding.
+    pub end: usize,
+}
+
+impl TcpFrame {
+    /// Finds the TCP segment in an untagged Ethernet frame. `None` for anything else: non-IP,
+    /// non-TCP, IPv4 fragments, IPv6 extension headers, inconsistent lengths.
+    pub fn parse(frame: &[u8]) -> Option<TcpFrame> {
+        let ethertype = frame.get(12..14)?;
+        let ip = frame.get(ETH_LEN..)?;
+        let (v6, ip_hl, ip_len) = if ethertype == ETHERTYPE_IPV4 {
+            let h = ip.get(..20)?;
+            let ihl = usize::from(h[0] & 0x0f) * 4;
+            let fragment = u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0;
+            if h[0] >> 4 != 4 || ihl < 20 || h[9] != PROTO_TCP || fragment {
+                return None;
+            }
+            (false, ihl, usize::from(u16::from_be_bytes([h[2], h[3]])))
+        } else if ethertype == ETHERTYPE_IPV6 {
+            let h = ip.get(..IPV6_HEADER_LEN)?;
+            if h[0] >> 4 != 6 || h[6] != PROTO_TCP {
+                return None;
+            }
+            (
+                true,
+                IPV6_HEADER_LEN,
+                IPV6_HEADER_LEN + usize::from(u16::from_be_bytes([h[4], h[5]])),
+            )
+        } else {
+            return None;
+        };
+        let l4 = ETH_LEN + ip_hl;
+        let end = ETH_LEN + ip_len;
+        let doff = usize::from(*frame.get(l4 + field::DATA_OFFSET)? >> 4) * 4;
+        let payload = l4 + doff;
+        if doff < 20 || payload > end || end > frame.len() {
+            return None;
+        }
+        Some(TcpFrame {
+            v6,
+            l4,
+            payload,
+            end,
+        })
+    }
+
+    pub fn payload_len(&self) -> usize {
+        self.end - self.payload
+    }
+
+    /// The same headers in a frame whose IP packet ends at `end` (a segment cut from this
+    /// frame, or several merged into one).
+    pub fn with_end(self, end: usize) -> TcpFrame {
+        TcpFrame { end, ..self }
+    }
+
+    fn tcp(&self, f: Range<usize>) -> Range<usize> {
+        self.l4 + f.start..self.l4 + f.end
+    }
+
+    fn ip(f: Range<usize>) -> Range<usize> {
+        ETH_LEN + f.start..ETH_LEN + f.end
+    }
+
+    pub fn seq(&self, frame: &[u8]) -> u32 {
+        let b = &frame[self.tcp(field::SEQ)];
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    pub fn set_seq(&self, frame: &mut [u8], seq: u32) {
+        frame[self.tcp(field::SEQ)].copy_from_slice(&seq.to_be_bytes());
+    }
+
+    pub fn flags(&self, frame: &[u8]) -> u8 {
+        frame[self.l4 + field::FLAGS]
+    }
+
+    pub fn set_flags(&self, frame: &mut [u8], flags: u8) {
+        frame[self.l4 + field::FLAGS] = flags;
+    }
+
+    /// The IPv4 identification (0 for IPv6, which has none outside fragments).
+    pub fn ipv4_id(&self, frame: &[u8]) -> u16 {
+        if self.v6 {
+            return 0;
+        }
+        let b = &frame[Self::ip(field::V4_ID)];
+        u16::from_be_bytes([b[0], b[1]])
+    }
+
+    pub fn set_ipv4_id(&self, frame: &mut [u8], id: u16) {
+        if !self.v6 {
+            frame[Self::ip(field::V4_ID)].copy_from_slice(&id.to_be_bytes());
+        }
+    }
+
+    /// Writes the IP length fields for an IP packet ending at [`TcpFrame::end`]: IPv4 total
+    /// length, or IPv6 payload length.
+    pub fn set_ip_len(&self, frame: &mut [u8]) {
+        let ip_len = self.end - ETH_LEN;
+        if self.v6 {
+            let len = (ip_len - IPV6_HEADER_LEN) as u16;
+            frame[Self::ip(field::V6_PAYLOAD_LEN)].copy_from_slice(&len.to_be_bytes());
+        } else {
+            frame[Self::ip(field::V4_TOTAL_LEN)].copy_from_slice(&(ip_len as u16).to_be_bytes());
+        }
+    }
+
+    /// Computes the IPv4 header checksum in place (nothing for IPv6, which has none).
+    pub fn fill_ipv4_checksum(&self, frame: &mut [u8]) {
+        if self.v6 {
+            return;
+        }
+        let ip = &mut frame[ETH_LEN..self.l4];
+        ip[field::V4_CHECKSUM].copy_from_slice(&[0, 0]);
+        let c = !fold(sum(ip, 0));
+        ip[field::V4_CHECKSUM].copy_from_slice(&c.to_be_bytes());
+    }
+
+    /// Writes `value` into the TCP checksum field.
+    pub fn set_tcp_checksum(&self, frame: &mut [u8], value: u16) {
+        let at = self.l4 + TCP_CHECKSUM_OFFSET;
+        frame[at..at + 2].copy_from_slice(&value.to_be_bytes());
+    }
+
+    /// Computes the full TCP checksum of the segment `l4..end` in place.
+    pub fn fill_tcp_checksum(&self, frame: &mut [u8]) {
+        self.set_tcp_checksum(frame, 0);
+        let acc = pseudo_sum(frame, self, self.end - self.l4);
+        let c = !fold(sum(&frame[self.l4..self.end], acc));
+        self.set_tcp_checksum(frame, c);
+    }
+
+    /// Whether the TCP checksum of the segment is correct.
+    pub fn tcp_checksum_ok(&self, frame: &[u8]) -> bool {
+        let acc = pseudo_sum(frame, self, self.end - self.l4);
+        fold(sum(&frame[self.l4..self.end], acc)) == 0xffff
+    }
+
+    /// Whether the headers `b` (of a segment that continues `a` in sequence) are those of the
+    /// same flow: everything equal except the fields that legitimately change from segment to
+    /// segment (IP length, id and checksum; TCP sequence number, checksum and PSH). Both are
+    /// header bytes (`..payload`) with this layout.
+    pub fn same_flow(&self, a: &[u8], b: &[u8]) -> bool {
+        let ip = ETH_LEN;
+        let same = |r: Range<usize>| a.get(r.clone()) == b.get(r);
+        let byte = |i: usize| (a.get(i).copied(), b.get(i).copied());
+        let ip_ok = if self.v6 {
+            // version, traffic class, flow label; next header, hop limit; addresses
+            same(ip..ip + 4) && same(ip + 6..ip + IPV6_HEADER_LEN)
+        } else {
+            // version/IHL, ToS; DF; TTL, protocol; addresses; options
+            let (fa, fb) = byte(ip + 6);
+            same(ip..ip + 2)
+                && fa.map(|f| f & 0xe0) == fb.map(|f| f & 0xe0)
+                && same(ip + 8..ip + 10)
+                && same(ip + 12..self.l4)
+        };
+        let l4 = self.l4;
+        let (fa, fb) = byte(l4 + field::FLAGS);
+        ip_ok
+            && same(0..ETH_LEN)
+            // ports; ack number
+            && same(l4..l4 + 4)
+            && same(l4 + 8..l4 + 12)
+            // data offset; flags but PSH; window; urgent pointer; options
+            && byte(l4 + field::DATA_OFFSET).0 == byte(l4 + field::DATA_OFFSET).1
+            && fa.map(|f| f | TCP_PSH) == fb.map(|f| f | TCP_PSH)
+            && same(l4 + 14..l4 + 16)
+            && same(l4 + 18..self.payload)
+    }
+}
+
+// ---- checksums (RFC 1071) ----
+
+/// Adds `data` to a one's-complement sum kept in a `u64` (fold with [`fold`]). Big-endian
+/// 32-bit words summed into 64 bits cannot overflow for any frame and vectorise well; the end
+/// result is congruent to the 16-bit sum.
+pub fn sum(data: &[u8], mut acc: u64) -> u64 {
+    let mut words = data.chunks_exact(4);
+    for w in &mut words {
+        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+    }
+    let rest = words.remainder();
+    let mut tail = [0u8; 4];
+    tail[..rest.len()].copy_from_slice(rest);
+    acc + u64::from(u32::from_be_bytes(tail))
+}
+
+/// Folds a sum from [`sum`] to 16 bits (not complemented).
+pub fn fold(mut acc: u64) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// The TCP pseudo-header sum for a TCP segment of `tcp_len` bytes in `frame`.
+pub fn pseudo_sum(frame: &[u8], t: &TcpFrame, tcp_len: usize) -> u64 {
+    let addrs = if t.v6 {
+        &frame[TcpFrame::ip(field::V6_ADDRS)]
+    } else {
+        &frame[TcpFrame::ip(field::V4_ADDRS)]
+    };
+    sum(addrs, u64::from(PROTO_TCP) + tcp_len as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An IPv4 TCP segment with a 4-byte payload and valid checksums.
+    fn segment() -> Vec<u8> {
+        let mut f = vec![0u8; ETH_LEN + 20 + 20 + 4];
+        f[12..14].copy_from_slice(&ETHERTYPE_IPV4);
+        f[ETH_LEN] = 0x45;
+        f[ETH_LEN + 8] = 64;
+        f[ETH_LEN + 9] = PROTO_TCP;
+        f[ETH_LEN + 12..ETH_LEN + 20].copy_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        let l4 = ETH_LEN + 20;
+        f[l4 + 12] = 5 << 4;
+        f[l4 + 13] = TCP_ACK;
+        f[l4 + 20..].copy_from_slice(b"data");
+        let t = TcpFrame {
+            v6: false,
+            l4,
+            payload: l4 + 20,
+            end: f.len(),
+        };
+        t.set_ip_len(&mut f);
+        t.fill_ipv4_checksum(&mut f);
+        t.fill_tcp_checksum(&mut f);
+        f
+    }
+
+    #[test]
+    fn fields_round_trip_and_checksums_verify() {
+        let mut f = segment();
+        let t = TcpFrame::parse(&f).expect("tcp");
+        assert_eq!((t.v6, t.l4, t.payload, t.end), (false, 34, 54, 58));
+        assert!(t.tcp_checksum_ok(&f));
+        t.set_seq(&mut f, 0xdead_beef);
+        assert_eq!(t.seq(&f), 0xdead_beef);
+        assert!(
+            !t.tcp_checksum_ok(&f),
+            "the checksum covers the sequence number"
+        );
+        t.fill_tcp_checksum(&mut f);
+        assert!(t.tcp_checksum_ok(&f));
+        t.set_ipv4_id(&mut f, 7);
+        assert_eq!(t.ipv4_id(&f), 7);
+        t.fill_ipv4_checksum(&mut f);
+        assert_eq!(fold(sum(&f[ETH_LEN..t.l4], 0)), 0xffff);
+        let psh = f.clone();
+        t.set_flags(&mut f, TCP_ACK | TCP_PSH);
+        assert!(
+            t.same_flow(&psh[..t.payload], &f[..t.payload]),
+            "PSH may differ"
+        );
+        t.set_flags(&mut f, TCP_ACK | TCP_FIN);
+        assert!(!t.same_flow(&psh[..t.payload], &f[..t.payload]));
+    }
+
+    #[test]
+    fn parse_refuses_what_it_cannot_describe() {
+        let f = segment();
+        for len in 0..f.len() {
+            assert_eq!(TcpFrame::parse(&f[..len]), None, "len {len}");
+        }
+        let mut udp = f.clone();
+        udp[ETH_LEN + 9] = 17;
+        assert_eq!(TcpFrame::parse(&udp), None);
+        let mut fragment = f.clone();
+        fragment[ETH_LEN + 7] = 1;
+        assert_eq!(TcpFrame::parse(&fragment), None);
+        let mut arp = f;
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(TcpFrame::parse(&arp), None);
+    }
+}
