@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use vswitch::cli::{AttachArgs, Cli, Command, KeyCommand, NetworkCommand, PeerCommand};
+use vswitch::cli::{
+    AttachArgs, Cli, Command, HostCommand, KeyCommand, NetworkCommand, PeerCommand,
+};
 use vswitch::control::{self, client, Request};
 
 fn main() -> ExitCode {
@@ -34,6 +36,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let request = match cli.command {
         Command::Daemon(a) => {
             init_tracing();
+            let cluster = a.store.map(|url| vswitch::daemon::ClusterConfig {
+                endpoints: url.0,
+                prefix: a.store_prefix,
+                tls: a.store_ca.map(|ca| vswitch::store::TlsFiles {
+                    ca,
+                    identity: a.store_cert.zip(a.store_key),
+                }),
+            });
             return Ok(vswitch::daemon::run(vswitch::daemon::DaemonConfig {
                 listen: a.listen,
                 port: a.port,
@@ -42,6 +52,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 underlay_mtu: a.underlay_mtu,
                 storm_limit: a.storm_limit,
                 socket: cli.socket,
+                name: a.name,
+                cluster,
             })?);
         }
         Command::Key(KeyCommand::Generate { out }) => return key_generate(out.as_deref()),
@@ -99,6 +111,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Fdb { network, .. } => Request::Fdb { network },
         Command::Stats { .. } => Request::Stats,
+        Command::Host {
+            command: HostCommand::Ls,
+            ..
+        } => Request::HostList,
     };
     let reply = client::call(&cli.socket, &request, Duration::from_secs(30))?;
     let mut out = std::io::stdout().lock();

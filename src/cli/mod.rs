@@ -48,6 +48,7 @@ impl Cli {
                 | Command::Attach { out, .. }
                 | Command::Detach { out, .. }
                 | Command::Fdb { out, .. }
+                | Command::Host { out, .. }
                 | Command::Stats { out } => out.json,
                 Command::Daemon(_) | Command::Key(_) => false,
             }
@@ -100,6 +101,13 @@ pub enum Command {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// The hosts of the cluster (cluster mode), or this host.
+    Host {
+        #[command(flatten)]
+        out: JsonFlag,
+        #[command(subcommand)]
+        command: HostCommand,
+    },
     /// Key material for encrypted networks.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -126,6 +134,58 @@ pub struct DaemonArgs {
     /// twice as many); 0 turns it off.
     #[arg(long, default_value_t = 1000)]
     pub storm_limit: u32,
+    /// Cluster mode: keep networks and the host registry in etcd, e.g.
+    /// etcd://192.0.2.10:2379[,HOST:PORT...]. Needs --listen with this host's address.
+    #[arg(long, value_name = "etcd://HOST:PORT[,HOST:PORT...]", value_parser = parse_store)]
+    pub store: Option<StoreUrl>,
+    /// The etcd key prefix every key of this cluster lives under.
+    #[arg(long, default_value = "/vswitch", requires = "store", value_parser = parse_store_prefix)]
+    pub store_prefix: String,
+    /// TLS to etcd: the CA certificate (PEM) that signs the etcd servers' certificates.
+    #[arg(long, requires = "store")]
+    pub store_ca: Option<PathBuf>,
+    /// TLS to etcd: this host's client certificate (PEM).
+    #[arg(long, requires_all = ["store_ca", "store_key"])]
+    pub store_cert: Option<PathBuf>,
+    /// TLS to etcd: the client certificate's private key (PEM).
+    #[arg(long, requires_all = ["store_ca", "store_cert"])]
+    pub store_key: Option<PathBuf>,
+    /// This host's name in the cluster (default: the kernel's hostname).
+    #[arg(long, value_parser = parse_host_name)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// List the hosts: name, VTEP, and whether each is alive.
+    Ls,
+}
+
+/// The endpoints of `--store etcd://HOST:PORT[,HOST:PORT...]`, each `HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreUrl(pub Vec<String>);
+
+pub fn parse_store(s: &str) -> Result<StoreUrl, String> {
+    crate::store::etcd::layout::parse_url(s).map(StoreUrl)
+}
+
+pub fn parse_store_prefix(s: &str) -> Result<String, String> {
+    crate::store::etcd::layout::parse_prefix(s)
+}
+
+/// A host name: 1-64 letters, digits, '-', '_' or '.'.
+pub fn parse_host_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "'{s}' is not a valid host name (1-64 letters, digits, '-', '_' or '.')"
+        ))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -369,6 +429,46 @@ mod tests {
         assert!(parse_ip_cidr("10.0.0.5/40").is_err());
         assert!(parse_ifname("a/b").is_err());
         assert!(parse_ifname("abcdefghijklmnop").is_err());
+        assert!(parse_host_name("a/b").unwrap_err().contains("'a/b'"));
+        assert_eq!(parse_host_name("node-1.lab").expect("ok"), "node-1.lab");
+    }
+
+    #[test]
+    fn cluster_flags_need_store_and_tls_flags_go_together() {
+        let parse = |args: &[&str]| {
+            let mut v = vec!["vswitch", "daemon"];
+            v.extend_from_slice(args);
+            Cli::try_parse_from(v)
+        };
+        let Command::Daemon(a) = parse(&["--store", "etcd://192.0.2.10:2379,h2"])
+            .expect("ok")
+            .command
+        else {
+            panic!("not daemon")
+        };
+        assert_eq!(
+            a.store,
+            Some(StoreUrl(vec![
+                "192.0.2.10:2379".to_string(),
+                "h2:2379".to_string()
+            ]))
+        );
+        assert_eq!(a.store_prefix, "/vswitch");
+        assert!(parse(&["--store-prefix", "/x"]).is_err(), "needs --store");
+        assert!(parse(&["--store", "etcd://h:1", "--store-cert", "c"]).is_err());
+        assert!(parse(&[
+            "--store",
+            "etcd://h:1",
+            "--store-ca",
+            "a",
+            "--store-cert",
+            "c",
+            "--store-key",
+            "k"
+        ])
+        .is_ok());
+        assert!(parse(&["--store", "http://h:1"]).is_err());
+        assert!(parse(&["--store", "etcd://h:1", "--store-prefix", "rel"]).is_err());
     }
 
     #[test]

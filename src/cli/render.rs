@@ -82,6 +82,7 @@ pub fn human(request: &Request, reply: &Response, out: &mut impl Write) -> io::R
         (_, Response::Fdb(rows)) => fdb(out, rows),
         (_, Response::Stats(s)) => stats(out, s),
         (_, Response::Rotation(s)) => seal(out, s),
+        (_, Response::Hosts(hs)) => hosts(out, hs),
     }
 }
 
@@ -142,10 +143,44 @@ fn detail(out: &mut impl Write, n: &NetworkDetail) -> io::Result<()> {
     )?;
     writeln!(out, "  traffic: {}", traffic(&n.traffic))?;
     if n.ports.is_empty() {
-        writeln!(out, "  no ports")
+        writeln!(out, "  no ports")?;
     } else {
-        ports_table(out, &n.ports)
+        ports_table(out, &n.ports)?;
     }
+    if !n.endpoints.is_empty() {
+        writeln!(
+            out,
+            "  endpoints:\n  {:<20} {:<20} {:<8} {:<17}  IP",
+            "HOST", "NETNS", "IFNAME", "MAC"
+        )?;
+        for e in &n.endpoints {
+            writeln!(
+                out,
+                "  {:<20} {:<20} {:<8} {:<17}  {}",
+                e.host,
+                e.netns,
+                e.ifname,
+                e.mac.to_string(),
+                e.ip
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn hosts(out: &mut impl Write, hs: &[crate::control::HostInfo]) -> io::Result<()> {
+    writeln!(out, "{:<24} {:<22} {:<6} ", "HOST", "VTEP", "ALIVE")?;
+    for h in hs {
+        writeln!(
+            out,
+            "{:<24} {:<22} {:<6} {}",
+            h.name,
+            h.vtep.to_string(),
+            if h.alive { "yes" } else { "no" },
+            if h.local { "(this host)" } else { "" }
+        )?;
+    }
+    Ok(())
 }
 
 fn peers(out: &mut impl Write, ps: &[PeerInfo]) -> io::Result<()> {
@@ -298,6 +333,22 @@ fn stats(out: &mut impl Write, s: &Stats) -> io::Result<()> {
         out,
         "offloads: {} superframes segmented, {} coalesced, {} refused",
         d.superframes_segmented, d.superframes_coalesced, d.offload_errors
+    )?;
+    let st = &s.store;
+    writeln!(
+        out,
+        "store: {} {}, {}, revision {}{}",
+        st.backend,
+        st.location,
+        if st.connected {
+            "connected"
+        } else {
+            "NOT connected"
+        },
+        st.revision,
+        st.last_error
+            .as_ref()
+            .map_or_else(String::new, |e| format!("; last error: {e}"))
     )
 }
 
@@ -313,6 +364,13 @@ mod tests {
             ports: vec![],
             peers: vec![],
             dataplane: Default::default(),
+            store: crate::control::StoreStats {
+                backend: "etcd".into(),
+                location: "etcd at http://192.0.2.10:2379 (prefix /vswitch)".into(),
+                connected: false,
+                revision: 42,
+                last_error: Some("no answer to a listing within 2 s".into()),
+            },
         };
         st.networks.push(crate::control::NetworkStats {
             name: "sec".into(),
@@ -359,5 +417,9 @@ mod tests {
         assert!(text.contains("1 auth_failed"), "{text}");
         assert!(text.contains("in 28 s"), "{text}");
         assert!(!text.contains(" ms"), "durations, not clocks: {text}");
+        assert!(
+            text.contains("store: etcd etcd at http://192.0.2.10:2379 (prefix /vswitch), NOT connected, revision 42; last error: no answer"),
+            "{text}"
+        );
     }
 }

@@ -52,6 +52,7 @@ pub enum Request {
         network: Option<String>,
     },
     Stats,
+    HostList,
 }
 
 /// A network as the user defines it (the state store has its own record type).
@@ -130,6 +131,8 @@ pub enum Response {
     Fdb(Vec<FdbRow>),
     /// `stats`.
     Stats(Box<Stats>),
+    /// `host ls`.
+    Hosts(Vec<HostInfo>),
 }
 
 impl Response {
@@ -152,6 +155,7 @@ impl Response {
             Request::PeerList => Response::Peers(v(body)?),
             Request::Fdb { .. } => Response::Fdb(v(body)?),
             Request::Stats => Response::Stats(v(body)?),
+            Request::HostList => Response::Hosts(v(body)?),
         })
     }
 }
@@ -207,6 +211,19 @@ pub struct NetworkDetail {
     pub encrypted: bool,
     pub ports: Vec<PortInfo>,
     pub traffic: TrafficSnapshot,
+    /// Every endpoint of the network on every host (cluster mode), or this host's.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointInfo>,
+}
+
+/// An endpoint of a network, on any host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointInfo {
+    pub host: String,
+    pub netns: String,
+    pub ifname: String,
+    pub mac: Mac,
+    pub ip: Ipv4Addr,
 }
 
 /// A port, as `attach` reports it and `inspect` lists it.
@@ -276,6 +293,21 @@ pub struct PortStats {
 
 pub use crate::dataplane::DataplaneStats;
 
+/// The state store, as `stats` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStats {
+    /// `file` or `etcd`.
+    pub backend: String,
+    /// The state dir, or the etcd endpoints and prefix.
+    pub location: String,
+    /// Whether the last exchange with the store worked.
+    pub connected: bool,
+    /// The newest store revision seen.
+    pub revision: u64,
+    /// The last error since the store last worked.
+    pub last_error: Option<String>,
+}
+
 /// `stats`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
@@ -284,4 +316,18 @@ pub struct Stats {
     pub ports: Vec<PortStats>,
     pub peers: Vec<PeerInfo>,
     pub dataplane: DataplaneStats,
+    #[serde(default)]
+    pub store: StoreStats,
+}
+
+/// A row of `host ls`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    pub name: String,
+    /// Its switch's underlay address and port.
+    pub vtep: SocketAddr,
+    /// Whether its lease is live (always true for this host, and with the file store).
+    pub alive: bool,
+    /// Whether it is the host that answered.
+    pub local: bool,
 }

@@ -88,13 +88,12 @@ impl<S: StateStore> Daemon<S> {
                 let key = match key {
                     KeySource::Plain => None,
                     KeySource::Given(k) => Some(k),
-                    KeySource::Stored => {
-                        Some(self.store.key(&network).await?.ok_or_else(|| {
-                            RequestError::Internal(format!(
-                            "network '{network}' is encrypted but the store holds no key for it"
-                        ))
-                        })?)
-                    }
+                    KeySource::Stored => Some(
+                        self.store
+                            .key(&network)
+                            .await?
+                            .ok_or_else(|| RequestError::NoKeyHere(network.clone()))?,
+                    ),
                 };
                 let sealer = key.map(|k| new_sealer(vni, &k)).transpose()?;
                 let mut sw = write(&self.switch);

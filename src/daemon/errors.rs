@@ -123,6 +123,14 @@ pub enum RequestError {
     },
     #[error("cannot start the port: {0}")]
     StartPort(std::io::Error),
+    #[error(
+        "network '{0}' is encrypted and this host has no key for it (keys are never stored in \
+         etcd): install it here by running the same `vswitch network create {0} … --encrypted \
+         --key-file FILE` as on the host that created it, with the same key"
+    )]
+    NoKeyHere(String),
+    #[error("{why}")]
+    NetworkUnusable { name: String, why: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A state the rules should have ruled out; the message says which.

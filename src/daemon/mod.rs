@@ -37,7 +37,9 @@ use crate::core::{PortId, Switch, SwitchConfig};
 use crate::dataplane::tap::Tap;
 use crate::dataplane::Dataplane;
 use crate::netns::{self, NetnsRef};
-use crate::store::{FileStore, Revision, State, StateStore, StoreError};
+use crate::store::{
+    EtcdConfig, EtcdStore, FileStore, Revision, Snapshot, State, StateStore, StoreError, TlsFiles,
+};
 use crate::wire::{Mac, Vni};
 use rules::{Effect, KeySource, NetnsFacts, PortRecord, View};
 
@@ -52,6 +54,18 @@ pub struct DaemonConfig {
     pub socket: PathBuf,
     /// Storm control per port, broadcast/multicast frames per second (0: off).
     pub storm_limit: u32,
+    /// This host's name (default: the kernel's hostname).
+    pub name: Option<String>,
+    /// Cluster mode: the etcd store (`None`: the state dir alone).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `--store etcd://…` and its options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub endpoints: Vec<String>,
+    pub prefix: String,
+    pub tls: Option<TlsFiles>,
 }
 
 /// Why the daemon could not start (or stopped).
@@ -65,6 +79,38 @@ pub enum DaemonError {
     UnderlayMtu(netns::NetnsError),
     #[error("the stored state cannot be restored: {0}")]
     Restore(RequestError),
+    #[error(
+        "{0}; check that etcd runs at that address and, with TLS, that --store-ca, --store-cert \
+         and --store-key match its certificates"
+    )]
+    Cluster(StoreError),
+    #[error(
+        "cluster mode needs this host's own underlay address: pass --listen IP (not 0.0.0.0), \
+         the address other hosts reach this one at"
+    )]
+    ClusterListen,
+    #[error("cannot read this host's name from {path} ({source}); pass --name")]
+    Hostname {
+        path: &'static str,
+        source: std::io::Error,
+    },
+    #[error("the hostname '{0}' cannot be a host name in the cluster; pass --name")]
+    BadHostname(String),
+}
+
+const HOSTNAME: &str = "/proc/sys/kernel/hostname";
+
+/// `--name`, or the kernel's hostname.
+fn host_name(given: Option<&str>) -> Result<String, DaemonError> {
+    if let Some(n) = given {
+        return Ok(n.to_owned());
+    }
+    let text = std::fs::read_to_string(HOSTNAME).map_err(|source| DaemonError::Hostname {
+        path: HOSTNAME,
+        source,
+    })?;
+    crate::cli::parse_host_name(text.trim())
+        .map_err(|_| DaemonError::BadHostname(text.trim().into()))
 }
 
 /// Whether this process runs as root (the daemon, and the control socket, are root's).
@@ -82,6 +128,8 @@ pub(crate) struct Inner {
     /// Open TAPs (the data path holds another handle of each started one).
     taps: BTreeMap<PortId, Arc<Tap>>,
     next_port: u32,
+    /// Networks of a shared store this host could not set up, and why (attach refuses them).
+    unusable: BTreeMap<String, String>,
 }
 
 impl Inner {
@@ -95,6 +143,9 @@ impl Inner {
 }
 
 pub(crate) struct Daemon<S> {
+    /// This host, as `host ls` shows it.
+    name: String,
+    vtep: SocketAddr,
     switch: Arc<RwLock<Switch>>,
     dataplane: Dataplane,
     store: S,
@@ -117,8 +168,32 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let store = FileStore::open(&config.state_dir)?;
-    rt.block_on(run_with(config, store))
+    let Some(cluster) = config.cluster.clone() else {
+        let store = FileStore::open(&config.state_dir)?;
+        return rt.block_on(run_with(config, store));
+    };
+    if config.listen.is_unspecified() {
+        return Err(DaemonError::ClusterListen);
+    }
+    let name = host_name(config.name.as_deref())?;
+    rt.block_on(async {
+        let store = EtcdStore::connect(
+            EtcdConfig {
+                endpoints: cluster.endpoints,
+                prefix: cluster.prefix,
+                tls: cluster.tls,
+                name,
+                vtep: SocketAddr::new(IpAddr::V4(config.listen), config.port),
+            },
+            &config.state_dir,
+        )
+        .await
+        .map_err(|e| match e {
+            e @ (StoreError::Unavailable { .. } | StoreError::Io { .. }) => DaemonError::Cluster(e),
+            e => DaemonError::Store(e),
+        })?;
+        run_with(config, store).await
+    })
 }
 
 /// Runs the daemon on `store` until SIGTERM or SIGINT.
@@ -146,6 +221,8 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
         store.describe()
     );
     let daemon = Arc::new(Daemon {
+        name: host_name(config.name.as_deref()).unwrap_or_else(|_| "localhost".into()),
+        vtep: SocketAddr::new(IpAddr::V4(config.listen), config.port),
         switch,
         dataplane,
         store,
@@ -156,6 +233,7 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
             ports: BTreeMap::new(),
             taps: BTreeMap::new(),
             next_port: 1,
+            unusable: BTreeMap::new(),
         }),
         attaching: Mutex::new(()),
     });
@@ -174,7 +252,8 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
         let d = daemon.clone();
         tokio::spawn(async move {
             while let Some(snapshot) = changes.recv().await {
-                d.adopt(snapshot.state, snapshot.revision).await;
+                let mut inner = d.inner.lock().await;
+                d.adopt(&mut inner, snapshot).await;
             }
         })
     });
@@ -199,6 +278,7 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
         daemon.dataplane.remove_port(id);
     }
     inner.taps.clear();
+    daemon.store.close().await;
     Ok(())
 }
 
@@ -216,9 +296,28 @@ impl<S: StateStore> Handler for Daemon<S> {
         let mtu = self.underlay_mtu;
         let now = self.dataplane.now();
         match request {
-            Request::NetworkCreate(spec) => {
-                let d = rules::network_create(inner.view(mtu), spec, keys::read)?;
+            Request::NetworkCreate(spec) if inner.unusable.contains_key(&spec.name) => {
+                let d = rules::network_join(inner.view(mtu), spec, keys::read)?;
                 self.apply(&mut inner, d.effects, None).await?;
+                inner.unusable.remove(&d.reply.name);
+                tracing::info!("network {} set up here with its key", d.reply.name);
+                Ok(Response::Network(views::summary(
+                    &inner.view(mtu),
+                    &d.reply,
+                )))
+            }
+            Request::NetworkCreate(spec) => {
+                let mut d = rules::network_create(inner.view(mtu), spec.clone(), keys::read)?;
+                if let Err(e) = self.apply(&mut inner, d.effects.clone(), None).await {
+                    // Another host wrote first: decide again on the store as it is now (which
+                    // names the network or VNI that now exists).
+                    if !is_conflict(&e) {
+                        return Err(e);
+                    }
+                    self.refresh(&mut inner).await?;
+                    d = rules::network_create(inner.view(mtu), spec, keys::read)?;
+                    self.apply(&mut inner, d.effects.clone(), None).await?;
+                }
                 tracing::info!(
                     "network {} created (VNI {}, {})",
                     d.reply.name,
@@ -232,17 +331,43 @@ impl<S: StateStore> Handler for Daemon<S> {
             }
             Request::NetworkList => Ok(Response::Networks(views::network_list(&inner.view(mtu)))),
             Request::NetworkInspect { name } => {
+                inner.view(mtu).network(&name)?;
+                let endpoints = self.endpoints(&inner, &name).await?;
                 let view = inner.view(mtu);
                 let n = view.network(&name)?;
                 let sw = read(&self.switch);
                 Ok(Response::NetworkDetail(views::network_detail(
-                    &view, &sw, n,
+                    &view, &sw, n, endpoints,
                 )))
             }
             Request::NetworkRemove { name } => {
-                let d = rules::network_remove(inner.view(mtu), &name)?;
-                let summary = views::summary(&inner.view(mtu), &d.reply);
-                self.apply(&mut inner, d.effects, None).await?;
+                let mut d = rules::network_remove(inner.view(mtu), &name)?;
+                // In cluster mode other hosts' endpoints hold addresses of the network.
+                if self.store.leases_addresses() {
+                    let held = self.store.held_addresses(&name).await?;
+                    let users: Vec<String> = held
+                        .values()
+                        .filter(|h| h.host != self.name)
+                        .map(|h| format!("{} (host {})", h.netns, h.host))
+                        .collect();
+                    if !users.is_empty() {
+                        return Err(RequestError::NetworkHasPorts {
+                            name,
+                            users: users.join(", "),
+                        });
+                    }
+                }
+                let mut summary = views::summary(&inner.view(mtu), &d.reply);
+                if let Err(e) = self.apply(&mut inner, d.effects.clone(), None).await {
+                    if !is_conflict(&e) {
+                        return Err(e);
+                    }
+                    self.refresh(&mut inner).await?;
+                    d = rules::network_remove(inner.view(mtu), &name)?;
+                    summary = views::summary(&inner.view(mtu), &d.reply);
+                    self.apply(&mut inner, d.effects, None).await?;
+                }
+                inner.unusable.remove(&name);
                 Ok(Response::Network(summary))
             }
             Request::NetworkRotateKey { name, key_file } => {
@@ -260,6 +385,13 @@ impl<S: StateStore> Handler for Daemon<S> {
                 let ns = resolve_container(&netns).await?;
                 let id = ns_id(&ns)?;
                 let d = rules::detach(inner.view(mtu), &netns, id, network.as_deref())?;
+                // The addresses go back to the cluster first: with the store away, the
+                // detach is refused and nothing changes.
+                for p in &d.reply {
+                    if let Some(ip) = port_ip(p) {
+                        self.store.release_address(&p.network, ip).await?;
+                    }
+                }
                 self.apply(&mut inner, d.effects, None).await?;
                 Ok(Response::Ports(d.reply))
             }
@@ -303,8 +435,13 @@ impl<S: StateStore> Handler for Daemon<S> {
                     &inner.view(mtu),
                     &sw,
                     dp,
+                    self.store.health(),
                     now,
                 ))))
+            }
+            Request::HostList => {
+                drop(inner);
+                Ok(Response::Hosts(self.hosts().await?))
             }
         }
     }
@@ -333,17 +470,100 @@ impl<S: StateStore> Daemon<S> {
         self.apply(&mut inner, effects, None).await
     }
 
-    /// Adopts a state another writer stored (a shared store), through the same rules.
-    async fn adopt(&self, state: State, revision: Revision) {
-        let mut inner = self.inner.lock().await;
-        let effects = rules::reconcile(inner.view(self.underlay_mtu), &state);
-        match self.apply(&mut inner, effects, None).await {
-            Ok(()) => {
-                inner.state = state;
-                inner.revision = revision;
-            }
-            Err(e) => tracing::warn!("cannot apply a change from the store: {e}"),
+    /// Adopts a state another writer stored (a shared store), through the same rules. A
+    /// snapshot older than the state the daemon has is ignored (a newer one follows). Each
+    /// change is applied on its own: one that fails (an encrypted network this host has no key
+    /// for) is logged and marks that network unusable here, without holding up the others.
+    async fn adopt(&self, inner: &mut Inner, snapshot: Snapshot) {
+        let Snapshot { state, revision } = snapshot;
+        if revision < inner.revision {
+            return;
         }
+        for effect in rules::reconcile(inner.view(self.underlay_mtu), &state) {
+            let network = match &effect {
+                Effect::AddNetwork { network, .. } => Some(network.clone()),
+                _ => None,
+            };
+            if let Err(e) = self.apply(inner, vec![effect], None).await {
+                tracing::warn!("cannot apply a change from the store: {e}");
+                if let Some(n) = network {
+                    inner.unusable.insert(n, e.to_string());
+                }
+            }
+        }
+        inner
+            .unusable
+            .retain(|name, _| state.networks.iter().any(|n| &n.name == name));
+        inner.state = state;
+        inner.revision = revision;
+    }
+
+    /// Loads the store's current state and adopts it.
+    async fn refresh(&self, inner: &mut Inner) -> Result<(), RequestError> {
+        let snapshot = self.store.load().await?;
+        self.adopt(inner, snapshot).await;
+        Ok(())
+    }
+
+    /// The endpoints of `network` on every host: the cluster's address claims, or this host's
+    /// ports.
+    async fn endpoints(
+        &self,
+        inner: &Inner,
+        network: &str,
+    ) -> Result<Vec<crate::control::EndpointInfo>, RequestError> {
+        if self.store.leases_addresses() {
+            let held = self.store.held_addresses(network).await?;
+            return Ok(held
+                .into_iter()
+                .map(|(ip, h)| crate::control::EndpointInfo {
+                    host: h.host,
+                    netns: h.netns,
+                    ifname: h.ifname,
+                    mac: h.mac,
+                    ip,
+                })
+                .collect());
+        }
+        let mut local: Vec<_> = inner
+            .ports
+            .values()
+            .filter(|p| p.info.network == network)
+            .filter_map(|p| {
+                Some(crate::control::EndpointInfo {
+                    host: self.name.clone(),
+                    netns: p.info.netns.clone(),
+                    ifname: p.info.ifname.clone(),
+                    mac: p.info.mac,
+                    ip: port_ip(&p.info)?,
+                })
+            })
+            .collect();
+        local.sort_by_key(|e| e.ip);
+        Ok(local)
+    }
+
+    /// `host ls`: the store's host registry, or just this host.
+    async fn hosts(&self) -> Result<Vec<crate::control::HostInfo>, RequestError> {
+        let listed = self.store.hosts().await?;
+        let me = crate::control::HostInfo {
+            name: self.name.clone(),
+            vtep: self.vtep,
+            alive: true,
+            local: true,
+        };
+        Ok(match listed {
+            None => vec![me],
+            Some(hosts) => hosts
+                .into_iter()
+                .map(|h| crate::control::HostInfo {
+                    local: h.name == self.name,
+                    alive: h.alive,
+                    name: h.name,
+                    vtep: h.vtep,
+                })
+                .collect(),
+        })
     }
 
     /// `attach`: decide under the state lock, probe the overlay without it (one attach at a
@@ -357,7 +577,13 @@ impl<S: StateStore> Daemon<S> {
         let (mut plan, ns, facts) = {
             let inner = self.inner.lock().await;
             // The network first, so an unknown one is named before the namespace is looked at.
-            rules::attach_network(&inner.view(mtu), &req)?;
+            let network = rules::attach_network(&inner.view(mtu), &req)?;
+            if let Some(why) = inner.unusable.get(&network.name) {
+                return Err(RequestError::NetworkUnusable {
+                    name: network.name.clone(),
+                    why: why.clone(),
+                });
+            }
             let ns = resolve_container(&req.netns).await?;
             let ifname = req.ifname.as_deref().unwrap_or("eth0");
             let facts = NetnsFacts {
@@ -367,7 +593,109 @@ impl<S: StateStore> Daemon<S> {
             let plan = rules::attach_check(inner.view(mtu), &req, facts, random_mac())?;
             (plan, ns, facts)
         };
-        // Choose the address: the requested one or the next free one, probed on the overlay.
+        // Choose the address: in cluster mode, taken from the store (an etcd transaction, so
+        // two hosts never get the same one); otherwise the requested one or the next free
+        // one, probed on the overlay.
+        let leased = self.store.leases_addresses();
+        let ip = if leased {
+            self.claim_address(&mut plan).await?
+        } else {
+            self.probe_address(&mut plan).await?
+        };
+        let mut inner = self.inner.lock().await;
+        // The state may have changed meanwhile: the same rules decide again, for this
+        // address, before anything is created.
+        let mut again = req.clone();
+        again.ip = Some(ip);
+        again.prefix = None;
+        again.mac = Some(plan.mac);
+        let committed = match rules::attach_check(inner.view(mtu), &again, facts, plan.mac) {
+            Ok(plan) => {
+                let d = rules::attach_commit(inner.view(mtu), plan, ip, PortId(inner.next_port));
+                self.apply(&mut inner, d.effects, Some(&ns))
+                    .await
+                    .map(|()| d.reply)
+            }
+            Err(e) => Err(e),
+        };
+        let info = match committed {
+            Ok(info) => info,
+            Err(e) => {
+                if leased {
+                    if let Err(r) = self.store.release_address(&plan.network.name, ip).await {
+                        tracing::warn!("{ip} stays claimed after a failed attach: {r}");
+                    }
+                }
+                return Err(e);
+            }
+        };
+        tracing::info!(
+            "attached {} to {}: {} {} {:?}",
+            info.netns,
+            info.network,
+            info.ifname,
+            info.mac,
+            info.ip
+        );
+        Ok(info)
+    }
+
+    /// Takes the requested address, or the next free one, from the store. An address held
+    /// elsewhere refuses a requested one (naming the holder) and is skipped otherwise.
+    async fn claim_address(&self, plan: &mut rules::AttachPlan) -> Result<Ipv4Addr, RequestError> {
+        let network = plan.network.name.clone();
+        let held = self.store.held_addresses(&network).await?;
+        match &mut plan.address {
+            rules::AddressChoice::Requested(ip) => {
+                if let Some(holder) = held.get(ip) {
+                    return Err(StoreError::AddressHeld {
+                        network,
+                        ip: *ip,
+                        holder: holder.clone(),
+                    }
+                    .into());
+                }
+            }
+            rules::AddressChoice::Next { taken } => taken.extend(held.keys()),
+        }
+        // Another host may take a candidate first: skip it and try the next.
+        for _ in 0..64 {
+            let ip = plan.candidate()?;
+            match self
+                .store
+                .claim_address(
+                    &network,
+                    ip,
+                    crate::store::AddressHolder {
+                        host: self.name.clone(),
+                        netns: plan.netns.clone(),
+                        ifname: plan.ifname.clone(),
+                        mac: plan.mac,
+                    },
+                )
+                .await
+            {
+                Ok(()) => return Ok(ip),
+                Err(e @ (StoreError::AddressHeld { .. } | StoreError::Conflict { .. })) => {
+                    match &mut plan.address {
+                        rules::AddressChoice::Next { taken } => {
+                            taken.insert(ip);
+                        }
+                        rules::AddressChoice::Requested(_) => return Err(e.into()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RequestError::NoFreeAddress {
+            network,
+            subnet: plan.network.subnet,
+        })
+    }
+
+    /// Probes the requested address, or candidates in order, on the overlay with ARP.
+    async fn probe_address(&self, plan: &mut rules::AttachPlan) -> Result<Ipv4Addr, RequestError> {
+        let mtu = self.underlay_mtu;
         let ip = loop {
             let ip = plan.candidate()?;
             let probe = probe::conflict(
@@ -395,27 +723,17 @@ impl<S: StateStore> Daemon<S> {
                 Err(source) => return Err(RequestError::ProbeFailed { ip, source }),
             }
         };
-        let mut inner = self.inner.lock().await;
-        // The state may have changed while probing: the same rules decide again, for this
-        // address, before anything is created.
-        let mut again = req.clone();
-        again.ip = Some(ip);
-        again.prefix = None;
-        again.mac = Some(plan.mac);
-        let plan = rules::attach_check(inner.view(mtu), &again, facts, plan.mac)?;
-        let d = rules::attach_commit(inner.view(mtu), plan, ip, PortId(inner.next_port));
-        self.apply(&mut inner, d.effects, Some(&ns)).await?;
-        let info = d.reply;
-        tracing::info!(
-            "attached {} to {}: {} {} {:?}",
-            info.netns,
-            info.network,
-            info.ifname,
-            info.mac,
-            info.ip
-        );
-        Ok(info)
+        Ok(ip)
     }
+}
+
+fn is_conflict(e: &RequestError) -> bool {
+    matches!(e, RequestError::Store(StoreError::Conflict { .. }))
+}
+
+/// The address of a port (its CIDR's address).
+fn port_ip(p: &crate::control::PortInfo) -> Option<Ipv4Addr> {
+    p.ip.as_deref()?.split('/').next()?.parse().ok()
 }
 
 /// Resolves a user's NETNS off the runtime thread (a path could be slow to open).

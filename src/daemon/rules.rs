@@ -273,6 +273,41 @@ pub fn network_create(
     })
 }
 
+/// `network create` of an encrypted network another host created, on a host that has no key
+/// for it (cluster mode): the same definition and a key file install the key here and set the
+/// network up. Any difference from the stored definition is the usual "exists".
+pub fn network_join(
+    view: View<'_>,
+    spec: NetworkSpec,
+    read_key: impl FnOnce(&Path) -> Result<NetworkKey, KeyFileError>,
+) -> Result<Decision<NetworkRecord>, RequestError> {
+    let stored = view.network(&spec.name)?.clone();
+    let same = stored.vni == spec.vni
+        && stored.subnet == spec.subnet
+        && stored.gateway == spec.gateway
+        && stored.mtu == spec.mtu
+        && stored.encrypted
+        && spec.encrypted;
+    let (true, Some(path)) = (same, spec.key_file.as_deref()) else {
+        return Err(RequestError::NetworkExists(spec.name));
+    };
+    let key = read_key(path)?;
+    Ok(Decision {
+        effects: vec![
+            Effect::PutKey {
+                network: stored.name.clone(),
+                key: key.clone(),
+            },
+            Effect::AddNetwork {
+                vni: stored.vni,
+                network: stored.name.clone(),
+                key: KeySource::Given(key),
+            },
+        ],
+        reply: stored,
+    })
+}
+
 /// `network rm`: only a network without ports.
 pub fn network_remove(view: View<'_>, name: &str) -> Result<Decision<NetworkRecord>, RequestError> {
     let network = view.network(name)?.clone();

@@ -34,7 +34,12 @@ pub fn network_list(view: &View<'_>) -> Vec<NetworkSummary> {
         .collect()
 }
 
-pub fn network_detail(view: &View<'_>, sw: &Switch, n: &NetworkRecord) -> NetworkDetail {
+pub fn network_detail(
+    view: &View<'_>,
+    sw: &Switch,
+    n: &NetworkRecord,
+    endpoints: Vec<crate::control::EndpointInfo>,
+) -> NetworkDetail {
     NetworkDetail {
         name: n.name.clone(),
         vni: n.vni,
@@ -47,6 +52,7 @@ pub fn network_detail(view: &View<'_>, sw: &Switch, n: &NetworkRecord) -> Networ
             .map(|(_, p)| p.info.clone())
             .collect(),
         traffic: sw.network_traffic(n.vni).unwrap_or_default(),
+        endpoints,
     }
 }
 
@@ -98,7 +104,13 @@ pub fn fdb(view: &View<'_>, sw: &Switch, network: Option<&str>, now: Timestamp) 
     rows
 }
 
-pub fn stats(view: &View<'_>, sw: &Switch, dataplane: DataplaneStats, now: Timestamp) -> Stats {
+pub fn stats(
+    view: &View<'_>,
+    sw: &Switch,
+    dataplane: DataplaneStats,
+    store: crate::store::StoreHealth,
+    now: Timestamp,
+) -> Stats {
     let networks = view
         .state
         .networks
@@ -139,6 +151,13 @@ pub fn stats(view: &View<'_>, sw: &Switch, dataplane: DataplaneStats, now: Times
         ports,
         peers: peer_list(view, sw),
         dataplane,
+        store: crate::control::StoreStats {
+            backend: store.backend.into(),
+            location: store.location,
+            connected: store.connected,
+            revision: store.revision,
+            last_error: store.last_error,
+        },
     }
 }
 

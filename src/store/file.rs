@@ -211,6 +211,16 @@ impl StateStore for FileStore {
     fn watch(&self) -> Option<tokio::sync::mpsc::Receiver<Snapshot>> {
         None
     }
+
+    fn health(&self) -> super::StoreHealth {
+        super::StoreHealth {
+            backend: "file",
+            location: self.describe(),
+            connected: true,
+            revision: self.revision.load(Ordering::Acquire),
+            last_error: None,
+        }
+    }
 }
 
 #[cfg(test)]

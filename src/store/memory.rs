@@ -119,6 +119,17 @@ impl StateStore for MemoryStore {
         lock(&self.inner).watchers.push(tx);
         Some(rx)
     }
+
+    fn health(&self) -> super::StoreHealth {
+        let inner = lock(&self.inner);
+        super::StoreHealth {
+            backend: "memory",
+            location: self.describe(),
+            connected: !inner.down,
+            revision: current(&inner).revision.0,
+            last_error: inner.down.then(|| "marked down by the test".to_owned()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,14 +16,17 @@
 //! The on-disk format has its own record types ([`State`], [`NetworkRecord`]), apart from the
 //! control API's, so an API change cannot silently change the file format.
 
+pub mod etcd;
 mod file;
 pub mod keyhex;
 mod memory;
 mod records;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use etcd::{EtcdConfig, EtcdStore, TlsFiles};
 pub use file::FileStore;
 pub use memory::MemoryStore;
 pub use records::{decode, DecodeError, NetworkRecord, State, VERSION};
@@ -61,6 +64,63 @@ pub enum StoreError {
     UnsafeDir { path: PathBuf, why: String },
     #[error("the key of network '{network}' in the state store is unusable: {reason}")]
     BadKey { network: String, reason: String },
+    #[error(
+        "peer {addr} is host '{host}' of the cluster's host registry: it stays a peer while that \
+         host is alive, and leaves when it stops"
+    )]
+    RegistryPeer { addr: SocketAddr, host: String },
+    #[error("host name '{name}' is taken by a live host at {vtep}: give this one another --name")]
+    NameTaken { name: String, vtep: SocketAddr },
+    #[error("{ip} is already taken on network '{network}' by {holder}")]
+    AddressHeld {
+        network: String,
+        ip: std::net::Ipv4Addr,
+        holder: AddressHolder,
+    },
+}
+
+/// Who holds an address of a network, in a store that hands addresses out (cluster mode).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressHolder {
+    pub host: String,
+    pub netns: String,
+    #[serde(default)]
+    pub ifname: String,
+    pub mac: crate::wire::Mac,
+}
+
+impl std::fmt::Display for AddressHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "netns {} on host {} (MAC {})",
+            self.netns, self.host, self.mac
+        )
+    }
+}
+
+/// How the store is doing, for `stats`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// `file`, `etcd` or `memory`.
+    pub backend: &'static str,
+    /// Where it is (the state dir, the etcd endpoints and prefix).
+    pub location: String,
+    /// Whether the last exchange with the backend worked.
+    pub connected: bool,
+    /// The newest revision seen.
+    pub revision: u64,
+    /// The last error, if the backend failed since it last worked.
+    pub last_error: Option<String>,
+}
+
+/// A host of the cluster, as `host ls` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostEntry {
+    pub name: String,
+    pub vtep: SocketAddr,
+    pub alive: bool,
 }
 
 /// Where the daemon's state lives. Methods are async because a shared backend is reached over
@@ -97,4 +157,54 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Changes made by other writers, newest last; `None` for a store nobody else writes.
     fn watch(&self) -> Option<tokio::sync::mpsc::Receiver<Snapshot>>;
+
+    /// How the backend is doing.
+    fn health(&self) -> StoreHealth;
+
+    /// The hosts of the cluster; `None` for a store that keeps no host registry.
+    fn hosts(&self) -> impl Future<Output = Result<Option<Vec<HostEntry>>, StoreError>> + Send {
+        async { Ok(None) }
+    }
+
+    /// Whether this store hands out addresses (then `attach` takes them from it instead of
+    /// probing the overlay with ARP).
+    fn leases_addresses(&self) -> bool {
+        false
+    }
+
+    /// The addresses of `network` held anywhere, and by whom.
+    fn held_addresses(
+        &self,
+        _network: &str,
+    ) -> impl Future<
+        Output = Result<std::collections::BTreeMap<std::net::Ipv4Addr, AddressHolder>, StoreError>,
+    > + Send {
+        async { Ok(std::collections::BTreeMap::new()) }
+    }
+
+    /// Takes `ip` on `network` for a local endpoint (`holder.host` is this host), atomically: [`StoreError::AddressHeld`]
+    /// when another endpoint holds it.
+    fn claim_address(
+        &self,
+        _network: &str,
+        _ip: std::net::Ipv4Addr,
+        _holder: AddressHolder,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Gives back an address this host holds.
+    fn release_address(
+        &self,
+        _network: &str,
+        _ip: std::net::Ipv4Addr,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Leaves cleanly (a cluster store deregisters this host at once instead of waiting for
+    /// its lease to run out).
+    fn close(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }

@@ -21,6 +21,7 @@
 mod support;
 
 mod cli;
+mod cluster;
 mod hardening;
 mod interop;
 mod lifecycle;

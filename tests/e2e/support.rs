@@ -770,6 +770,49 @@ impl Lab {
         }
     }
 
+    /// Puts a new namespace `<prefix><tag>` on the underlay LAN with address `ip`/24 (a
+    /// service the hosts reach over the underlay, e.g. etcd); returns its name. Removed with
+    /// the lab.
+    pub fn underlay_node(&self, tag: &str, ip: &str) -> String {
+        let ns = Netns::new(format!("{}{}", self.prefix, tag));
+        let lan = &self.lan.as_ref().expect("the lab's LAN").name;
+        let peer = format!("x{tag}");
+        sh_ok(&[
+            "ip",
+            "link",
+            "add",
+            "name",
+            UNDERLAY_DEV,
+            "netns",
+            &ns.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+            "netns",
+            lan,
+        ]);
+        sh_ok(&["ip", "-n", lan, "link", "set", &peer, "master", "br0", "up"]);
+        sh_ok(&[
+            "ip",
+            "-n",
+            &ns.name,
+            "addr",
+            "add",
+            &format!("{ip}/24"),
+            "dev",
+            UNDERLAY_DEV,
+        ]);
+        sh_ok(&["ip", "-n", &ns.name, "link", "set", UNDERLAY_DEV, "up"]);
+        let name = ns.name.clone();
+        self.containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ns);
+        name
+    }
+
     /// Creates a container namespace `<prefix><tag>`; returns its name.
     pub fn netns(&self, tag: &str) -> String {
         let ns = Netns::new(format!("{}{}", self.prefix, tag));

@@ -112,6 +112,43 @@ fn create_adds_to_the_switch_then_saves() {
     assert_eq!(w.view().mtu(&d.reply), 1450, "1500 - 50");
 }
 
+/// Cluster mode: a host without the key of an encrypted network another host created installs
+/// it with the same definition; a different definition is "exists", and nothing is saved.
+#[test]
+fn join_installs_the_key_of_an_identical_encrypted_network_and_saves_nothing() {
+    let mut w = World::new();
+    let mut stored = record("sec", 300, "10.30.0.0/24");
+    stored.encrypted = true;
+    w.state.networks.push(stored);
+    let mut s = spec("sec", 300, "10.30.0.0/24");
+    s.encrypted = true;
+    s.key_file = Some("/k".into());
+    let d = network_join(w.view(), s.clone(), |_| {
+        Ok(NetworkKey::from_bytes([2; KEY_LEN]))
+    })
+    .expect("joins");
+    assert!(matches!(
+        d.effects.as_slice(),
+        [
+            Effect::PutKey { network, .. },
+            Effect::AddNetwork { key: KeySource::Given(_), vni: v, .. },
+        ] if network == "sec" && v.get() == 300
+    ));
+    let mut other = s.clone();
+    other.vni = vni(301);
+    assert!(matches!(
+        network_join(w.view(), other, no_key),
+        Err(RequestError::NetworkExists(n)) if n == "sec"
+    ));
+    let mut plain = s;
+    plain.encrypted = false;
+    plain.key_file = None;
+    assert!(matches!(
+        network_join(w.view(), plain, no_key),
+        Err(RequestError::NetworkExists(_))
+    ));
+}
+
 #[test]
 fn create_encrypted_stores_the_key_before_adding_the_network() {
     let w = World::new();
