@@ -851,7 +851,7 @@ fn an_exhausted_counter_is_counted_as_key_exhausted_by_the_switch() {
         .clone();
     sealer.set_send_counter(u64::MAX - 1);
     let frame = [0x42u8; 60];
-    let mut encapsulate = || {
+    let encapsulate = || {
         let mut buf = vec![0u8; HEADROOM + frame.len() + TAILROOM];
         buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(&frame);
         switch
