@@ -23,5 +23,6 @@ mod support;
 mod cli;
 mod interop;
 mod lifecycle;
+mod not_sealed;
 mod overlay;
 mod sealed;
