@@ -1103,7 +1103,9 @@ fn fdb_lookup_honours_expiry_without_ageing() {
         capacity: 4,
     });
     let at = Location::Port(PortId(1));
+    assert_eq!((fdb.len(), fdb.is_empty(), fdb.capacity()), (0, true, 4));
     fdb.learn(mac(1), at, Timestamp::from_secs(5));
+    assert_eq!((fdb.len(), fdb.is_empty()), (1, false));
     assert_eq!(fdb.lookup(mac(1), Timestamp::from_secs(5)), Some(at));
     assert_eq!(fdb.lookup(mac(1), Timestamp::from_millis(14_999)), Some(at));
     assert_eq!(fdb.lookup(mac(1), Timestamp::from_secs(15)), None);
@@ -1116,5 +1118,14 @@ fn fdb_lookup_honours_expiry_without_ageing() {
     assert_eq!(fdb.age(Timestamp::from_secs(23)), 0);
     assert_eq!(fdb.age(Timestamp::from_secs(24)), 1);
     assert!(fdb.is_empty());
+    // Flushing a location removes exactly its entries, and says how many.
+    let other = Location::Port(PortId(2));
+    for (n, loc) in [(1, at), (2, at), (3, other)] {
+        fdb.learn(mac(n), loc, Timestamp::from_secs(30));
+    }
+    assert_eq!(fdb.flush(at), 2);
+    assert_eq!(fdb.flush(at), 0);
+    assert_eq!(fdb.len(), 1);
+    assert_eq!(fdb.lookup(mac(3), Timestamp::from_secs(30)), Some(other));
     assert_eq!(fdb.lookup(mac(2), Timestamp(0)), None);
 }
