@@ -52,7 +52,13 @@ fi
 status=$?
 set -e
 
-count() { [ -f "$out/mutants.out/$1" ] && grep -c . "$out/mutants.out/$1" || echo 0; }
+count() {
+    if [ -f "$out/mutants.out/$1" ]; then
+        grep -c . "$out/mutants.out/$1" || true # grep -c prints 0, and fails, on no match
+    else
+        echo 0
+    fi
+}
 caught=$(count caught.txt)
 missed=$(count missed.txt)
 timeouts=$(count timeout.txt)
