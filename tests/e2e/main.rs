@@ -22,6 +22,7 @@ mod support;
 
 mod cli;
 mod interop;
+mod json;
 mod lifecycle;
 mod not_sealed;
 mod overlay;
