@@ -1129,3 +1129,23 @@ fn fdb_lookup_honours_expiry_without_ageing() {
     assert_eq!(fdb.lookup(mac(3), Timestamp::from_secs(30)), Some(other));
     assert_eq!(fdb.lookup(mac(2), Timestamp(0)), None);
 }
+
+#[test]
+fn documented_defaults() {
+    // README: 300 s ageing and 65 536 entries per network; 4 096 remembered senders per sealed
+    // network, a 30 s grace and a 60 s overlap for key rotation.
+    assert_eq!(
+        FdbConfig::default(),
+        FdbConfig {
+            ageing: Duration::from_secs(300),
+            capacity: 65_536,
+        }
+    );
+    let seal = SealConfig::default();
+    assert_eq!(
+        (seal.grace, seal.overlap, seal.max_senders),
+        (Duration::from_secs(30), Duration::from_secs(60), 4096)
+    );
+    assert_eq!(SwitchConfig::default().fdb, FdbConfig::default());
+    assert!(!SwitchConfig::default().allow_vlan_tagged);
+}

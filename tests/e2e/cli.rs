@@ -24,8 +24,9 @@ fn snapshot(h: &Host) -> (Value, Vec<String>, Value) {
 
 /// The cases clap refuses before anything runs: README's usage errors, exit status 2. Every
 /// other refusal exits 1.
-const USAGE_ERRORS: [&str; 8] = [
+const USAGE_ERRORS: [&str; 9] = [
     "invalid CIDR (prefix too long)",
+    "subnet smaller than /30",
     "invalid CIDR (not an address)",
     "invalid IP (gateway)",
     "invalid IP (attach --ip)",
@@ -105,6 +106,49 @@ fn cli_bad_input() {
                 "10.41.0.0/33",
             ],
             vec![&["10.41.0.0/33", "cidr", "subnet", "prefix"]],
+        ),
+        (
+            "subnet smaller than /30",
+            vec![
+                "network",
+                "create",
+                "bad5",
+                "--vni",
+                "14",
+                "--subnet",
+                "10.46.0.0/31",
+            ],
+            vec![&["10.46.0.0/31"], &["/30"]],
+        ),
+        (
+            "gateway outside the subnet",
+            vec![
+                "network",
+                "create",
+                "bad6",
+                "--vni",
+                "15",
+                "--subnet",
+                "10.47.0.0/24",
+                "--gateway",
+                "10.47.1.1",
+            ],
+            vec![&["10.47.1.1"], &["outside"]],
+        ),
+        (
+            "--mtu larger than the underlay allows",
+            vec![
+                "network",
+                "create",
+                "bad7",
+                "--vni",
+                "16",
+                "--subnet",
+                "10.48.0.0/24",
+                "--mtu",
+                "1451",
+            ],
+            vec![&["1451"], &["1450"]],
         ),
         (
             "invalid CIDR (not an address)",
