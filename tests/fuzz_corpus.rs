@@ -112,6 +112,9 @@ fn switch_ops_seeds_exercise_the_switch() {
     assert!(seen.flooded > 0, "{seen:?}");
     assert!(seen.decap_delivered > 0, "{seen:?}");
     assert!(seen.aged > 0, "{seen:?}");
+    let seen = run("stale");
+    assert!(seen.flooded >= 5, "{seen:?}");
+    assert!(seen.unicast_to_port >= 2, "{seen:?}");
     let seen = run("churn");
     assert!(seen.evicted > 0, "{seen:?}");
     let seen = run("malformed");

@@ -61,15 +61,23 @@ proptest! {
     fn inner_frame_parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
         let info = classify(&bytes);
         prop_assert_eq!(info.is_err(), bytes.len() < 14);
-        let port = udp_source_port(flow_hash(&bytes));
-        prop_assert!(port >= 49152);
+        let hash = flow_hash(&bytes);
+        // The top 14 bits of the hash, in the dynamic range 49152..=65535 (RFC 7348 §5).
+        prop_assert_eq!(udp_source_port(hash), 0xc000 | (hash >> 18) as u16);
     }
 
     #[test]
-    fn flow_hash_ignores_payload_but_not_ports(sport in any::<u16>(), dport in any::<u16>(), p1 in any::<[u8; 8]>(), p2 in any::<[u8; 8]>()) {
+    fn flow_hash_ignores_payload_but_not_ports(sport in any::<u16>(), dport in any::<u16>(), other in 1..=u16::MAX, p1 in any::<[u8; 8]>(), p2 in any::<[u8; 8]>()) {
         let a = tcp_frame(sport, dport, &p1);
         let b = tcp_frame(sport, dport, &p2);
         prop_assert_eq!(flow_hash(&a), flow_hash(&b));
+        // Another source or destination port is another flow. (The hash is 32 bits, so two
+        // flows could collide by chance, about once in 2^32: not in these few hundred cases.)
+        let other_sport = tcp_frame(sport.wrapping_add(other), dport, &p1);
+        let other_dport = tcp_frame(sport, dport.wrapping_add(other), &p1);
+        prop_assert_ne!(flow_hash(&a), flow_hash(&other_sport));
+        prop_assert_ne!(flow_hash(&a), flow_hash(&other_dport));
+        prop_assert_ne!(flow_hash(&other_sport), flow_hash(&other_dport));
     }
 
     #[test]
@@ -96,6 +104,15 @@ proptest! {
         prop_assert!(!out.ports.contains(&PortId(1)), "never back out of the ingress port");
         prop_assert_eq!(out.dropped.is_some(), out.ports.is_empty() && out.vteps.is_empty());
     }
+}
+
+#[test]
+fn source_ports_span_the_dynamic_range() {
+    assert_eq!(udp_source_port(0), 49152);
+    assert_eq!(udp_source_port((1 << 18) - 1), 49152);
+    assert_eq!(udp_source_port(1 << 18), 49153);
+    assert_eq!(udp_source_port(0x8000_0000), 49152 + 8192);
+    assert_eq!(udp_source_port(u32::MAX), 65535);
 }
 
 #[test]

@@ -484,9 +484,16 @@ mod tests {
         let mut s = std::os::unix::net::UnixStream::connect(&path).expect("connect");
         let big = vec![b'x'; MAX_REQUEST + 10];
         s.write_all(&big).expect("write");
+        // Well under the 5 s the test server lives, whose end would close the connection too.
+        s.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let mut r = BufReader::new(&s);
         let mut line = String::new();
-        BufReader::new(&s).read_line(&mut line).expect("reply");
+        r.read_line(&mut line).expect("reply");
         assert!(line.contains("longer than"), "{line}");
+        // Then the server closes the connection: end of file, not more replies, not a hang.
+        let mut rest = String::new();
+        assert_eq!(r.read_line(&mut rest).expect("end of file"), 0, "{rest}");
     }
 
     #[test]

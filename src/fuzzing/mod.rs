@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod parsers;
+pub mod reference;
 pub mod switch_ops;
 
 use crate::wire::ethernet::{self, EtherType};

@@ -8,10 +8,13 @@
 //! - a frame never goes back out of its ingress port, and no destination appears twice;
 //! - nothing from the underlay goes to a VTEP (split horizon), and VTEP destinations are peers;
 //! - a drop has no destinations, and every drop is counted exactly once;
-//! - the decision is the one the rules call for: [`Harness`] re-derives it from the frame, the
-//!   model and the switch's table (drop reason, or exactly which ports and VTEPs), and checks
-//!   that a source is learned where it was seen;
-//! - an encapsulated frame parses back to its network and its bytes;
+//! - the decision is the one the rules call for: [`Harness`] re-derives it (drop reason, or
+//!   exactly which ports and VTEPs) from an independent reference model
+//!   ([`super::reference`]): its own reading of the VXLAN and Ethernet headers and its own MAC
+//!   table with expiry and eviction, never the switch's parsers or `Fdb`;
+//! - every MAC table equals the model's, entry for entry (MAC, location, last seen), with the
+//!   same learned, moved, evicted and aged counts;
+//! - an encapsulated frame is the exact VXLAN header of its network followed by its bytes;
 //! - every table stays within its capacity and only points at the network's own ports and at
 //!   current peers; configuration calls succeed exactly when the model says they should.
 //!
@@ -24,12 +27,13 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 
+use super::reference::{self, Header, MacTable, Place};
 use crate::core::switch::{Sends, HEADROOM};
 use crate::core::{
     DropReason, FdbConfig, Forward, Location, PortId, Switch, SwitchConfig, Timestamp, Vtep,
 };
-use crate::wire::vxlan::{self, VxlanPacket, VxlanRepr, FLAG_I, FLAG_SEALED};
-use crate::wire::{classify, EtherType, Mac, Vni, WireError};
+use crate::wire::vxlan::{self, FLAG_I, FLAG_SEALED};
+use crate::wire::{EtherType, Mac, Vni};
 
 /// Entries per table: small, so that 16 MACs overflow it.
 pub const FDB_CAPACITY: usize = 8;
@@ -306,6 +310,8 @@ pub struct Harness {
     ports: BTreeMap<PortId, Vni>,
     networks: BTreeSet<Vni>,
     peers: BTreeSet<SocketAddr>,
+    /// The reference model's MAC table of every network.
+    tables: BTreeMap<Vni, MacTable>,
     drops: u64,
     /// Reused across steps, as the data path reuses it: stale state would show.
     forward: Forward,
@@ -323,10 +329,12 @@ impl Harness {
             storm_pps: 0,
         });
         let mut networks = BTreeSet::new();
+        let mut tables = BTreeMap::new();
         for i in 0..INITIAL_NETWORKS {
             let v = vni(i as u8);
             switch.add_network(v).expect("fresh switch");
             networks.insert(v);
+            tables.insert(v, new_table());
         }
         Harness {
             switch,
@@ -334,6 +342,7 @@ impl Harness {
             ports: BTreeMap::new(),
             networks,
             peers: BTreeSet::new(),
+            tables,
             drops: 0,
             forward: Forward::default(),
             seen: Seen::default(),
@@ -350,7 +359,12 @@ impl Harness {
                     .now
                     .saturating_add(Duration::from_millis(u64::from(*millis)))
             }
-            Op::Tick => self.switch.tick(self.now),
+            Op::Tick => {
+                self.switch.tick(self.now);
+                for table in self.tables.values_mut() {
+                    table.age(self.now.as_millis());
+                }
+            }
             Op::Attach { port: p, vni: v } => {
                 let (p, v) = (port(*p), vni(*v));
                 let ok = !self.ports.contains_key(&p) && self.networks.contains(&v);
@@ -365,7 +379,11 @@ impl Harness {
             }
             Op::Detach { port: p } => {
                 let p = port(*p);
-                let ok = self.ports.remove(&p).is_some();
+                let removed = self.ports.remove(&p);
+                if let Some(table) = removed.and_then(|v| self.tables.get_mut(&v)) {
+                    table.forget(Place::Port(p.0));
+                }
+                let ok = removed.is_some();
                 assert_eq!(self.switch.remove_port(p).is_ok(), ok, "detach {p:?}");
             }
             Op::AddPeer { peer: i } => {
@@ -376,11 +394,19 @@ impl Harness {
             Op::RemovePeer { peer: i } => {
                 let a = peer(*i);
                 let expected = self.peers.remove(&a).then_some(Vtep(a));
+                if expected.is_some() {
+                    for table in self.tables.values_mut() {
+                        table.forget(Place::Peer(a));
+                    }
+                }
                 assert_eq!(self.switch.remove_peer(a.ip()).ok(), expected);
             }
             Op::AddNetwork { vni: v } => {
                 let v = vni(*v);
                 let ok = self.networks.insert(v);
+                if ok {
+                    self.tables.insert(v, new_table());
+                }
                 assert_eq!(self.switch.add_network(v).is_ok(), ok, "add network {v}");
             }
             Op::RemoveNetwork { vni: v } => {
@@ -388,6 +414,7 @@ impl Harness {
                 let ok = self.networks.contains(&v) && !self.ports.values().any(|&w| w == v);
                 if ok {
                     self.networks.remove(&v);
+                    self.tables.remove(&v);
                 }
                 assert_eq!(self.switch.remove_network(v).is_ok(), ok, "remove {v}");
             }
@@ -415,10 +442,11 @@ impl Harness {
         for v in &out.vteps {
             assert!(self.peers.contains(&v.0), "sent to {v:?}, not a peer");
         }
-        let expected = match self.ports.get(&ingress) {
+        let expected = match self.ports.get(&ingress).copied() {
             None => Decision::drop(None, DropReason::UnknownPort),
-            Some(&v) => self.decide(v, frame, Location::Port(ingress)),
+            Some(v) => self.decide(v, frame, Place::Port(ingress.0)),
         };
+        let out = &self.forward;
         expected.check(out);
         if out.dropped.is_some() {
             return;
@@ -457,15 +485,12 @@ impl Harness {
             .expect("headroom is reserved");
         assert!(enc.src_port >= 49152);
         let datagram = &buf[enc.datagram];
-        let packet = VxlanPacket::new_checked(datagram).expect("a whole header");
         assert_eq!(
-            VxlanRepr::parse(&packet),
-            Ok(VxlanRepr {
-                vni: v,
-                sealed: false
-            })
+            datagram.get(..vxlan::HEADER_LEN),
+            Some(&reference::vxlan_header_bytes(v.get(), false)[..]),
+            "the VXLAN header of network {v}"
         );
-        assert_eq!(packet.payload(), frame);
+        assert_eq!(&datagram[vxlan::HEADER_LEN..], frame);
     }
 
     fn datagram(&mut self, from: SocketAddr, mut datagram: Vec<u8>) {
@@ -473,19 +498,19 @@ impl Harness {
         self.switch
             .datagram_from_vtep(self.now, from, &mut datagram, &mut self.forward);
         self.check_forward();
-        let out = &self.forward;
         assert_eq!(datagram, original, "the switch only reads a plain datagram");
         assert!(
-            out.vteps.is_empty(),
+            self.forward.vteps.is_empty(),
             "split horizon: underlay to {:?}",
-            out.vteps
+            self.forward.vteps
         );
-        self.expected_from_underlay(from, &datagram).check(out);
+        let expected = self.expected_from_underlay(from, &datagram);
+        let out = &self.forward;
+        expected.check(out);
         if let Some(v) = out.vni {
             assert!(self.networks.contains(&v));
-            assert_eq!(
-                out.vni.map(Vni::get),
-                Some(vni_field_of(&datagram)),
+            assert!(
+                matches!(reference::vxlan_header(&datagram), Header::Valid { vni, .. } if vni == v.get()),
                 "a frame stays in its header's network"
             );
         }
@@ -498,68 +523,66 @@ impl Harness {
         }
     }
 
-    /// What the rules (module doc of `core::switch`) say about a datagram from `from`.
-    fn expected_from_underlay(&self, from: SocketAddr, datagram: &[u8]) -> Decision {
+    /// What the rules (module doc of `core::switch`) say about a datagram from `from`, read with
+    /// the reference model's own header parsing. No network of the harness is sealed.
+    fn expected_from_underlay(&mut self, from: SocketAddr, datagram: &[u8]) -> Decision {
         if !self.peers.contains(&from) {
             return Decision::drop(None, DropReason::UnknownVtep);
         }
-        let repr = match VxlanPacket::new_checked(datagram).and_then(|p| VxlanRepr::parse(&p)) {
-            Ok(repr) => repr,
-            Err(WireError::Truncated) => return Decision::drop(None, DropReason::Truncated),
-            Err(WireError::NoVniFlag) => return Decision::drop(None, DropReason::NoVniFlag),
-            Err(WireError::InvalidVni(_)) => return Decision::drop(None, DropReason::InvalidVni),
+        let (vni, sealed) = match reference::vxlan_header(datagram) {
+            Header::Truncated => return Decision::drop(None, DropReason::Truncated),
+            Header::NoVniFlag => return Decision::drop(None, DropReason::NoVniFlag),
+            Header::ZeroVni => return Decision::drop(None, DropReason::InvalidVni),
+            Header::Valid { vni, sealed } => (vni, sealed),
         };
-        if !self.networks.contains(&repr.vni) {
+        let Some(v) = self.networks.iter().copied().find(|v| v.get() == vni) else {
             return Decision::drop(None, DropReason::UnknownVni);
+        };
+        if sealed {
+            return Decision::drop(Some(v), DropReason::UnexpectedSeal);
         }
-        if repr.sealed {
-            return Decision::drop(Some(repr.vni), DropReason::UnexpectedSeal);
-        }
-        let inner = &datagram[vxlan::HEADER_LEN..];
-        self.decide(repr.vni, inner, Location::Vtep(Vtep(from)))
+        self.decide(v, &datagram[8..], Place::Peer(from))
     }
 
-    /// What the rules say about a frame entering network `v` at `at`. The switch learns the
-    /// source before it looks up the destination and changes no table after, so the table as it
-    /// is now is the one its decision saw.
-    fn decide(&self, v: Vni, frame: &[u8], at: Location) -> Decision {
+    /// What the rules say about a frame entering network `v` at `at`, by the reference model,
+    /// whose table learns the source first, as the switch's does.
+    fn decide(&mut self, v: Vni, frame: &[u8], at: Place) -> Decision {
         let drop = |reason| Decision::drop(Some(v), reason);
-        let Ok(info) = classify(frame) else {
+        let Some(eth) = reference::ethernet_header(frame) else {
             return drop(DropReason::Truncated);
         };
-        if info.vlan.is_some() && !self.switch.config().allow_vlan_tagged {
+        if eth.tagged && !self.switch.config().allow_vlan_tagged {
             return drop(DropReason::VlanTagged);
         }
-        if !info.src.is_valid_source() {
+        if !reference::may_be_learned(eth.src) {
             return drop(DropReason::BadSourceMac);
         }
-        let fdb = &self.switch.network(v).expect("network exists").fdb;
-        match fdb.lookup(info.src, self.now) {
-            Some(learned) if learned == at => {}
-            // A MAC that lives at a live local port is not moved away by a frame from
-            // elsewhere: the table is left as it was and the frame is dropped.
-            Some(Location::Port(_)) => return drop(DropReason::MacConflict),
-            other => panic!("{} is learned where it was seen ({at:?}), not {other:?}", info.src),
+        let now = self.now.as_millis();
+        let table = self.tables.get_mut(&v).expect("the model has the network");
+        // A MAC that lives at a live local port is not moved away by a frame from elsewhere:
+        // the table is left as it was and the frame is dropped.
+        if !table.learn(eth.src, at, now) {
+            return drop(DropReason::MacConflict);
         }
         let from_port = match at {
-            Location::Port(p) => Some(p),
-            Location::Vtep(_) => None,
+            Place::Port(p) => Some(p),
+            Place::Peer(_) => None,
         };
-        let known = match info.dst.is_multicast() {
+        let known = match reference::is_group(eth.dst) {
             true => None,
-            false => fdb.lookup(info.dst, self.now),
+            false => table.lookup(eth.dst, now),
         };
         let (ports, vteps) = match (known, from_port) {
-            (Some(Location::Port(q)), Some(p)) if q == p => return drop(DropReason::SamePort),
-            (Some(Location::Port(q)), _) => (vec![q], vec![]),
-            (Some(Location::Vtep(_)), None) => return drop(DropReason::SplitHorizon),
-            (Some(Location::Vtep(t)), Some(_)) => (vec![], vec![t.0]),
+            (Some(Place::Port(q)), Some(p)) if q == p => return drop(DropReason::SamePort),
+            (Some(Place::Port(q)), _) => (vec![PortId(q)], vec![]),
+            (Some(Place::Peer(_)), None) => return drop(DropReason::SplitHorizon),
+            (Some(Place::Peer(t)), Some(_)) => (vec![], vec![t]),
             // Flood: every other port of the network; every peer, unless it came from one.
             (None, _) => {
                 let ports = self
                     .ports
                     .iter()
-                    .filter(|&(&q, &w)| w == v && Some(q) != from_port)
+                    .filter(|&(&q, &w)| w == v && Some(q.0) != from_port)
                     .map(|(&q, _)| q)
                     .collect();
                 let vteps = match from_port {
@@ -619,6 +642,34 @@ impl Harness {
                 .collect();
             assert_eq!(ports, expected, "ports of network {v}");
             assert!(network.fdb.len() <= FDB_CAPACITY, "table of {v} overflows");
+            let table = self.tables.get(&v).expect("the model has the network");
+            let rows: Vec<_> = network
+                .fdb
+                .entries()
+                .iter()
+                .map(|e| {
+                    let place = match e.location {
+                        Location::Port(p) => Place::Port(p.0),
+                        Location::Vtep(t) => Place::Peer(t.0),
+                    };
+                    (e.mac.0, place, e.last_seen.as_millis())
+                })
+                .collect();
+            assert_eq!(
+                rows,
+                table.rows(),
+                "the table of {v} differs from the model's"
+            );
+            let c = &network.fdb.counters;
+            let load =
+                |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            let counters = reference::TableCounters {
+                learned: load(&c.learned),
+                moved: load(&c.moved),
+                evicted: load(&c.evicted),
+                aged: load(&c.aged),
+            };
+            assert_eq!(counters, table.counters, "table counters of {v}");
             for e in network.fdb.entries() {
                 assert!(e.mac.is_valid_source(), "{} learned", e.mac);
                 match e.location {
@@ -636,8 +687,9 @@ impl Harness {
     }
 }
 
-fn vni_field_of(datagram: &[u8]) -> u32 {
-    VxlanPacket::new_unchecked(datagram).vni_field()
+/// A model table with the harness's limits.
+fn new_table() -> MacTable {
+    MacTable::new(AGEING.as_millis() as u64, FDB_CAPACITY)
 }
 
 fn distinct<T: Ord>(items: &[T]) -> bool {
@@ -888,8 +940,29 @@ pub fn seeds() -> Vec<(&'static str, bool, Vec<Op>)> {
         datagram(0, DatagramSpec::Raw(Raw(vec![FLAG_I, 0, 0, 0, 0, 0]))),
         datagram(3, vxlan(0, built(0, 1))),
     ];
+    // Entries past their ageing time but not yet removed by a tick: never used for forwarding
+    // (flood, not unicast; no same-port or split-horizon drop), refreshed when seen again.
+    let stale = vec![
+        Op::Attach { port: 0, vni: 0 },
+        Op::Attach { port: 1, vni: 0 },
+        Op::AddPeer { peer: 0 },
+        frame(1, built(BCAST, 1)),
+        datagram(0, vxlan(0, built(BCAST, 2))),
+        Op::Advance { millis: 1999 },
+        frame(0, built(1, 0)),
+        Op::Advance { millis: 1 },
+        frame(0, built(1, 0)),
+        frame(0, built(2, 0)),
+        frame(1, built(1, 5)),
+        datagram(0, vxlan(0, built(2, 3))),
+        frame(1, built(BCAST, 1)),
+        frame(0, built(1, 0)),
+        Op::Tick,
+        frame(0, built(2, 0)),
+    ];
     vec![
         ("forwarding", false, forwarding),
+        ("stale", false, stale),
         ("churn", false, churn),
         ("malformed", false, bad.clone()),
         ("malformed-vlan-allowed", true, bad),

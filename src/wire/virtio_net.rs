@@ -165,8 +165,18 @@ mod tests {
         }
 
         #[test]
-        fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..32)) {
-            let _ = VnetHdr::parse(&bytes);
+        fn parse_reads_the_first_twelve_bytes_of_any_buffer(bytes in proptest::collection::vec(any::<u8>(), 0..32)) {
+            match VnetHdr::parse(&bytes) {
+                Ok(h) => {
+                    prop_assert!(bytes.len() >= HEADER_LEN);
+                    prop_assert_eq!(&h.to_bytes()[..], &bytes[..HEADER_LEN]);
+                    prop_assert_eq!(h.num_buffers, u16::from_le_bytes([bytes[10], bytes[11]]));
+                }
+                Err(e) => {
+                    prop_assert!(bytes.len() < HEADER_LEN);
+                    prop_assert_eq!(e, WireError::Truncated);
+                }
+            }
         }
     }
 }

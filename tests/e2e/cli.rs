@@ -22,8 +22,31 @@ fn snapshot(h: &Host) -> (Value, Vec<String>, Value) {
     (ls, peers, inspect)
 }
 
-/// Asserts the failure shape. `needles`: every group must have at least one member in the
-/// message (case-insensitive).
+/// The cases clap refuses before anything runs: README's usage errors, exit status 2. Every
+/// other refusal exits 1.
+const USAGE_ERRORS: [&str; 9] = [
+    "invalid CIDR (prefix too long)",
+    "subnet smaller than /30",
+    "invalid CIDR (not an address)",
+    "invalid IP (gateway)",
+    "invalid IP (attach --ip)",
+    "invalid MAC",
+    "VNI 0",
+    "VNI 2^24",
+    "peer add garbage",
+];
+
+/// README's exit status for case `what`: 2 for a usage error, 1 when refused or failed.
+fn exit_code(what: &str) -> i32 {
+    if USAGE_ERRORS.contains(&what) {
+        2
+    } else {
+        1
+    }
+}
+
+/// Asserts the failure shape, including README's exit status for `what` (see [`exit_code`]).
+/// `needles`: every group must have at least one member in the message (case-insensitive).
 fn assert_user_error(what: &str, args: &[&str], out: &Output, needles: &[&[&str]]) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let ctx = format!(
@@ -34,6 +57,11 @@ fn assert_user_error(what: &str, args: &[&str], out: &Output, needles: &[&[&str]
     );
     assert!(!out.status.success(), "should fail: {ctx}");
     assert!(out.status.code().is_some(), "killed by a signal: {ctx}");
+    assert_eq!(
+        out.status.code(),
+        Some(exit_code(what)),
+        "exit status (README: 1 refused or failed, 2 usage): {ctx}"
+    );
     assert!(!stderr.contains("panicked"), "panicked: {ctx}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "expected exactly one `error:` line: {ctx}");
@@ -78,6 +106,49 @@ fn cli_bad_input() {
                 "10.41.0.0/33",
             ],
             vec![&["10.41.0.0/33", "cidr", "subnet", "prefix"]],
+        ),
+        (
+            "subnet smaller than /30",
+            vec![
+                "network",
+                "create",
+                "bad5",
+                "--vni",
+                "14",
+                "--subnet",
+                "10.46.0.0/31",
+            ],
+            vec![&["10.46.0.0/31"], &["/30"]],
+        ),
+        (
+            "gateway outside the subnet",
+            vec![
+                "network",
+                "create",
+                "bad6",
+                "--vni",
+                "15",
+                "--subnet",
+                "10.47.0.0/24",
+                "--gateway",
+                "10.47.1.1",
+            ],
+            vec![&["10.47.1.1"], &["outside"]],
+        ),
+        (
+            "--mtu larger than the underlay allows",
+            vec![
+                "network",
+                "create",
+                "bad7",
+                "--vni",
+                "16",
+                "--subnet",
+                "10.48.0.0/24",
+                "--mtu",
+                "1451",
+            ],
+            vec![&["1451"], &["1450"]],
         ),
         (
             "invalid CIDR (not an address)",
@@ -224,6 +295,12 @@ fn cli_bad_input() {
         ),
     ];
 
+    for usage in USAGE_ERRORS {
+        assert!(
+            cases.iter().any(|c| c.0 == usage),
+            "USAGE_ERRORS names {usage:?}, which is no case"
+        );
+    }
     for (what, args, needles) in &cases {
         let out = a.vs(args);
         assert_user_error(what, args, &out, needles);

@@ -40,10 +40,17 @@ fn daemon_restart_and_clean_exit() {
         a.ok(&["peer", "add", "192.0.2.77:4789"]);
         a.ok(&["peer", "add", "192.0.2.78"]);
         a.attach(&c1, "n1", &[]);
-        a.attach(&c2, "n2", &[]);
+        let att2 = a.attach(&c2, "n2", &[]);
         assert!(
             links(&c1).iter().any(|l| l == "eth0"),
             "c1 has no eth0 after attach"
+        );
+        // The network's --mtu is what the container's interface gets.
+        assert_eq!(att2["mtu"].as_u64(), Some(1400), "attach --json: {att2}");
+        assert_eq!(
+            link(&c2, "eth0")["mtu"].as_u64(),
+            Some(1400),
+            "eth0 in {c2} should have the network's --mtu 1400"
         );
     }
     let nets_before = networks(&lab.hosts[0]);
@@ -53,9 +60,16 @@ fn daemon_restart_and_clean_exit() {
         2,
         "network ls before restart: {nets_before:?}"
     );
-    assert!(
-        peers_before.len() >= 3,
-        "peer ls should list the --peer and both added peers: {peers_before:?}"
+    let expected_peers: BTreeSet<String> = [
+        format!("{}:4789", lab.hosts[1].ip),
+        "192.0.2.77:4789".to_string(),
+        "192.0.2.78:4789".to_string(),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(
+        peers_before, expected_peers,
+        "peer ls should list the --peer and both added peers"
     );
 
     let status = lab.hosts[0].stop();

@@ -24,6 +24,8 @@ mod cli;
 mod cluster;
 mod hardening;
 mod interop;
+mod json;
 mod lifecycle;
+mod not_sealed;
 mod overlay;
 mod sealed;

@@ -914,18 +914,34 @@ print('%d/%d' % (ok, count))
 sys.exit(0 if ok == count else 1)
 "#;
 
-/// Sends `count` ICMP echoes from netns `ns` to `dst`; returns how many were answered.
+/// Sends `count` ICMP echoes from netns `ns` to `dst`; returns how many were answered. Panics
+/// when the helper itself fails (no `answered/count` line, or an exit status that does not match
+/// it), so that a broken helper never passes for "no replies".
 pub fn ping(ns: &str, dst: &str, count: u32) -> u32 {
     let out = run_cmd(
         &mut py_cmd(ns, PY_PING, &[dst, &count.to_string(), "1.0"]),
         Duration::from_secs(10 + 2 * count as u64),
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
+    let tally = text
+        .lines()
         .last()
-        .and_then(|l| l.split('/').next())
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
+        .and_then(|l| l.trim().split_once('/'))
+        .and_then(|(ok, total)| Some((ok.parse::<u32>().ok()?, total.parse::<u32>().ok()?)));
+    match tally {
+        Some((ok, total))
+            if total == count
+                && ok <= count
+                && out.status.code() == Some(if ok == count { 0 } else { 1 }) =>
+        {
+            ok
+        }
+        _ => panic!(
+            "ping helper failed in {ns} (to {dst}, {count} echoes): {}\nstdout: {text}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
 }
 
 /// Retries single pings for up to 15 s (ARP, learning), then requires 3/3.

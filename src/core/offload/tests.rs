@@ -8,6 +8,8 @@ const SRC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
 const DST: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
 const HEADROOM: usize = 64;
 const TAILROOM: usize = 16;
+/// The sequence number of every test superframe's first byte: close to wrapping, on purpose.
+const SEQ: u32 = 0xffff_f000;
 
 #[derive(Clone, Copy, Default)]
 struct Flags {
@@ -25,7 +27,7 @@ fn superframe(v6: bool, options: bool, payload: &[u8], f: Flags, mss: u16) -> (V
     } else {
         b.ipv4([10, 9, 0, 1], [10, 9, 0, 2], 64)
     };
-    let mut b = b.tcp(40000, 5201, 0xffff_f000, 502).ack(777);
+    let mut b = b.tcp(40000, 5201, SEQ, 502).ack(777);
     if options {
         // NOP NOP timestamps
         b = b
@@ -113,11 +115,7 @@ fn segments_ipv4_with_options_and_flags() {
         assert!(r.end + TAILROOM <= (i + 1) * segs.stride, "tailroom kept");
         let seg = &arena[r];
         let (seq, flags, p) = check_segment(seg);
-        assert_eq!(
-            seq,
-            0xffff_f000u32.wrapping_add(1398 * i as u32),
-            "seq wraps"
-        );
+        assert_eq!(seq, SEQ.wrapping_add(1398 * i as u32), "seq wraps");
         assert_eq!(flags & TCP_FIN != 0, i == 3, "FIN only on the last");
         assert_eq!(flags & TCP_PSH != 0, i == 3, "PSH only on the last");
         assert_eq!(flags & TCP_CWR != 0, i == 0, "CWR only on the first");
@@ -227,7 +225,8 @@ fn completes_partial_udp_and_tcp_checksums() {
 }
 
 /// What the container's kernel would make of frames written to the TAP: checksums completed
-/// per the header and checked by etherparse; returns the TCP payload stream.
+/// per the header and checked by etherparse, each frame starting at the sequence number where
+/// the previous one ended (the stream starts at [`SEQ`]); returns the TCP payload stream.
 fn receive(written: &[Vec<u8>]) -> Vec<u8> {
     let mut stream = Vec::new();
     for w in written {
@@ -241,7 +240,13 @@ fn receive(written: &[Vec<u8>]) -> Vec<u8> {
             assert!(hdr.gso_size > 0);
             assert_eq!(hdr.gso() == virtio_net::GSO_TCPV6, t.v6);
         }
-        let (_, _, p) = check_segment(&frame);
+        let (seq, _, p) = check_segment(&frame);
+        assert_eq!(
+            seq,
+            SEQ.wrapping_add(stream.len() as u32),
+            "a frame at stream offset {} starts elsewhere",
+            stream.len()
+        );
         stream.extend(p);
     }
     stream
@@ -385,8 +390,10 @@ proptest! {
         let (frame, hdr) = superframe(v6, options, &payload, f, mss);
         let segs = segments(&frame, &hdr);
         prop_assert_eq!(segs.len(), len.div_ceil(usize::from(mss)).max(1));
-        for s in &segs {
-            check_segment(s);
+        for (i, s) in segs.iter().enumerate() {
+            let (seq, _, p) = check_segment(s);
+            prop_assert_eq!(seq, SEQ.wrapping_add(u32::from(mss) * i as u32));
+            prop_assert_eq!(p.len(), usize::from(mss).min(len - usize::from(mss) * i));
         }
         let written = coalesce(&segs, 3);
         prop_assert_eq!(receive(&written), payload);

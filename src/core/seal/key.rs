@@ -230,7 +230,10 @@ mod tests {
         let ids: std::collections::HashSet<_> = (0..=255u8)
             .map(|b| NetworkKey::from_bytes([b; KEY_LEN]).id())
             .collect();
-        assert!(ids.len() > 100, "ids look constant: {}", ids.len());
+        // The 256 keys [b; 32] give 151 distinct ids: a deterministic figure, so any change to
+        // the derivation (info string, byte taken, hash) shows here as well as in the known
+        // answer test.
+        assert_eq!(ids.len(), 151);
     }
 
     #[test]

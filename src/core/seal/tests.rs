@@ -302,19 +302,34 @@ proptest! {
     #[test]
     fn open_never_panics_on_mangled_datagrams(
         frame in proptest::collection::vec(any::<u8>(), 0..100),
-        edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4),
-        cut in any::<usize>(),
+        edits in proptest::collection::vec((any::<bool>(), any::<usize>(), any::<u8>()), 1..4),
+        cut in proptest::option::of(any::<usize>()),
     ) {
         let key = key(7);
-        let mut datagram = seal(&sealer(&key, 11), &frame);
-        for (at, value) in edits {
-            let at = at % datagram.len();
+        let original = seal(&sealer(&key, 11), &frame);
+        let mut datagram = original.clone();
+        // Half the edits land on the unauthenticated bytes, so that intact datagrams (which
+        // must open to the original frame) are common, not a 1-in-1000 case.
+        for (noise, at, value) in edits {
+            let at = match noise {
+                true => [0, 1, 2, 3, 7][at % 5],
+                false => at % datagram.len(),
+            };
             datagram[at] = value;
         }
-        datagram.truncate(cut % (datagram.len() + 1));
+        if let Some(cut) = cut {
+            datagram.truncate(cut % (datagram.len() + 1));
+        }
+        // Only the VXLAN flags and reserved bytes (0..=3, 7) are not authenticated.
+        let intact = datagram.len() == original.len()
+            && (0..datagram.len()).all(|i| datagram[i] == original[i] || matches!(i, 0..=3 | 7));
         let receiver = sealer(&key, 22);
-        if let Ok(range) = receiver.open(&A, &mut datagram, T0) {
-            prop_assert!(range.end <= datagram.len());
+        match receiver.open(&A, &mut datagram, T0) {
+            Ok(range) => {
+                prop_assert!(intact, "a changed datagram opened");
+                prop_assert_eq!(&datagram[range], &frame[..]);
+            }
+            Err(e) => prop_assert!(!intact, "an intact datagram was refused: {:?}", e),
         }
     }
 }
@@ -946,4 +961,67 @@ fn an_announcement_cannot_be_replayed_or_forged() {
     assert_eq!(open(&host, B, &from_b, T0), Ok(vec![]));
     assert_eq!(open(&host, B, &from_b, T0), Err(OpenDrop::Replayed));
     assert_eq!(host.stats().announcements_opened(), 1);
+}
+
+#[test]
+fn an_exhausted_counter_is_counted_as_key_exhausted_by_the_switch() {
+    use crate::core::switch::{HEADROOM, TAILROOM};
+    use crate::core::{DropReason, Forward, PortId, Switch, SwitchConfig, Vtep};
+    use crate::wire::Vni;
+    let vni = Vni::new(VNI).expect("vni");
+    let peer: SocketAddr = "192.0.2.9:4789".parse().expect("addr");
+    let mut switch = Switch::new(SwitchConfig::default());
+    switch.add_network(vni).expect("network");
+    switch.add_port(PortId(1), vni).expect("port");
+    switch.add_peer(Vtep(peer)).expect("peer");
+    let sealer = Sealer::<SocketAddr>::new(VNI, &key(7), 11, SealConfig::default()).expect("ok");
+    switch
+        .set_sealer(vni, Some(sealer))
+        .expect("network exists");
+    let sealer = switch
+        .network(vni)
+        .and_then(|n| n.sealer())
+        .expect("sealed")
+        .clone();
+    sealer.set_send_counter(u64::MAX - 1);
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x00]);
+    frame.resize(60, 0x42);
+    let encapsulate = || {
+        let mut out = Forward::default();
+        switch.frame_from_port(T0, PortId(1), &frame, &mut out);
+        let sends = out.deliver(&frame, |_, _| {}).expect("to the peer");
+        let mut buf = vec![0u8; HEADROOM + frame.len() + TAILROOM];
+        buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(&frame);
+        switch
+            .encapsulate(&sends, &mut buf, HEADROOM..HEADROOM + frame.len())
+            .map(|e| buf[e.datagram].to_vec())
+    };
+    let last = encapsulate().expect("the last counter still seals");
+    let receiver = sealer_for_addr(&key(7), 22);
+    let mut copy = last.clone();
+    let range = receiver.open(&peer, &mut copy, T0).expect("opens");
+    assert_eq!(copy[range], frame[..]);
+    for _ in 0..2 {
+        assert_eq!(encapsulate(), Err(DropReason::KeyExhausted));
+    }
+    assert_eq!(switch.drops.get(DropReason::KeyExhausted), 2);
+    assert_eq!(
+        switch.drops.total(),
+        2,
+        "each refusal counted once, nothing else dropped"
+    );
+    assert_eq!(
+        switch
+            .network_traffic(vni)
+            .expect("network")
+            .drops
+            .get("key_exhausted"),
+        Some(&2)
+    );
+    assert_eq!(sealer.stats().sealed(), 1);
+}
+
+fn sealer_for_addr(key: &NetworkKey, sender_id: u64) -> Sealer<SocketAddr> {
+    Sealer::new(VNI, key, sender_id, SealConfig::default()).expect("default config is valid")
 }
