@@ -262,23 +262,34 @@ fn blast(ns: &str, dst: &str, src: &str, count: u32, seconds: f64) {
     assert!(out.status.success(), "blast from {ns}: {out:?}");
 }
 
-fn port_rx(h: &Host, netns: &str) -> u64 {
+/// The `TRAFFIC` of the port in namespace `netns`, from `stats`.
+fn port_traffic(h: &Host, netns: &str) -> serde_json::Value {
     let stats = h.json(&["stats"]);
     stats["ports"]
         .as_array()
         .and_then(|ps| ps.iter().find(|p| p["netns"] == netns))
-        .and_then(|p| p["traffic"]["rx_frames"].as_u64())
+        .map(|p| p["traffic"].clone())
         .unwrap_or_else(|| panic!("no port of {netns} in {stats}"))
 }
 
+fn port_rx(h: &Host, netns: &str) -> u64 {
+    port_traffic(h, netns)["rx_frames"]
+        .as_u64()
+        .expect("rx_frames")
+}
+
+/// A port's drops for `reason` (a `TRAFFIC` lists only reasons that occurred, so a missing one
+/// is 0; the name itself must be a real reason).
 fn port_drops(h: &Host, netns: &str, reason: &str) -> u64 {
-    let stats = h.json(&["stats"]);
-    let port = stats["ports"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["netns"] == netns))
-        .unwrap_or_else(|| panic!("no port of {netns} in {stats}"))
-        .clone();
-    port["traffic"]["drops"][reason].as_u64().unwrap_or(0)
+    assert!(
+        vswitch::core::DropReason::ALL
+            .iter()
+            .any(|r| r.name() == reason),
+        "{reason:?} is not a drop reason"
+    );
+    port_traffic(h, netns)["drops"][reason]
+        .as_u64()
+        .unwrap_or(0)
 }
 
 #[test]
