@@ -211,3 +211,23 @@ fn attach_allocates_addresses_and_mtu() {
         "failed attach left a link in c6"
     );
 }
+
+/// What a SIGKILLed run leaves under /run/netns is removed by the next run; a live run's
+/// namespaces are not touched.
+#[test]
+fn namespaces_left_by_a_killed_run_are_swept() {
+    require_root();
+    // A PID above the kernel's pid_max cannot be running.
+    let stale = format!("vse{}_9stale", 1u64 << 32);
+    let live = format!("vse{}_9live", std::process::id());
+    sh_ok(&["ip", "netns", "add", &stale]);
+    sh_ok(&["ip", "netns", "add", &live]);
+    sweep_stale_namespaces();
+    let left = String::from_utf8_lossy(&sh(&["ip", "netns", "list"]).stdout).into_owned();
+    let gone = !left.contains(&stale);
+    let kept = left.contains(&live);
+    let _ = sh(&["ip", "netns", "del", &stale]);
+    let _ = sh(&["ip", "netns", "del", &live]);
+    assert!(gone, "the dead run's namespace is swept: {left}");
+    assert!(kept, "a live run's namespace is kept: {left}");
+}

@@ -95,9 +95,12 @@ pub fn python() -> &'static str {
     })
 }
 
-/// A prefix unique to this process and call: `vse<pid>_<n>`.
+/// A prefix unique to this process and call: `vse<pid>_<n>`. The first call also removes the
+/// namespaces a killed earlier run left behind (named `vse<pid>_…` for a PID that is gone).
 pub fn unique_prefix() -> String {
     static SEQ: AtomicUsize = AtomicUsize::new(0);
+    static SWEPT: OnceLock<()> = OnceLock::new();
+    SWEPT.get_or_init(sweep_stale_namespaces);
     format!(
         "vse{}_{}",
         std::process::id(),
@@ -417,11 +420,51 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        delete_netns(&self.name);
+    }
+}
+
+/// `ip netns del NAME`, bounded: a hung `ip` is killed after 10 s rather than hanging the
+/// test's teardown.
+fn delete_netns(name: &str) {
+    let Ok(mut child) = Command::new("ip")
+        .args(["netns", "del", name])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Deletes `/run/netns/vse<pid>_…` entries whose PID no longer runs: what a SIGKILLed test
+/// run could not clean up. Only this suite's prefix, only dead owners.
+pub fn sweep_stale_namespaces() {
+    let Ok(entries) = fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("vse")
+            .and_then(|rest| rest.split('_').next())
+            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            delete_netns(&name);
+        }
     }
 }
 
