@@ -1,6 +1,7 @@
 //! Daemon lifecycle (clean exit, state that survives a restart) and what `attach` sets up.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -230,4 +231,83 @@ fn namespaces_left_by_a_killed_run_are_swept() {
     let _ = sh(&["ip", "netns", "del", &live]);
     assert!(gone, "the dead run's namespace is swept: {left}");
     assert!(kept, "a live run's namespace is kept: {left}");
+}
+
+/// README's lifecycle promises, one after another: `--port` and `--underlay-mtu` on the daemon,
+/// attach by `/proc/PID/ns/net` with `--ifname`, detach (the interface disappears), `peer rm`,
+/// `network rm`, and a clean exit on SIGINT.
+#[test]
+fn ports_mtu_paths_ifnames_detach_rm_and_sigint_do_what_readme_says() {
+    let mut lab = Lab::new(2);
+    for i in 0..2 {
+        let peer = &lab.hosts[1 - i].ip;
+        let args: Vec<String> = [
+            "--listen",
+            &lab.hosts[i].ip,
+            "--port",
+            "4790",
+            "--peer",
+            &format!("{peer}:4790"),
+            "--underlay-mtu",
+            "1400",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        lab.hosts[i].start(&args);
+    }
+    for h in &lab.hosts {
+        h.create_network("n", 90, "10.90.0.0/24", &[]);
+        let ls = h.json(&["network", "ls"]);
+        assert_eq!(ls[0]["mtu"], 1350, "--underlay-mtu 1400 leaves 1350: {ls}");
+        let peers = h.json(&["peer", "ls"]);
+        assert!(
+            peers[0]["addr"]
+                .as_str()
+                .is_some_and(|a| a.ends_with(":4790")),
+            "{peers}"
+        );
+    }
+    // Container 1 is named by the path of a process inside it, with its own interface name.
+    let c1 = lab.netns("c1");
+    let c2 = lab.netns("c2");
+    let holder = Bg::spawn(ns_cmd(&c1, "sleep").arg("60"));
+    let pid = holder.pid().expect("the holder runs");
+    let path = format!("/proc/{pid}/ns/net");
+    let p1 = lab.hosts[0].json(&["attach", &path, "--network", "n", "--ifname", "vx0"]);
+    assert_eq!(
+        (jstr(&p1, "ifname"), p1["mtu"].clone()),
+        ("vx0".into(), 1350.into())
+    );
+    assert!(links(&c1).iter().any(|l| l == "vx0"), "{:?}", links(&c1));
+    let mtu_in = sh_ok(&["ip", "-n", &c1, "-j", "link", "show", "vx0"]);
+    assert!(mtu_in.contains("\"mtu\":1350"), "{mtu_in}");
+    lab.hosts[1].attach(&c2, "n", &[]);
+    // The underlay really is port 4790.
+    lab.assert_ping(&c2, "10.90.0.1");
+    let peer_rx = lab.hosts[1].json(&["stats"])["peers"][0]["traffic"]["rx_frames"]
+        .as_u64()
+        .expect("rx");
+    assert!(peer_rx > 0, "frames came in from the peer on 4790");
+    // Detach by the same path: the interface is gone, and the reply names it.
+    let gone = lab.hosts[0].json(&["detach", &path]);
+    assert_eq!(jstr(&gone[0], "ifname"), "vx0");
+    assert!(!links(&c1).iter().any(|l| l == "vx0"), "{:?}", links(&c1));
+    assert_eq!(
+        lab.hosts[0].json(&["network", "inspect", "n"])["ports"],
+        serde_json::json!([])
+    );
+    let _ = holder.interrupt(Duration::from_secs(5));
+    // peer rm and network rm succeed and say so.
+    let b_peer = format!("{}:4790", lab.hosts[1].ip);
+    let removed = lab.hosts[0].json(&["peer", "rm", &b_peer]);
+    assert_eq!(jstr(&removed, "addr"), b_peer);
+    assert_eq!(lab.hosts[0].json(&["peer", "ls"]), serde_json::json!([]));
+    let rm = lab.hosts[0].json(&["network", "rm", "n"]);
+    assert_eq!(jstr(&rm, "name"), "n");
+    assert_eq!(lab.hosts[0].json(&["network", "ls"]), serde_json::json!([]));
+    // SIGINT: a clean exit, and host B's container interface goes with its daemon.
+    let status = lab.hosts[1].interrupt();
+    assert!(status.success(), "exit on SIGINT: {status}");
+    assert!(!links(&c2).iter().any(|l| l == "eth0"), "{:?}", links(&c2));
 }

@@ -243,6 +243,11 @@ pub struct BgOutput {
 }
 
 impl Bg {
+    /// The process's PID, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// A placeholder with no process (for moving a `Bg` out of a struct that has `Drop`).
     fn none() -> Bg {
         let (_, out_rx) = mpsc::channel();
@@ -624,6 +629,28 @@ impl Host {
 
     pub fn running(&self) -> bool {
         self.daemon.is_some()
+    }
+
+    /// SIGINT the daemon (Ctrl-C) and wait (≤ 15 s) for it to exit; returns its status.
+    pub fn interrupt(&mut self) -> ExitStatus {
+        let mut c = self
+            .daemon
+            .take()
+            .unwrap_or_else(|| panic!("no daemon running on host {}", self.label));
+        signal(&c, libc::SIGINT);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let status = terminate(&mut c, Duration::from_secs(1));
+        panic!(
+            "daemon on host {} ignored SIGINT for 15 s ({status})\n--- daemon log ---\n{}",
+            self.label,
+            self.log_text()
+        );
     }
 
     /// The daemon's PID, while it runs.
