@@ -400,3 +400,46 @@ fn key_rotation_under_a_live_tcp_stream_loses_nothing() {
     }
     lab.assert_ping(&c2, "10.30.0.1");
 }
+
+/// `key generate` needs no root, and the daemon keeps its own copy of a network key, mode 0600,
+/// in its state dir, so a restart does not depend on the user's file.
+#[test]
+fn anyone_can_generate_a_key_and_the_daemon_keeps_its_copy_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    // A copy nobody can reach, whatever the build directory's permissions.
+    let dir = std::env::temp_dir().join(format!("{}-keygen", unique_prefix()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let bin = dir.join("vswitch");
+    std::fs::copy(VSWITCH, &bin).expect("copy the binary");
+    let out = run_cmd(
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(&bin)
+            .args(["key", "generate"]),
+        Duration::from_secs(10),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "key generate as nobody: {out:?}");
+    let hex = text.trim();
+    assert!(
+        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        "64 hex digits: {text:?}"
+    );
+    let (lab, _c1, _c2) = sealed_pair("k", "k");
+    for h in &lab.hosts {
+        let copy = h.state.join("key-sec.hex");
+        let mode = std::fs::metadata(&copy)
+            .unwrap_or_else(|e| panic!("{}: {e}", copy.display()))
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{}", copy.display());
+        assert_eq!(
+            std::fs::read_to_string(&copy).expect("copy"),
+            std::fs::read_to_string(lab.dir.join("k")).expect("user's file"),
+            "the daemon's copy is the key it was given"
+        );
+    }
+}
