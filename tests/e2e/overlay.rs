@@ -187,20 +187,34 @@ fn underlay_capture_shows_vxlan_with_vni() {
             "-a",
             "duration:25",
         ])
-        .args(["-T", "fields", "-e", "vxlan.vni", "-e", "udp.dstport"]);
+        .args(["-T", "fields", "-e", "vxlan.vni", "-e", "udp.dstport"])
+        .args(["-e", "ip.flags.df", "-e", "udp.checksum"])
+        // The outer headers: the first occurrence of each field (the inner packet has its own).
+        .args(["-E", "occurrence=f"]);
     let mut tshark = Bg::spawn(&mut cmd);
     tshark.wait_for("Capturing on", Duration::from_secs(20));
 
     lab.assert_ping(&ca, "10.100.0.2");
     ping(&ca, "10.100.0.2", 3);
     let r = tshark.finish(Duration::from_secs(40));
-    let rows: Vec<(String, String)> = r
+    let fields: Vec<Vec<String>> = r
         .out
         .iter()
-        .filter_map(|l| {
-            let mut f = l.split('\t');
-            Some((f.next()?.trim().to_string(), f.next()?.trim().to_string()))
-        })
+        .map(|l| l.split('\t').map(|f| f.trim().to_string()).collect())
+        .filter(|f: &Vec<String>| f.len() == 4)
+        .collect();
+    // README: DF on every datagram (VXLAN is never fragmented), and the UDP checksum zero on
+    // the single frames the raw socket sends (ping here; GSO runs carry one).
+    for f in &fields {
+        assert!(f[2] == "1" || f[2] == "True", "DF set: {f:?}");
+        assert_eq!(
+            f[3], "0x0000",
+            "UDP checksum zero on raw-socket datagrams: {f:?}"
+        );
+    }
+    let rows: Vec<(String, String)> = fields
+        .iter()
+        .map(|f| (f[0].clone(), f[1].clone()))
         .collect();
     assert!(
         rows.iter()
