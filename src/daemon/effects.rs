@@ -88,6 +88,8 @@ impl<S: StateStore> Daemon<S> {
                 let key = match key {
                     KeySource::Plain => None,
                     KeySource::Given(k) => Some(k),
+                    // This host's own copy: trusted as it is (the cluster may have rotated
+                    // since; the rotation reaches this host through `rotate-key`).
                     KeySource::Stored => Some(
                         self.store
                             .key(&network)

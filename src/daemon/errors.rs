@@ -129,6 +129,12 @@ pub enum RequestError {
          --key-file FILE` as on the host that created it, with the same key"
     )]
     NoKeyHere(String),
+    #[error(
+        "this host's key for network '{0}' is not the network's key (its check value differs \
+         from the one the network was created with): copy the key file from a host of the \
+         network and run the same `vswitch network create {0} … --encrypted --key-file FILE` here"
+    )]
+    KeyMismatch(String),
     #[error("{why}")]
     NetworkUnusable { name: String, why: String },
     #[error(transparent)]

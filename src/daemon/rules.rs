@@ -233,6 +233,7 @@ pub fn network_create(
         mtu: spec.mtu,
         encrypted: spec.encrypted,
         key_file: spec.key_file,
+        key_check: key.as_ref().map(NetworkKey::check_value),
     };
     let max = view.max_mtu(&record);
     if let Some(m) = record.mtu {
@@ -292,6 +293,13 @@ pub fn network_join(
         return Err(RequestError::NetworkExists(spec.name));
     };
     let key = read_key(path)?;
+    if stored
+        .key_check
+        .as_ref()
+        .is_some_and(|c| *c != key.check_value())
+    {
+        return Err(RequestError::KeyMismatch(stored.name));
+    }
     Ok(Decision {
         effects: vec![
             Effect::PutKey {
@@ -350,12 +358,19 @@ pub fn rotate_key(
         return Err(RequestError::NotEncrypted(name.to_owned()));
     }
     let key = read_key()?;
+    // The record carries the new key's check value, so a host that joins later must bring the
+    // new key.
+    let mut state = view.state.clone();
+    if let Some(n) = state.networks.iter_mut().find(|n| n.name == name) {
+        n.key_check = Some(key.check_value());
+    }
     Ok(Decision {
         effects: vec![
             Effect::PutKey {
                 network: name.to_owned(),
                 key: key.clone(),
             },
+            Effect::Save(state),
             Effect::RotateKey {
                 network: name.to_owned(),
                 vni: network.vni,

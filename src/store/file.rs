@@ -258,6 +258,7 @@ mod tests {
                 mtu: None,
                 encrypted: false,
                 key_file: None,
+                key_check: None,
             }],
             peers: vec!["192.0.2.2:4789".parse().expect("addr")],
         };

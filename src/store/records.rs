@@ -51,6 +51,9 @@ pub struct NetworkRecord {
     /// Where the key was first read from (encrypted networks); the daemon keeps its own copy.
     #[serde(default)]
     pub key_file: Option<PathBuf>,
+    /// The key's check value (encrypted networks): hosts with another key refuse the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_check: Option<String>,
 }
 
 /// Why a state file's bytes are not a state.

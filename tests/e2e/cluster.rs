@@ -1027,6 +1027,18 @@ fn an_encrypted_network_needs_its_key_on_each_host() {
         "{}",
         stderr_of(&out)
     );
+    // Another key is refused: its check value is not the network's.
+    let other = lab.dir.join("other.key");
+    let other_s = other.to_string_lossy().into_owned();
+    lab.hosts[1].ok(&["key", "generate", "--out", &other_s]);
+    let mut with_other = create.to_vec();
+    with_other[9] = &other_s;
+    let out = lab.hosts[1].vs(&with_other);
+    assert!(
+        !out.status.success() && stderr_of(&out).contains("is not the network's key"),
+        "{}",
+        stderr_of(&out)
+    );
     lab.hosts[1].ok(&create);
 
     let ca = lab.netns("ca");

@@ -15,6 +15,8 @@ pub const KEY_LEN: usize = 32;
 const KEY_ID_INFO: &[u8] = b"vswitch key id v1";
 /// HKDF-Expand info for the key's local fingerprint (never on the wire; see [`KeySlot`]).
 const FINGERPRINT_INFO: &[u8] = b"vswitch key fingerprint v1";
+/// HKDF-Expand info for the key's public check value (see [`NetworkKey::check_value`]).
+const KEY_CHECK_INFO: &[u8] = b"vswitch key check v1";
 /// HKDF-Extract salt for per-sender subkeys.
 const SUBKEY_SALT: &[u8] = b"vswitch seal v1";
 
@@ -52,6 +54,16 @@ impl NetworkKey {
         let mut id = [0u8; 1];
         expand(&self.prk(), KEY_ID_INFO, &mut id);
         KeyId(id[0])
+    }
+
+    /// A check value for the key, 16 hex digits: HKDF-SHA256-Expand(key, "vswitch key check v1").
+    /// Hosts compare it to tell whether they hold the same key; like any PRF output it says
+    /// nothing about the key itself, so it may be stored where the key may not (the cluster
+    /// store).
+    pub fn check_value(&self) -> String {
+        let mut check = [0u8; 8];
+        expand(&self.prk(), KEY_CHECK_INFO, &mut check);
+        check.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// The secret bytes, for persisting the key. Handle with care.

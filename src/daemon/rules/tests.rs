@@ -33,6 +33,7 @@ fn record(name: &str, n: u32, subnet: &str) -> NetworkRecord {
         mtu: s.mtu,
         encrypted: false,
         key_file: None,
+        key_check: None,
     }
 }
 
@@ -247,7 +248,7 @@ fn rotate_key_stores_the_key_then_rotates_towards_every_peer() {
     assert_eq!(d.reply.get(), 200);
     assert!(matches!(
         d.effects.as_slice(),
-        [Effect::PutKey { .. }, Effect::RotateKey { peers, .. }] if peers == &w.state.peers
+        [Effect::PutKey { .. }, Effect::Save(_), Effect::RotateKey { peers, .. }] if peers == &w.state.peers
     ));
     let e = rotate_key(w.view(), "blue", || panic!("not read")).expect_err("plain");
     assert!(e.to_string().contains("not encrypted"), "{e}");
@@ -615,4 +616,42 @@ fn no_port_security_leaves_the_port_open() {
         Some(Effect::AddPort { security: None, .. })
     ));
     assert!(!d.reply.port_security);
+}
+
+#[test]
+fn an_encrypted_network_carries_its_key_check_and_a_host_with_another_key_is_refused() {
+    let w = World::new();
+    let mut s = spec("sec", 300, "10.30.0.0/24");
+    s.encrypted = true;
+    s.key_file = Some("/k".into());
+    let right = NetworkKey::from_bytes([1; KEY_LEN]);
+    let d = network_create(w.view(), s.clone(), |_| Ok(right.clone())).expect("ok");
+    assert_eq!(d.reply.key_check, Some(right.check_value()));
+    assert_eq!(right.check_value().len(), 16);
+    assert_ne!(
+        right.check_value(),
+        NetworkKey::from_bytes([2; KEY_LEN]).check_value()
+    );
+    // Another host of the cluster, which has the record but no key yet.
+    let mut cluster = World::new();
+    cluster.state.networks.push(d.reply.clone());
+    let e = network_join(cluster.view(), s.clone(), |_| {
+        Ok(NetworkKey::from_bytes([2; KEY_LEN]))
+    })
+    .expect_err("another key");
+    assert!(e.to_string().contains("is not the network's key"), "{e}");
+    network_join(cluster.view(), s, |_| Ok(right.clone())).expect("the right key joins");
+}
+
+#[test]
+fn a_rotation_records_the_new_keys_check() {
+    let mut w = World::new();
+    w.state.networks[1].encrypted = true;
+    let new = NetworkKey::from_bytes([4; KEY_LEN]);
+    let d = rotate_key(w.view(), "red", || Ok(new.clone())).expect("ok");
+    let saved = saved(&d.effects);
+    assert_eq!(
+        saved.network("red").and_then(|n| n.key_check.clone()),
+        Some(new.check_value())
+    );
 }

@@ -10,6 +10,7 @@ fn net(name: &str, vni: u32) -> NetworkRecord {
         mtu: None,
         encrypted: false,
         key_file: None,
+        key_check: None,
     }
 }
 
