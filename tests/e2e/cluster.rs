@@ -124,6 +124,23 @@ fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Runs a second `vswitch daemon` in namespace `ns`, with its socket and state under `dir` and
+/// `args` after `daemon`, expecting it to refuse to start; returns what it printed.
+fn daemon_refused(ns: &str, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let out = run_cmd(
+        ns_cmd(ns, VSWITCH)
+            .arg("--socket")
+            .arg(dir.join("sock"))
+            .arg("daemon")
+            .args(args)
+            .arg("--state-dir")
+            .arg(dir.join("state")),
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    out
+}
+
 /// Three hosts, one etcd, no `--peer` anywhere: the registry gives every host its peers, a
 /// network created on one is on all within 1 s, containers on all three ping each other, a
 /// stopped host leaves the others' peers, and with etcd gone the data plane keeps working while
@@ -255,42 +272,31 @@ fn three_hosts_share_networks_and_peers_through_etcd() {
 
     // Two daemons may not share a name; a daemon needs a real --listen in cluster mode.
     let other_dir = lab.dir.join("intruder");
-    let intruder = run_cmd(
-        ns_cmd(&lab.hosts[2].ns.name, VSWITCH)
-            .arg("--socket")
-            .arg(other_dir.join("sock"))
-            .args([
-                "daemon",
-                "--listen",
-                "192.0.2.3",
-                "--port",
-                "4790",
-                "--store",
-                STORE,
-                "--name",
-                "host-a",
-            ])
-            .arg("--state-dir")
-            .arg(other_dir.join("state")),
-        Duration::from_secs(20),
+    let intruder = daemon_refused(
+        &lab.hosts[2].ns.name,
+        &other_dir,
+        &[
+            "--listen",
+            "192.0.2.3",
+            "--port",
+            "4790",
+            "--store",
+            STORE,
+            "--name",
+            "host-a",
+        ],
     );
-    assert_eq!(intruder.status.code(), Some(1), "{}", stderr_of(&intruder));
     assert!(
         stderr_of(&intruder)
             .contains("host name 'host-a' is taken by a live host at 192.0.2.1:4789"),
         "{}",
         stderr_of(&intruder)
     );
-    let unbound = run_cmd(
-        ns_cmd(&lab.hosts[2].ns.name, VSWITCH)
-            .arg("--socket")
-            .arg(other_dir.join("sock"))
-            .args(["daemon", "--store", STORE, "--name", "host-x"])
-            .arg("--state-dir")
-            .arg(other_dir.join("state")),
-        Duration::from_secs(20),
+    let unbound = daemon_refused(
+        &lab.hosts[2].ns.name,
+        &other_dir,
+        &["--store", STORE, "--name", "host-x"],
     );
-    assert_eq!(unbound.status.code(), Some(1));
     assert!(
         stderr_of(&unbound).contains("pass --listen IP (not 0.0.0.0)"),
         "{}",
@@ -380,26 +386,20 @@ fn three_hosts_share_networks_and_peers_through_etcd() {
     );
 
     // A daemon cannot start without its store, and says which.
-    let refused = run_cmd(
-        ns_cmd(&lab.hosts[2].ns.name, VSWITCH)
-            .arg("--socket")
-            .arg(other_dir.join("sock"))
-            .args([
-                "daemon",
-                "--listen",
-                "192.0.2.3",
-                "--port",
-                "4790",
-                "--store",
-                STORE,
-                "--name",
-                "host-d",
-            ])
-            .arg("--state-dir")
-            .arg(other_dir.join("state")),
-        Duration::from_secs(20),
+    let refused = daemon_refused(
+        &lab.hosts[2].ns.name,
+        &other_dir,
+        &[
+            "--listen",
+            "192.0.2.3",
+            "--port",
+            "4790",
+            "--store",
+            STORE,
+            "--name",
+            "host-d",
+        ],
     );
-    assert_eq!(refused.status.code(), Some(1), "{}", stderr_of(&refused));
     let err = stderr_of(&refused);
     assert!(
         err.contains(STORE_NAME) && err.contains("unreachable"),
