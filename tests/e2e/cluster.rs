@@ -20,6 +20,8 @@ const STORE_NAME: &str = "etcd at http://192.0.2.200:2379";
 /// A running etcd, killed (by PID) on drop.
 struct Etcd {
     bg: Option<Bg>,
+    /// The namespace it runs in.
+    ns: String,
 }
 
 impl Etcd {
@@ -51,7 +53,10 @@ impl Etcd {
         }
         let mut bg = Bg::spawn(&mut cmd);
         bg.wait_for("ready to serve client requests", Duration::from_secs(30));
-        Etcd { bg: Some(bg) }
+        Etcd {
+            bg: Some(bg),
+            ns: ns.to_owned(),
+        }
     }
 
     /// Stops etcd (SIGTERM by PID, SIGKILL after 2 s).
@@ -73,6 +78,19 @@ fn cluster_args(h: &Host, name: &str) -> Vec<String> {
         .iter()
         .map(|s| s.to_string())
         .collect()
+}
+
+/// One host per name, each a daemon on the lab's etcd (plain, in its own namespace on the
+/// underlay) with no `--peer`. Keep the etcd handle beside the lab: it stops on drop.
+fn cluster_lab(names: &[&str]) -> (Lab, Etcd) {
+    let mut lab = Lab::new(names.len());
+    let etcd_ns = lab.underlay_node("etcd", ETCD_IP);
+    let etcd = Etcd::start(&etcd_ns, &lab.dir.join("etcd"), None);
+    for (i, name) in names.iter().enumerate() {
+        let args = cluster_args(&lab.hosts[i], name);
+        lab.hosts[i].start(&args);
+    }
+    (lab, etcd)
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, failing with `what` after `within`.
@@ -147,14 +165,8 @@ fn daemon_refused(ns: &str, dir: &std::path::Path, args: &[&str]) -> std::proces
 /// requests that need the store fail at once, naming it.
 #[test]
 fn three_hosts_share_networks_and_peers_through_etcd() {
-    let mut lab = Lab::new(3);
-    let etcd_ns = lab.underlay_node("etcd", ETCD_IP);
-    let mut etcd = Etcd::start(&etcd_ns, &lab.dir.join("etcd"), None);
     let names = ["host-a", "host-b", "host-c"];
-    for (i, name) in names.iter().enumerate() {
-        let args = cluster_args(&lab.hosts[i], name);
-        lab.hosts[i].start(&args);
-    }
+    let (mut lab, mut etcd) = cluster_lab(&names);
 
     // Every host lists the three, alive, and itself as the local one.
     for (i, h) in lab.hosts.iter().enumerate() {
@@ -412,7 +424,7 @@ fn three_hosts_share_networks_and_peers_through_etcd() {
 
     // etcd comes back (same data dir): no daemon is restarted, yet the store works again and
     // changes flow between hosts.
-    let _etcd = Etcd::start(&etcd_ns, &lab.dir.join("etcd"), None);
+    let _etcd = Etcd::start(&etcd.ns, &lab.dir.join("etcd"), None);
     eventually(
         "host-a creates a network once etcd is back",
         Duration::from_secs(10),
@@ -459,13 +471,7 @@ fn three_hosts_share_networks_and_peers_through_etcd() {
 /// Concurrent creates of one name on two hosts: exactly one wins, the other is told it exists.
 #[test]
 fn racing_creates_of_one_network_have_one_winner() {
-    let mut lab = Lab::new(2);
-    let etcd_ns = lab.underlay_node("etcd", ETCD_IP);
-    let _etcd = Etcd::start(&etcd_ns, &lab.dir.join("etcd"), None);
-    for (i, name) in ["race-a", "race-b"].iter().enumerate() {
-        let args = cluster_args(&lab.hosts[i], name);
-        lab.hosts[i].start(&args);
-    }
+    let (lab, _etcd) = cluster_lab(&["race-a", "race-b"]);
     for round in 0..5u32 {
         let name = format!("n{round}");
         let vni_a = (1000 + 2 * round).to_string();
@@ -753,14 +759,8 @@ fn without_a_store_host_ls_is_this_host_and_stats_shows_the_state_dir() {
 /// the holder named; detach gives the address back.
 #[test]
 fn concurrent_attaches_on_three_hosts_get_distinct_addresses() {
-    let mut lab = Lab::new(3);
-    let etcd_ns = lab.underlay_node("etcd", ETCD_IP);
-    let _etcd = Etcd::start(&etcd_ns, &lab.dir.join("etcd"), None);
     let names = ["lease-a", "lease-b", "lease-c"];
-    for (i, name) in names.iter().enumerate() {
-        let args = cluster_args(&lab.hosts[i], name);
-        lab.hosts[i].start(&args);
-    }
+    let (lab, _etcd) = cluster_lab(&names);
     lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &["--gateway", "10.10.0.254"]);
     for h in &lab.hosts {
         eventually(
@@ -897,13 +897,7 @@ fn concurrent_attaches_on_three_hosts_get_distinct_addresses() {
 /// lease runs out (TTL 10 s), and its addresses are free again.
 #[test]
 fn a_killed_host_is_gone_after_its_lease_expires() {
-    let mut lab = Lab::new(2);
-    let etcd_ns = lab.underlay_node("etcd", ETCD_IP);
-    let _etcd = Etcd::start(&etcd_ns, &lab.dir.join("etcd"), None);
-    for (i, name) in ["ttl-a", "ttl-b"].iter().enumerate() {
-        let args = cluster_args(&lab.hosts[i], name);
-        lab.hosts[i].start(&args);
-    }
+    let (lab, _etcd) = cluster_lab(&["ttl-a", "ttl-b"]);
     lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &[]);
     eventually("blue on host B", Duration::from_secs(3), &lab, || {
         network_names(&lab.hosts[1]).contains("blue").then_some(())
@@ -962,13 +956,7 @@ fn a_killed_host_is_gone_after_its_lease_expires() {
 /// installs it there, and sealed traffic flows.
 #[test]
 fn an_encrypted_network_needs_its_key_on_each_host() {
-    let mut lab = Lab::new(2);
-    let etcd_ns = lab.underlay_node("etcd", ETCD_IP);
-    let _etcd = Etcd::start(&etcd_ns, &lab.dir.join("etcd"), None);
-    for (i, name) in ["sec-a", "sec-b"].iter().enumerate() {
-        let args = cluster_args(&lab.hosts[i], name);
-        lab.hosts[i].start(&args);
-    }
+    let (lab, etcd) = cluster_lab(&["sec-a", "sec-b"]);
     let key = lab.dir.join("net.key");
     let key_s = key.to_string_lossy().into_owned();
     lab.hosts[0].ok(&["key", "generate", "--out", &key_s]);
@@ -995,7 +983,7 @@ fn an_encrypted_network_needs_its_key_on_each_host() {
         .trim()
         .to_string();
     let dump = run_cmd(
-        ns_cmd(&etcd_ns, "etcdctl").env("ETCDCTL_API", "3").args([
+        ns_cmd(&etcd.ns, "etcdctl").env("ETCDCTL_API", "3").args([
             "--endpoints",
             "http://192.0.2.200:2379",
             "get",

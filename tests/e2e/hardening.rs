@@ -7,6 +7,16 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
+/// Two meshed hosts with network `n` (VNI `vni`, `subnet`) on both.
+fn two_hosts_with_network(vni: u32, subnet: &str) -> Lab {
+    let mut lab = Lab::new(2);
+    lab.start_mesh();
+    for h in &lab.hosts {
+        h.create_network("n", vni, subnet, &[]);
+    }
+    lab
+}
+
 /// Files this test put under /run/netns, removed even when it fails.
 struct RunNetnsFiles(Vec<PathBuf>);
 
@@ -117,12 +127,8 @@ print(n, flush=True)
 
 #[test]
 fn a_station_answering_arp_for_every_address_cannot_block_attach_or_the_daemon() {
-    let mut lab = Lab::new(2);
-    lab.start_mesh();
+    let lab = two_hosts_with_network(60, "10.60.0.0/24");
     let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
-    for h in [a, b] {
-        h.create_network("n", 60, "10.60.0.0/24", &[]);
-    }
     // The liar lives on host B; host A's attach probes across the overlay.
     let liar = lab.netns("liar");
     // Without port security (which would drop its false claims at its own port: see
@@ -177,12 +183,8 @@ fn a_station_answering_arp_for_every_address_cannot_block_attach_or_the_daemon()
 
 #[test]
 fn port_security_drops_false_arp_claims() {
-    let mut lab = Lab::new(2);
-    lab.start_mesh();
+    let lab = two_hosts_with_network(60, "10.60.0.0/24");
     let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
-    for h in [a, b] {
-        h.create_network("n", 60, "10.60.0.0/24", &[]);
-    }
     let liar = lab.netns("liar");
     b.attach(&liar, "n", &["--ip", "10.60.0.200/24"]);
     let mut responder = Bg::spawn(&mut py_cmd(&liar, PY_ARP_LIAR, &["eth0", "30"]));
@@ -294,12 +296,8 @@ fn port_drops(h: &Host, netns: &str, reason: &str) -> u64 {
 
 #[test]
 fn a_container_cannot_spoof_another_ones_mac_and_a_storm_is_cut() {
-    let mut lab = Lab::new(2);
-    lab.start_mesh();
+    let lab = two_hosts_with_network(70, "10.70.0.0/24");
     let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
-    for h in [a, b] {
-        h.create_network("n", 70, "10.70.0.0/24", &[]);
-    }
     let c1 = lab.netns("c1");
     let c2 = lab.netns("c2");
     let c3 = lab.netns("c3");
@@ -356,12 +354,8 @@ fn a_container_cannot_spoof_another_ones_mac_and_a_storm_is_cut() {
 
 #[test]
 fn a_jumbo_frame_from_a_container_that_raised_its_mtu_is_dropped_at_its_port() {
-    let mut lab = Lab::new(2);
-    lab.start_mesh();
+    let lab = two_hosts_with_network(80, "10.80.0.0/24");
     let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
-    for h in [a, b] {
-        h.create_network("n", 80, "10.80.0.0/24", &[]);
-    }
     let c1 = lab.netns("c1");
     let c2 = lab.netns("c2");
     let c3 = lab.netns("c3");

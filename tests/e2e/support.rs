@@ -720,6 +720,33 @@ impl Drop for Host {
     }
 }
 
+/// Joins namespace `ns` to the lab's LAN bridge: a veth whose end in `ns` is the underlay
+/// device with `ip`/24 and whose other end, `peer`, is a port of `br0` in `lan`. Both ends are
+/// created directly in their namespaces, so the names never meet the test's own namespace and
+/// cannot collide with a parallel test.
+fn plug_into_lan(lan: &str, peer: &str, ns: &str, ip: &str) {
+    sh_ok(&[
+        "ip",
+        "link",
+        "add",
+        "name",
+        UNDERLAY_DEV,
+        "netns",
+        ns,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        peer,
+        "netns",
+        lan,
+    ]);
+    sh_ok(&["ip", "-n", lan, "link", "set", peer, "master", "br0", "up"]);
+    let cidr = format!("{ip}/24");
+    sh_ok(&["ip", "-n", ns, "addr", "add", &cidr, "dev", UNDERLAY_DEV]);
+    sh_ok(&["ip", "-n", ns, "link", "set", UNDERLAY_DEV, "up"]);
+}
+
 /// Runs the CLI with an explicit control socket.
 pub fn vswitch_at(socket: &Path, args: &[&str]) -> Output {
     run_cmd(
@@ -769,40 +796,8 @@ impl Lab {
         for i in 0..n {
             let label = ((b'A' + i as u8) as char).to_string();
             let ns = Netns::new(format!("{prefix}h{label}"));
-            let peer = format!("p{i}");
-            // Both ends are created directly in their namespaces, so the names never meet the
-            // test's own namespace and cannot collide with a parallel test.
-            sh_ok(&[
-                "ip",
-                "link",
-                "add",
-                "name",
-                UNDERLAY_DEV,
-                "netns",
-                &ns.name,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &peer,
-                "netns",
-                &lan_name,
-            ]);
-            sh_ok(&[
-                "ip", "-n", &lan_name, "link", "set", &peer, "master", "br0", "up",
-            ]);
             let ip = format!("192.0.2.{}", i + 1);
-            sh_ok(&[
-                "ip",
-                "-n",
-                &ns.name,
-                "addr",
-                "add",
-                &format!("{ip}/24"),
-                "dev",
-                UNDERLAY_DEV,
-            ]);
-            sh_ok(&["ip", "-n", &ns.name, "link", "set", UNDERLAY_DEV, "up"]);
+            plug_into_lan(&lan_name, &format!("p{i}"), &ns.name, &ip);
             let hdir = dir.join(&label);
             fs::create_dir_all(&hdir).expect("host dir");
             lab.hosts.push(Host {
@@ -846,35 +841,7 @@ impl Lab {
     pub fn underlay_node(&self, tag: &str, ip: &str) -> String {
         let ns = Netns::new(format!("{}{}", self.prefix, tag));
         let lan = &self.lan.as_ref().expect("the lab's LAN").name;
-        let peer = format!("x{tag}");
-        sh_ok(&[
-            "ip",
-            "link",
-            "add",
-            "name",
-            UNDERLAY_DEV,
-            "netns",
-            &ns.name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &peer,
-            "netns",
-            lan,
-        ]);
-        sh_ok(&["ip", "-n", lan, "link", "set", &peer, "master", "br0", "up"]);
-        sh_ok(&[
-            "ip",
-            "-n",
-            &ns.name,
-            "addr",
-            "add",
-            &format!("{ip}/24"),
-            "dev",
-            UNDERLAY_DEV,
-        ]);
-        sh_ok(&["ip", "-n", &ns.name, "link", "set", UNDERLAY_DEV, "up"]);
+        plug_into_lan(lan, &format!("x{tag}"), &ns.name, ip);
         let name = ns.name.clone();
         self.containers
             .lock()
