@@ -17,4 +17,5 @@ pub mod netns;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod store;
+pub mod user;
 pub mod wire;

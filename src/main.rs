@@ -27,7 +27,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let needs_root = !matches!(cli.command, Command::Key(_));
-    if needs_root && !vswitch::daemon::running_as_root() {
+    if needs_root && !vswitch::user::is_root() {
         anyhow::bail!(
             "vswitch needs root (CAP_NET_ADMIN, and the control socket is root's): run it with sudo"
         );

@@ -89,8 +89,7 @@ pub fn read(path: &Path) -> Result<NetworkKey, KeyFileError> {
             path: path.to_owned(),
         });
     }
-    let me = effective_uid();
-    if meta.uid() != 0 && Some(meta.uid()) != me {
+    if meta.uid() != 0 && meta.uid() != crate::user::effective_uid() {
         return Err(KeyFileError::Owner {
             path: path.to_owned(),
             uid: meta.uid(),
@@ -120,11 +119,6 @@ pub fn read(path: &Path) -> Result<NetworkKey, KeyFileError> {
         path: path.to_owned(),
         source,
     })
-}
-
-/// The user this process runs as (the owner of `/proc/self`).
-pub fn effective_uid() -> Option<u32> {
-    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
 /// A fresh random key from the system RNG.
@@ -250,7 +244,7 @@ mod tests {
         let e = read(&huge).expect_err("huge");
         assert!(matches!(e, KeyFileError::TooLarge { .. }), "{e}");
 
-        if effective_uid() == Some(0) {
+        if crate::user::is_root() {
             let foreign = tmp("foreign");
             let _ = std::fs::remove_file(&foreign);
             std::fs::copy(&good, &foreign).expect("copy");

@@ -115,12 +115,6 @@ fn host_name(given: Option<&str>) -> Result<String, DaemonError> {
         .map_err(|_| DaemonError::BadHostname(text.trim().into()))
 }
 
-/// Whether this process runs as root (the daemon, and the control socket, are root's).
-pub fn running_as_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
 /// The daemon's mutable state, behind one async mutex.
 #[derive(Debug)]
 pub(crate) struct Inner {

@@ -486,12 +486,6 @@ pub fn epoll_events(n: usize) -> Vec<libc::epoll_event> {
         .collect()
 }
 
-/// Whether this process runs with root's effective uid.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// Makes a send-only UDP socket drop everything sent to it, before it is queued: a classic BPF
 /// program that accepts nothing, and the smallest receive buffer. The pool sockets that
 /// superframes leave from are never read; without this, anyone could fill their queues and pin
@@ -558,7 +552,7 @@ mod tests {
     fn a_failing_datagram_does_not_abort_the_rest_of_its_batch() {
         let Ok(mut sender) = RawSender::new(4) else {
             // Raw sockets need root; scripts/test.sh runs this as root.
-            assert!(!is_root(), "root could not open a raw socket");
+            assert!(!crate::user::is_root(), "root could not open a raw socket");
             return;
         };
         let rx = UdpSocket::bind("127.0.0.1:0").expect("bind");

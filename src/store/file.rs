@@ -37,7 +37,7 @@ impl FileStore {
         };
         fs::create_dir_all(dir).map_err(io)?;
         let meta = fs::symlink_metadata(dir).map_err(io)?;
-        let me = fs::metadata("/proc/self").map_err(io)?.uid();
+        let me = crate::user::effective_uid();
         let refuse = |why: String| StoreError::UnsafeDir {
             path: dir.to_owned(),
             why,
@@ -311,11 +311,7 @@ mod tests {
         let e = FileStore::open(&link).expect_err("a symlink");
         assert!(e.to_string().contains("not a directory"), "{e}");
         fs::remove_file(&link).expect("cleanup link");
-        if fs::metadata("/proc/self")
-            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-            .ok()
-            == Some(0)
-        {
+        if crate::user::is_root() {
             std::os::unix::fs::chown(&dir, Some(65534), None).expect("chown as root");
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod");
             let e = FileStore::open(&dir).expect_err("foreign owner");
