@@ -101,6 +101,8 @@ impl Fabric {
 
     /// A container on `host`/`port` sends `frame`; the fabric runs until the underlay is quiet.
     pub fn send(&mut self, host: usize, port: PortId, frame: &[u8]) {
+        // Whatever is due first (handshakes of a network just made encrypted).
+        self.run();
         let mut buf = vec![0u8; HEADROOM + frame.len() + TAILROOM];
         let range = HEADROOM..HEADROOM + frame.len();
         buf[range.clone()].copy_from_slice(frame);
@@ -145,7 +147,12 @@ impl Fabric {
     /// Delivers datagrams until none is in flight. Receivers only deliver to ports (split
     /// horizon), but if a switch ever re-sent to the underlay the loop would show it.
     fn run(&mut self) {
-        while let Some(d) = self.in_flight.pop_front() {
+        loop {
+            // Handshakes due go out at once, as the daemon's workers send them after a batch.
+            self.collect_control();
+            let Some(d) = self.in_flight.pop_front() else {
+                break;
+            };
             self.underlay.push(d.clone());
             let Some(host) = self.hosts.iter().position(|h| h.addr == d.to) else {
                 continue;
@@ -176,11 +183,18 @@ impl Fabric {
     }
 
     /// Moves the virtual clock, lets every switch age its tables and advance its key
-    /// rotations, and carries the key announcements that are due (as the daemon's ticker does).
+    /// rotations, and carries the control datagrams that are due (as the daemon's ticker does).
     pub fn advance(&mut self, by: Duration) {
         self.now = self.now.saturating_add(by);
         for h in &self.hosts {
             h.switch.tick(self.now);
+        }
+        self.run();
+    }
+
+    /// Puts every host's due control datagrams (handshakes, key announcements) in flight.
+    fn collect_control(&mut self) {
+        for h in &self.hosts {
             h.switch.announce(self.now, |vtep, bytes| {
                 self.in_flight.push_back(Datagram {
                     from: h.addr,
@@ -190,7 +204,6 @@ impl Fabric {
                 })
             });
         }
-        self.run();
     }
 
     /// Takes the deliveries and underlay log recorded so far.

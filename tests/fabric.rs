@@ -574,14 +574,25 @@ fn seal_network(f: &mut Fabric, host: usize, vni: Vni, key: &NetworkKey) {
         .expect("network exists");
 }
 
-/// `three_hosts` with blue sealed under one key everywhere.
+/// `three_hosts` with blue sealed under one key everywhere, after the hosts' handshakes (the
+/// underlay log and deliveries are cleared; the handshakes drop nothing).
 fn three_hosts_sealed() -> Fabric {
     let mut f = three_hosts(SwitchConfig::default());
     let key = network_key(7);
     for h in 0..3 {
         seal_network(&mut f, h, BLUE, &key);
     }
+    settle(&mut f);
+    for h in 0..3 {
+        assert_eq!(f.hosts[h].switch.drops.total(), 0, "host {h}'s handshakes");
+    }
     f
+}
+
+/// Lets the due control datagrams (handshakes) cross, then clears the logs.
+fn settle(f: &mut Fabric) {
+    f.advance(std::time::Duration::ZERO);
+    f.take();
 }
 
 /// A plain VXLAN datagram of `vni` carrying `frame`.
@@ -733,9 +744,9 @@ fn malformed_envelopes_are_bad_envelope() {
         f.inject(host_addr(0), 1, &datagram[..len]);
     }
     // A whole datagram with an unknown envelope version.
-    let mut v2 = datagram.clone();
-    v2[vxlan::HEADER_LEN] = 2;
-    f.inject(host_addr(0), 1, &v2);
+    let mut v3 = datagram.clone();
+    v3[vxlan::HEADER_LEN] = 3;
+    f.inject(host_addr(0), 1, &v3);
     assert!(f.take().0.is_empty());
     let s = &f.hosts[1].switch;
     assert_eq!(s.drops.snapshot(), drops(&[("bad_envelope", 6)]));
@@ -757,6 +768,8 @@ fn a_datagram_under_a_key_this_host_lacks_is_unknown_key() {
         .find(|k| k.id() != network_key(7).id())
         .expect("another key id");
     seal_network(&mut f, 0, BLUE, &other);
+    // Host 0's challenges under the new key reach hosts 1 and 2: unknown_key there too.
+    settle(&mut f);
     f.send(
         0,
         port(0, 0, 0),
@@ -775,7 +788,7 @@ fn a_datagram_under_a_key_this_host_lacks_is_unknown_key() {
     // Once more to host 1.
     f.inject(host_addr(0), 1, &underlay[0].bytes);
     assert!(f.take().0.is_empty());
-    for (h, n) in [(1, 2), (2, 1)] {
+    for (h, n) in [(1, 3), (2, 2)] {
         assert_eq!(
             f.hosts[h].switch.drops.snapshot(),
             drops(&[("unknown_key", n)]),
@@ -850,12 +863,13 @@ fn a_replayed_datagram_is_dropped_as_replayed_and_delivered_once() {
         s.network_traffic(BLUE).expect("blue").drops,
         drops(&[("replayed", 2)])
     );
-    // A replay from the address of another peer is no better.
+    // A replay from the address of another peer is no better: host 0's sender is verified at
+    // host 0's address only.
     f.inject(host_addr(2), 1, &datagram);
     assert!(f.take().0.is_empty());
     assert_eq!(
         f.hosts[1].switch.drops.snapshot(),
-        drops(&[("replayed", 3)])
+        drops(&[("replayed", 2), ("unverified", 1)])
     );
     // Fresh datagrams keep flowing.
     f.send(0, port(0, 0, 0), &sent);
@@ -968,6 +982,7 @@ fn drop_reason_names_are_exactly_the_documented_ones() {
             "unknown_key",
             "auth_failed",
             "replayed",
+            "unverified",
             "key_exhausted",
             "too_big",
             "port_security",
@@ -1044,6 +1059,8 @@ fn every_drop_reason_the_fabric_can_produce_is_counted_under_its_name() {
     inject(&mut f, &flipped);
     inject(&mut f, &sealed_to_0);
     inject(&mut f, &sealed_to_0);
+    // Host 1's datagram from host 2's address: host 1's sender is not verified there.
+    f.inject(host_addr(2), 0, &sealed_datagram(&f, 1, &good));
     // Port security: a secured port sending as another MAC.
     f.hosts[0]
         .switch

@@ -249,6 +249,11 @@ fn seal(out: &mut impl Write, s: &SealStatus) -> io::Result<()> {
         out,
         "  {} sealed, {} opened ({} key announcements), {} announced, {} senders known",
         s.sealed, s.opened, s.announcements_opened, s.announced, s.senders,
+    )?;
+    writeln!(
+        out,
+        "  handshakes: {} peers verified, {} challenges and {} answers sent",
+        s.verified, s.challenges_sent, s.answers_sent,
     )
 }
 
@@ -392,11 +397,14 @@ mod tests {
                 accepted_keys: vec![0x01, 0x2a],
                 announced: 4,
                 announcements_opened: 5,
+                answers_sent: 1,
+                challenges_sent: 2,
                 opened: 10,
                 phase: "accepting new key 0x2a; ... in 28 s at the latest".into(),
                 sealed: 9,
                 senders: 1,
                 sending_key: 0x01,
+                verified: 2,
                 waiting_for: vec!["192.0.2.2:4789".into()],
             }),
         });

@@ -174,16 +174,26 @@ pub struct SealStatus {
     /// Key announcements received and opened (included in `opened`).
     #[serde(default)]
     pub announcements_opened: u64,
+    /// Handshake messages sent that only answered a peer's challenge.
+    #[serde(default)]
+    pub answers_sent: u64,
+    /// Handshake messages sent that challenged a peer to prove its sender is fresh.
+    #[serde(default)]
+    pub challenges_sent: u64,
     /// Datagrams authenticated, fresh and decrypted.
     pub opened: u64,
     /// Where the rotation stands, in words.
     pub phase: String,
     /// Frames sealed.
     pub sealed: u64,
-    /// (sender, key) pairs remembered for replay protection.
+    /// (sender, key) pairs verified and remembered for replay protection.
     pub senders: usize,
     /// The key id new datagrams are sealed with.
     pub sending_key: u8,
+    /// Peers' senders verified by answering this host's challenge (after a restart of
+    /// either side, each peer is verified again before its datagrams are accepted).
+    #[serde(default)]
+    pub verified: u64,
     /// Peers that have not yet shown they accept the new key.
     pub waiting_for: Vec<String>,
 }

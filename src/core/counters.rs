@@ -44,8 +44,12 @@ pub enum DropReason {
     UnknownKey,
     /// A sealed datagram that failed authentication (forged, corrupted, or another key).
     AuthFailed,
-    /// A sealed datagram already received, or older than the replay window.
+    /// A sealed datagram already received, or older than the replay window or than its
+    /// sender's verification.
     Replayed,
+    /// An authentic sealed datagram from a sender not verified yet by a handshake (it could be
+    /// a replay); the sender is challenged and accepted once it answered.
+    Unverified,
     /// The send counter is exhausted; the network needs a new key.
     KeyExhausted,
     /// A frame too large to encapsulate without fragmenting the underlay.
@@ -61,7 +65,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 21] = [
+    pub const ALL: [DropReason; 22] = [
         DropReason::Truncated,
         DropReason::NoVniFlag,
         DropReason::InvalidVni,
@@ -78,6 +82,7 @@ impl DropReason {
         DropReason::UnknownKey,
         DropReason::AuthFailed,
         DropReason::Replayed,
+        DropReason::Unverified,
         DropReason::KeyExhausted,
         DropReason::TooBig,
         DropReason::PortSecurity,
@@ -105,6 +110,7 @@ impl DropReason {
             DropReason::UnknownKey => "unknown_key",
             DropReason::AuthFailed => "auth_failed",
             DropReason::Replayed => "replayed",
+            DropReason::Unverified => "unverified",
             DropReason::KeyExhausted => "key_exhausted",
             DropReason::TooBig => "too_big",
             DropReason::PortSecurity => "port_security",
@@ -121,10 +127,13 @@ impl DropReason {
 impl From<OpenDrop> for DropReason {
     fn from(e: OpenDrop) -> DropReason {
         match e {
-            OpenDrop::Truncated | OpenDrop::BadVersion => DropReason::BadEnvelope,
+            OpenDrop::Truncated | OpenDrop::BadVersion | OpenDrop::BadControl => {
+                DropReason::BadEnvelope
+            }
             OpenDrop::UnknownKey => DropReason::UnknownKey,
             OpenDrop::AuthFailed => DropReason::AuthFailed,
             OpenDrop::Replayed => DropReason::Replayed,
+            OpenDrop::Unverified => DropReason::Unverified,
         }
     }
 }
@@ -253,7 +262,9 @@ mod tests {
                 "bad_envelope",
                 "unknown_key",
                 "auth_failed",
-                "replayed"
+                "replayed",
+                "unverified",
+                "bad_envelope"
             ]
         );
         let seal: Vec<_> = SealDrop::ALL

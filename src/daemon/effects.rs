@@ -98,10 +98,17 @@ impl<S: StateStore> Daemon<S> {
                     ),
                 };
                 let sealer = key.map(|k| new_sealer(vni, &k)).transpose()?;
-                let mut sw = write(&self.switch);
-                sw.add_network(vni).map_err(|e| internal(&e))?;
-                if let Some(s) = sealer {
-                    sw.set_sealer(vni, Some(s)).map_err(|e| internal(&e))?;
+                let sealed = sealer.is_some();
+                {
+                    let mut sw = write(&self.switch);
+                    sw.add_network(vni).map_err(|e| internal(&e))?;
+                    if let Some(s) = sealer {
+                        sw.set_sealer(vni, Some(s)).map_err(|e| internal(&e))?;
+                    }
+                }
+                if sealed {
+                    // The handshakes with every peer go out now, before any traffic.
+                    self.dataplane.tick();
                 }
                 Undo::RemoveNetwork(vni)
             }
@@ -134,6 +141,8 @@ impl<S: StateStore> Daemon<S> {
                 write(&self.switch)
                     .add_peer(Vtep(addr))
                     .map_err(|e| internal(&e))?;
+                // Encrypted networks' handshakes with the new peer go out now.
+                self.dataplane.tick();
                 Undo::RemovePeer(addr)
             }
             Effect::RemovePeer(addr) => {

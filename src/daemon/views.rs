@@ -171,11 +171,14 @@ pub fn seal_status(s: &Sealer<SocketAddr>, now: Timestamp) -> SealStatus {
         accepted_keys: status.accepted.iter().map(|k| k.0).collect(),
         announced: st.announced(),
         announcements_opened: st.announcements_opened(),
+        answers_sent: st.answers_sent(),
+        challenges_sent: st.challenges_sent(),
         opened: st.opened(),
         phase: phase_text(status.phase, now),
         sealed: st.sealed(),
         senders: s.known_senders(),
         sending_key: status.sending.0,
+        verified: st.verified(),
         waiting_for: status.waiting_for.iter().map(|p| p.to_string()).collect(),
     }
 }

@@ -250,22 +250,13 @@ impl Dataplane {
         });
     }
 
-    /// Advances the switch's clocks (ageing, key rotation) and sends the key announcements
-    /// that are due. Returns how soon to call it again while a key rotation is in progress.
+    /// Advances the switch's clocks (ageing, key rotation) and sends the control datagrams
+    /// (handshakes, key announcements) that are due. Returns how soon to call it again while a key rotation is in progress.
     pub fn tick(&self) -> Option<Duration> {
         let now = self.shared.now();
         let switch = read(&self.shared.switch);
         switch.tick(now);
-        let c = &self.shared.counters;
-        switch.announce(now, |vtep, datagram| {
-            match self.shared.udp.send_to(datagram, vtep.0) {
-                Ok(_) => c.underlay_tx.fetch_add(1, Ordering::Relaxed),
-                Err(e) => {
-                    tracing::debug!("key announcement to {}: {e}", vtep.0);
-                    c.underlay_send_errors.fetch_add(1, Ordering::Relaxed)
-                }
-            };
-        });
+        self.shared.send_control(&switch, now);
         switch.announce_within()
     }
 

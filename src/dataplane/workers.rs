@@ -29,6 +29,21 @@ pub(super) struct Batch<'a> {
 
 impl Shared {
     /// Runs `f` over one batch, with the switch and the port table read-locked.
+    /// Sends the switch's control datagrams due at `now` (see `Switch::announce`) from the
+    /// VXLAN socket.
+    pub(super) fn send_control(&self, switch: &Switch, now: Timestamp) {
+        let c = &self.counters;
+        switch.announce(now, |vtep, datagram| {
+            match self.udp.send_to(datagram, vtep.0) {
+                Ok(_) => c.underlay_tx.fetch_add(1, Ordering::Relaxed),
+                Err(e) => {
+                    tracing::debug!("control datagram to {}: {e}", vtep.0);
+                    c.underlay_send_errors.fetch_add(1, Ordering::Relaxed)
+                }
+            };
+        });
+    }
+
     pub(super) fn with_batch<R>(&self, f: impl FnOnce(&Batch<'_>) -> R) -> R {
         let switch = read(&self.switch);
         let ports = read(&self.ports);
@@ -328,6 +343,10 @@ pub(super) fn underlay_worker(shared: &Shared) {
                 .counters
                 .underlay_rx
                 .fetch_add(datagrams, Ordering::Relaxed);
+            // A handshake answers within the round trip, not at the next tick.
+            if batch.switch.control_due() {
+                shared.send_control(batch.switch, batch.now);
+            }
         });
     }
 }

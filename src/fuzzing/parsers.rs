@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 
 use crate::control::Request;
 use crate::core::offload::{self, Coalescer, Push};
-use crate::core::seal::{NetworkKey, OpenDrop, SealConfig, Sealer};
+use crate::core::seal::{handshake, NetworkKey, OpenDrop, SealConfig, Sealer};
 use crate::core::switch::{HEADROOM, TAILROOM};
 use crate::core::Timestamp;
+use crate::wire::handshake;
 use crate::wire::sealed::{self, EnvelopeHeader, EnvelopeRepr};
 use crate::wire::virtio_net::VnetHdr;
 use crate::wire::vxlan;
@@ -22,10 +23,32 @@ fn fuzz_peer() -> SocketAddr {
     SocketAddr::from(([192, 0, 2, 1], 4789))
 }
 
-/// A receiver for the `sealed_envelope` target.
-pub fn fuzz_sealer(sender_id: u64) -> Sealer<SocketAddr> {
+fn fuzz_receiver_addr() -> SocketAddr {
+    SocketAddr::from(([192, 0, 2, 2], 4789))
+}
+
+fn sealer(sender_id: u64) -> Sealer<SocketAddr> {
     let key = NetworkKey::from_bytes(FUZZ_KEY);
     Sealer::new(FUZZ_VNI, &key, sender_id, SealConfig::default()).expect("default config is valid")
+}
+
+/// The `sealed_envelope` target's receiver (sender id 1) and the sender its seeds are sealed
+/// by (sender id 7, at 192.0.2.1), after their handshake: the receiver accepts the sender's
+/// datagrams from the first one sealed after it. Deterministic, so a seed sealed by this
+/// sender opens at this receiver.
+pub fn fuzz_pair() -> (Sealer<SocketAddr>, Sealer<SocketAddr>) {
+    let (receiver, sender) = (sealer(1), sealer(7));
+    handshake(
+        (&receiver, fuzz_receiver_addr()),
+        (&sender, fuzz_peer()),
+        Timestamp(0),
+    );
+    (receiver, sender)
+}
+
+/// A receiver for the `sealed_envelope` target: it has verified the seeds' sender.
+pub fn fuzz_sealer() -> Sealer<SocketAddr> {
+    fuzz_pair().0
 }
 
 /// `sealed_envelope`: any bytes as a sealed VXLAN datagram, opened with a fixed key. Never
@@ -36,7 +59,7 @@ pub fn sealed_envelope(data: &[u8]) {
         let repr = EnvelopeRepr::parse(&view).expect("a checked envelope parses");
         assert_eq!(repr.sender_id, view.sender_id());
     }
-    let receiver = fuzz_sealer(1);
+    let receiver = fuzz_sealer();
     let mut buf = data.to_vec();
     let first = receiver.open(&fuzz_peer(), &mut buf, Timestamp(0));
     if let Ok(range) = &first {
@@ -53,7 +76,7 @@ pub fn sealed_envelope(data: &[u8]) {
 
 /// A sealed datagram carrying `frame`, for seeding the corpus.
 pub fn sealed_seed(frame: &[u8]) -> Vec<u8> {
-    let sender = fuzz_sealer(7);
+    let sender = fuzz_pair().1;
     let mut buf = vec![0u8; vxlan::HEADER_LEN + sealed::HEADER_LEN + frame.len() + sealed::TAG_LEN];
     buf[..8].copy_from_slice(
         &crate::wire::VxlanRepr {
@@ -66,6 +89,18 @@ pub fn sealed_seed(frame: &[u8]) -> Vec<u8> {
     let len = sender.seal(&mut buf, frame.len()).expect("room");
     buf.truncate(len);
     buf
+}
+
+/// `handshake_message`: any bytes as the plaintext of a sealed control message (what a key
+/// holder could send). Never panics; a message that parses emits bytes that parse to the same
+/// message, of the length it says.
+pub fn handshake_message(data: &[u8]) {
+    if let Ok(message) = handshake::ControlRepr::parse(data) {
+        assert_eq!(message.len(), data.len());
+        let mut buf = [0u8; handshake::MAX_LEN];
+        let len = message.emit(&mut buf);
+        assert_eq!(handshake::ControlRepr::parse(&buf[..len]), Ok(message));
+    }
 }
 
 /// `control_request`: any bytes as a control-socket request line. Never panics; a request that

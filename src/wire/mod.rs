@@ -6,6 +6,8 @@
 //!   [`underlay`] (`UnderlayPacket` + `UnderlayRepr`): views and reprs.
 //! - [`ethernet`]: deliberately not a view. The switch only ever reads an inner frame's header
 //!   ([`classify`]) and never writes one; parsing is `etherparse`'s.
+//! - [`handshake`]: the control message an encrypted network's hosts exchange inside sealed
+//!   envelopes (a plain `Repr`: it only ever exists as decrypted plaintext).
 //! - [`arp`]: builds and reads the one ARP packet the address probe needs.
 //! - [`virtio_net`]: a plain header struct with `parse`/`to_bytes`; it is a fixed-size
 //!   little-endian struct in front of the frame, copied in and out whole.
@@ -21,6 +23,7 @@
 
 pub mod arp;
 pub mod ethernet;
+pub mod handshake;
 pub mod sealed;
 pub mod tcpip;
 pub mod underlay;

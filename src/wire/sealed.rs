@@ -6,15 +6,21 @@
 //! ```text
 //!  0..8      VXLAN header (RFC 7348): flags 0x08, 3 reserved bytes, VNI (24 bit), 1 reserved byte
 //!  8..28     envelope header, 20 bytes:
-//!              [0]      version/type = 0x01 ("sealed v1")
+//!              [0]      version/type = 0x02 ("sealed v2")
 //!              [1]      key_id: id of the network key this datagram is sealed with
 //!              [2]      accept_id: id of the newest key the sender accepts (rotation signal)
-//!              [3]      reserved: 0 on send, ignored on receive (but authenticated as sent)
+//!              [3]      flags: bit 0 CONTROL (the plaintext is a control message, not a
+//!                       frame); other bits 0 on send, ignored on receive (authenticated as sent)
 //!              [4..12]  sender_id: u64 big-endian, random per sender per daemon start
 //!              [12..20] counter: u64 big-endian, per (sender, key), starts at 0, strictly increasing
-//! 28..N-16   ciphertext of the inner Ethernet frame (same length as the plaintext)
+//! 28..N-16   ciphertext of the inner Ethernet frame, or of a control message
+//!            ([`crate::wire::handshake`]), same length as the plaintext
 //! N-16..N    AES-256-GCM tag
 //! ```
+//!
+//! Version 2 differs from version 1 only by the CONTROL flag, but a v2 receiver accepts data
+//! only from senders it has verified with a handshake (see `crate::core::seal`), so the two do
+//! not interoperate and a v1 datagram is refused by its version byte.
 //!
 //! The VXLAN header belongs to the caller; this module describes bytes `8..N`: the 20-byte
 //! envelope header followed by the ciphertext and the tag. [`vxlan::canonical_header`] builds the
@@ -47,8 +53,10 @@ pub const SEAL_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 pub const MIN_LEN: usize = HEADER_LEN + TAG_LEN;
 /// Length of the additional authenticated data: canonical VXLAN header and envelope header.
 pub const AAD_LEN: usize = vxlan::HEADER_LEN + HEADER_LEN;
-/// The version/type byte of a "sealed v1" envelope.
-pub const VERSION_V1: u8 = 0x01;
+/// The version/type byte of a "sealed v2" envelope.
+pub const VERSION_V2: u8 = 0x02;
+/// Flags bit: the plaintext is a control message ([`crate::wire::handshake`]), not a frame.
+pub const FLAG_CONTROL: u8 = 0x01;
 
 mod field {
     use core::ops::Range;
@@ -56,7 +64,7 @@ mod field {
     pub const VERSION: usize = 0;
     pub const KEY_ID: usize = 1;
     pub const ACCEPT_ID: usize = 2;
-    pub const RESERVED: usize = 3;
+    pub const FLAGS: usize = 3;
     pub const SENDER_ID: Range<usize> = 4..12;
     pub const COUNTER: Range<usize> = 12..20;
 }
@@ -71,7 +79,7 @@ pub enum Error {
         len: usize,
     },
     /// The version/type byte is not one this build understands.
-    #[error("unknown sealed envelope version {0:#04x} (this build speaks {VERSION_V1:#04x})")]
+    #[error("unknown sealed envelope version {0:#04x} (this build speaks {VERSION_V2:#04x})")]
     BadVersion(u8),
 }
 
@@ -94,14 +102,14 @@ impl<T: AsRef<[u8]>> EnvelopeHeader<T> {
         Ok(envelope)
     }
 
-    /// Check that the buffer is long enough for header and tag and speaks version 1.
+    /// Check that the buffer is long enough for header and tag and speaks version 2.
     pub fn check(&self) -> Result<(), Error> {
         let data = self.buffer.as_ref();
         if data.len() < MIN_LEN {
             return Err(Error::Truncated { len: data.len() });
         }
         match data[field::VERSION] {
-            VERSION_V1 => Ok(()),
+            VERSION_V2 => Ok(()),
             other => Err(Error::BadVersion(other)),
         }
     }
@@ -126,9 +134,9 @@ impl<T: AsRef<[u8]>> EnvelopeHeader<T> {
         self.buffer.as_ref()[field::ACCEPT_ID]
     }
 
-    /// The reserved byte (zero from conforming senders).
-    pub fn reserved(&self) -> u8 {
-        self.buffer.as_ref()[field::RESERVED]
+    /// The flags byte ([`FLAG_CONTROL`]; other bits are zero from conforming senders).
+    pub fn flags(&self) -> u8 {
+        self.buffer.as_ref()[field::FLAGS]
     }
 
     /// The sender's random id.
@@ -188,9 +196,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EnvelopeHeader<T> {
         self.buffer.as_mut()[field::ACCEPT_ID] = value;
     }
 
-    /// Set the reserved byte.
-    pub fn set_reserved(&mut self, value: u8) {
-        self.buffer.as_mut()[field::RESERVED] = value;
+    /// Set the flags byte.
+    pub fn set_flags(&mut self, value: u8) {
+        self.buffer.as_mut()[field::FLAGS] = value;
     }
 
     /// Set the sender id.
@@ -229,6 +237,8 @@ pub struct EnvelopeRepr {
     pub sender_id: u64,
     /// The sender's counter for this key.
     pub counter: u64,
+    /// The plaintext is a control message, not a frame.
+    pub control: bool,
 }
 
 impl EnvelopeRepr {
@@ -240,6 +250,7 @@ impl EnvelopeRepr {
             accept_id: envelope.accept_id(),
             sender_id: envelope.sender_id(),
             counter: envelope.counter(),
+            control: envelope.flags() & FLAG_CONTROL != 0,
         })
     }
 
@@ -248,12 +259,12 @@ impl EnvelopeRepr {
         frame_len + SEAL_OVERHEAD
     }
 
-    /// Write the header: version 1, reserved 0 and the fields. Leaves ciphertext and tag alone.
+    /// Write the header: version 2, the flags and the fields. Leaves ciphertext and tag alone.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, envelope: &mut EnvelopeHeader<T>) {
-        envelope.set_version(VERSION_V1);
+        envelope.set_version(VERSION_V2);
         envelope.set_key_id(self.key_id);
         envelope.set_accept_id(self.accept_id);
-        envelope.set_reserved(0);
+        envelope.set_flags(if self.control { FLAG_CONTROL } else { 0 });
         envelope.set_sender_id(self.sender_id);
         envelope.set_counter(self.counter);
     }
@@ -264,10 +275,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Header of a v1 envelope: key 0x5a, accepting 0xc3, sender 0x0102030405060708,
+    /// Header of a v2 envelope: key 0x5a, accepting 0xc3, sender 0x0102030405060708,
     /// counter 0x1122334455667788, then an empty frame's (dummy) tag.
     const FIXTURE: [u8; MIN_LEN] = [
-        0x01, 0x5a, 0xc3, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x11, 0x22, 0x33,
+        0x02, 0x5a, 0xc3, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x11, 0x22, 0x33,
         0x44, 0x55, 0x66, 0x77, 0x88, 0xf0, 0xf1, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf7, 0xf8, 0xf9,
         0xfa, 0xfb, 0xfc, 0xfd, 0xfe, 0xff,
     ];
@@ -278,6 +289,7 @@ mod tests {
             accept_id: 0xc3,
             sender_id: 0x0102_0304_0506_0708,
             counter: 0x1122_3344_5566_7788,
+            control: false,
         }
     }
 
@@ -285,7 +297,7 @@ mod tests {
     fn parses_fixture() {
         let envelope = EnvelopeHeader::new_checked(&FIXTURE[..]).expect("valid fixture");
         assert_eq!(EnvelopeRepr::parse(&envelope), Ok(fixture_repr()));
-        assert_eq!(envelope.reserved(), 0);
+        assert_eq!(envelope.flags(), 0);
         assert!(envelope.ciphertext().is_empty());
         assert_eq!(envelope.tag(), &FIXTURE[HEADER_LEN..]);
         assert_eq!(&envelope.header()[..], &FIXTURE[..HEADER_LEN]);
@@ -308,7 +320,7 @@ mod tests {
             );
         }
         let mut bytes = FIXTURE;
-        for version in (0..=u8::MAX).filter(|&v| v != VERSION_V1) {
+        for version in (0..=u8::MAX).filter(|&v| v != VERSION_V2) {
             bytes[0] = version;
             assert_eq!(
                 EnvelopeHeader::new_checked(&bytes[..]).err(),
@@ -327,12 +339,22 @@ mod tests {
     }
 
     #[test]
-    fn reserved_byte_is_ignored_on_parse() {
+    fn control_flag_is_read_and_other_flags_ignored() {
         let mut bytes = FIXTURE;
-        bytes[3] = 0xa5;
-        let envelope = EnvelopeHeader::new_checked(&bytes[..]).expect("reserved is ignored");
+        bytes[3] = 0xa4;
+        let envelope = EnvelopeHeader::new_checked(&bytes[..]).expect("unknown flags ignored");
         assert_eq!(EnvelopeRepr::parse(&envelope), Ok(fixture_repr()));
-        assert_eq!(envelope.reserved(), 0xa5);
+        assert_eq!(envelope.flags(), 0xa4);
+        bytes[3] = 0xa5;
+        let envelope = EnvelopeHeader::new_checked(&bytes[..]).expect("control");
+        let control = EnvelopeRepr {
+            control: true,
+            ..fixture_repr()
+        };
+        assert_eq!(EnvelopeRepr::parse(&envelope), Ok(control));
+        let mut buf = [0u8; MIN_LEN];
+        control.emit(&mut EnvelopeHeader::new_unchecked(&mut buf[..]));
+        assert_eq!(buf[3], FLAG_CONTROL);
     }
 
     #[test]
@@ -348,9 +370,10 @@ mod tests {
     proptest! {
         #[test]
         fn emit_parse_round_trip(
-            key_id: u8, accept_id: u8, sender_id: u64, counter: u64, frame_len in 0usize..64,
+            key_id: u8, accept_id: u8, sender_id: u64, counter: u64, control: bool,
+            frame_len in 0usize..64,
         ) {
-            let repr = EnvelopeRepr { key_id, accept_id, sender_id, counter };
+            let repr = EnvelopeRepr { key_id, accept_id, sender_id, counter, control };
             let mut buf = vec![0u8; EnvelopeRepr::envelope_len(frame_len)];
             repr.emit(&mut EnvelopeHeader::new_unchecked(&mut buf[..]));
             let envelope = EnvelopeHeader::new_checked(&buf[..]).expect("emitted is valid");
@@ -367,9 +390,9 @@ mod tests {
                     envelope.header().len() + envelope.ciphertext().len() + envelope.tag().len(),
                     bytes.len()
                 );
-                let _ = envelope.reserved();
+                let _ = envelope.flags();
             } else {
-                prop_assert!(bytes.len() < MIN_LEN || bytes[0] != VERSION_V1);
+                prop_assert!(bytes.len() < MIN_LEN || bytes[0] != VERSION_V2);
             }
             let _ = EnvelopeRepr::parse(&EnvelopeHeader::new_unchecked(&bytes[..]));
         }

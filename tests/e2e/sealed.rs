@@ -1,5 +1,6 @@
 //! Encrypted networks end to end: sealed traffic flows, the underlay carries no plaintext,
-//! hosts with different keys cannot talk (and say why), replays are never delivered, and a key
+//! hosts with different keys cannot talk (and say why), replays are never delivered (not even
+//! after the receiver restarts), and a key
 //! rotation under a live TCP stream loses nothing.
 
 use std::path::Path;
@@ -76,13 +77,14 @@ fn drops(h: &Host, reason: &str) -> u64 {
 }
 
 /// The drop reasons only a sealed network produces.
-const SEALED_DROPS: [&str; 8] = [
+const SEALED_DROPS: [&str; 9] = [
     "not_sealed",
     "unexpected_seal",
     "bad_envelope",
     "unknown_key",
     "auth_failed",
     "replayed",
+    "unverified",
     "key_exhausted",
     "too_big",
 ];
@@ -239,11 +241,38 @@ fn hosts_with_different_keys_cannot_talk_and_count_why() {
     }
 }
 
-/// Sniffs datagrams host A sends to B for `secs`, then re-sends each one 100 times from A's
-/// underlay address (a replay by someone on the path). Prints how many it replayed.
-const PY_REPLAY: &str = r#"
+#[test]
+fn a_replayed_sealed_datagram_is_never_delivered_again() {
+    let (lab, c1, c2) = sealed_pair("k", "k");
+    lab.assert_ping(&c1, "10.30.0.2");
+    let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
+    let mark = marker("replay");
+    let seen = count_frames(&c2, "eth0", 10.0, Some(MARK_ETHERTYPE), Some(&mark), None);
+    let recording = lab.dir.join("recording.hex");
+    let recorded = record(a, b, &recording, || {
+        send_frame(&c1, "eth0", "ff:ff:ff:ff:ff:ff", MARK_ETHERTYPE, &mark)
+    });
+    assert!(recorded >= 1, "captured the sealed marker datagram");
+    resend(a, b, &recording, 100);
+    assert_eq!(
+        seen.result(),
+        1,
+        "the marker arrived once, and none of its 100 replays did"
+    );
+    // Every copy of every captured datagram (each already delivered once) is a replay.
+    assert_eq!(
+        drops(b, "replayed"),
+        100 * recorded,
+        "replays counted on B: {}",
+        b.json(&["stats"])
+    );
+}
+
+/// Sniffs the datagrams host `src` sends to `dst` on the underlay for `secs` and writes each
+/// UDP payload, in hex, one per line, to `file`. Prints how many it kept.
+const PY_CAPTURE: &str = r#"
 import socket, sys, time
-ifname, src, dst, secs = sys.argv[1:5]
+ifname, src, dst, secs, path = sys.argv[1:6]
 # ETH_P_ALL: only "all protocols" taps see outgoing packets.
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
 s.bind((ifname, 3))
@@ -262,53 +291,115 @@ while time.time() < end:
     ihl = (ip[0] & 15) * 4
     if socket.inet_ntoa(ip[12:16]) != src or socket.inet_ntoa(ip[16:20]) != dst: continue
     if int.from_bytes(ip[ihl+2:ihl+4], 'big') != 4789: continue
-    got.append(ip[ihl+8:])
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-u.bind((src, 0))
-for p in got:
-    for _ in range(100):
-        u.sendto(p, (dst, 4789))
+    got.append(ip[ihl+8:].hex())
+open(path, 'w').write('\n'.join(got))
 print(len(got), flush=True)
 "#;
 
-#[test]
-fn a_replayed_sealed_datagram_is_never_delivered_again() {
-    let (lab, c1, c2) = sealed_pair("k", "k");
-    lab.assert_ping(&c1, "10.30.0.2");
-    let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
-    let mark = marker("replay");
-    let seen = count_frames(&c2, "eth0", 10.0, Some(MARK_ETHERTYPE), Some(&mark), None);
-    let mut replay = Bg::spawn(&mut py_cmd(
-        &a.ns.name,
-        PY_REPLAY,
-        &[UNDERLAY_DEV, &a.ip, &b.ip, "4"],
+/// Sends every datagram in `file` (as `PY_CAPTURE` wrote it) `times` times from `src` to
+/// `dst`:4789 (a replay by someone on the path). Prints how many datagrams it read.
+const PY_RESEND: &str = r#"
+import socket, sys
+src, dst, path, times = sys.argv[1:5]
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind((src, 0))
+lines = [l for l in open(path).read().split('\n') if l]
+for l in lines:
+    for _ in range(int(times)):
+        u.sendto(bytes.fromhex(l), (dst, 4789))
+print(len(lines), flush=True)
+"#;
+
+/// Records in `file` the datagrams host `from` sends `to` on the underlay while `during` runs
+/// (and 4 s in all); returns how many.
+fn record(from: &Host, to: &Host, file: &Path, during: impl FnOnce()) -> u64 {
+    let path = file.to_str().expect("utf-8 path");
+    let mut capture = Bg::spawn(&mut py_cmd(
+        &from.ns.name,
+        PY_CAPTURE,
+        &[UNDERLAY_DEV, &from.ip, &to.ip, "4", path],
     ));
-    replay.wait_for("ready", Duration::from_secs(15));
-    send_frame(&c1, "eth0", "ff:ff:ff:ff:ff:ff", MARK_ETHERTYPE, &mark);
-    let r = replay.finish(Duration::from_secs(30));
-    let replayed: u64 = r
-        .out
+    capture.wait_for("ready", Duration::from_secs(15));
+    during();
+    let r = capture.finish(Duration::from_secs(30));
+    r.out
         .last()
         .and_then(|l| l.trim().parse().ok())
-        .unwrap_or(0);
+        .unwrap_or_else(|| panic!("capture printed no count: {:?} {:?}", r.out, r.err))
+}
+
+/// Sends what `record` put in `file` `times` over, from `from`'s address to `to`.
+fn resend(from: &Host, to: &Host, file: &Path, times: u32) {
+    let path = file.to_str().expect("utf-8 path");
+    let out = run_cmd(
+        &mut py_cmd(
+            &from.ns.name,
+            PY_RESEND,
+            &[&from.ip, &to.ip, path, &times.to_string()],
+        ),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "resend: {out:?}");
+}
+
+/// The security review's attack: record what B sends A, restart A's daemon (B keeps running,
+/// with the same sender id and keys), and replay the recording from B's address. The
+/// restarted daemon has verified B afresh, so every recorded datagram is older than what B
+/// proved it sends now: none is delivered, each is counted as `replayed`.
+#[test]
+fn a_recording_replayed_after_the_receiver_restarts_is_never_delivered() {
+    let (mut lab, c1, c2) = sealed_pair("k", "k");
+    lab.assert_ping(&c1, "10.30.0.2");
+    let recording = lab.dir.join("recording.hex");
+    let mark = marker("restart-replay");
+    let seen = count_frames(&c1, "eth0", 8.0, Some(MARK_ETHERTYPE), Some(&mark), None);
+    let recorded = record(&lab.hosts[1], &lab.hosts[0], &recording, || {
+        for _ in 0..10 {
+            send_frame(&c2, "eth0", "ff:ff:ff:ff:ff:ff", MARK_ETHERTYPE, &mark);
+        }
+    });
+    assert!(recorded >= 10, "recorded the 10 sealed markers B sent A");
+    assert_eq!(
+        seen.stop_after(Duration::from_millis(300)),
+        10,
+        "delivered once before"
+    );
+
+    // A's daemon restarts (its container is detached first and attached again after, so the
+    // test does not depend on what a restart does to ports). B runs on.
+    lab.hosts[0].ok(&["detach", &c1]);
+    lab.hosts[0].stop();
+    lab.hosts[0].respawn();
+    lab.hosts[0].attach(&c1, "sec", &["--ip", "10.30.0.1/24"]);
+    lab.assert_ping(&c1, "10.30.0.2");
+    let a = &lab.hosts[0];
+    let seal = seal_stats(a);
     assert!(
-        replayed >= 1,
-        "captured the sealed marker datagram: {:?} {:?}",
-        r.out,
-        r.err
+        seal["verified"].as_u64() >= Some(1),
+        "the restarted daemon verified B by a handshake: {seal}"
+    );
+    let replayed_before = drops(a, "replayed");
+
+    let seen = count_frames(&c1, "eth0", 6.0, Some(MARK_ETHERTYPE), Some(&mark), None);
+    resend(&lab.hosts[1], &lab.hosts[0], &recording, 1);
+    assert_eq!(
+        seen.stop_after(Duration::from_millis(500)),
+        0,
+        "a recorded marker was delivered again after the receiver restarted"
     );
     assert_eq!(
-        seen.result(),
-        1,
-        "the marker arrived once, and none of its 100 replays did"
+        drops(a, "replayed") - replayed_before,
+        recorded,
+        "every recorded datagram counted as a replay: {}",
+        a.json(&["stats"])
     );
-    // Every copy of every captured datagram (each already delivered once) is a replay.
     assert_eq!(
-        drops(b, "replayed"),
-        100 * replayed,
-        "replays counted on B: {}",
-        b.json(&["stats"])
+        drops(a, "unverified"),
+        0,
+        "B was verified before the replay"
     );
+    // B's new traffic still flows.
+    lab.assert_ping(&c2, "10.30.0.1");
 }
 
 #[test]

@@ -48,14 +48,49 @@
 //! verified. A datagram more than 2047 counters behind the newest one is refused as
 //! [`OpenDrop::Replayed`], like a duplicate.
 //!
-//! Receiver state (the cached subkey and the window, about 1 KiB) is created only when a
-//! datagram authenticates, so forged sender ids cannot grow it; an unknown sender id costs one
-//! HKDF derivation and one AES-GCM key setup per datagram, which is of the order of decrypting
-//! a frame. At most [`SealConfig::max_senders`] (default 4096) pairs are remembered per
+//! Receiver state (the subkey and the window, about 300 bytes) exists only for verified
+//! senders (below). At most [`SealConfig::max_senders`] (default 4096) pairs are remembered per
 //! network; beyond that the least recently seen is forgotten (counted in
-//! [`SealStats::evicted_senders`]). A forgotten sender's window is lost, so its old datagrams
-//! could be replayed once; only authenticated senders fill the table, so this takes thousands
-//! of sender starts under one key — rotate keys now and then.
+//! [`SealStats::evicted_senders`]) and must be verified again.
+//!
+//! # Freshness: receivers verify senders
+//!
+//! A window in memory cannot remember what a receiver accepted before it restarted (or before
+//! it forgot a sender), while the live sender keeps sealing with the same subkey: a recording
+//! would open once more. So a receiver accepts datagrams only from senders it has verified
+//! with a handshake of sealed control messages (the envelope's CONTROL flag; the plaintext is a
+//! [`crate::wire::handshake`] message instead of a frame):
+//!
+//! 1. An authentic datagram from a (sender, key) the receiver has not verified is dropped
+//!    ([`OpenDrop::Unverified`]) and makes a **challenge** to its peer due (at most one per
+//!    [`SealConfig::announce_interval`] while unanswered); [`Sealer::challenge`] makes one due
+//!    when a peer joins. The challenge carries a number fresh for every challenge of this
+//!    `Sealer`; the receiver's sender id, random per `Sealer`, is the other half of it.
+//! 2. The peer **answers** with a control message that echoes (challenger's sender id,
+//!    challenge) and lists every key it holds with the counter its next datagram under that
+//!    key takes. Every control message that carries a challenge is answered, even from an
+//!    unverified sender (that is how two fresh hosts meet), and an answer carries the
+//!    answerer's own challenge while it has one outstanding.
+//! 3. The receiver takes an answer only from the peer it challenged, only for the latest
+//!    challenge it sent there, and only once. It then verifies the sender at that peer, with a
+//!    window per listed key that refuses every counter below the one listed (and below the
+//!    answer's own counter + 1).
+//!
+//! **Why this stops replays.** The answer was sealed after the receiver chose the challenge,
+//! which no one could know before, so the counters it lists are no older than the challenge;
+//! everything sealed before (any recording) is below them. Each challenge is answered once, so a
+//! recorded answer verifies nothing later. After a restart of the receiver (new sender id, so
+//! new challenges) or after it forgot a sender, the sender is verified afresh the same way.
+//!
+//! **Binding.** A verified sender is bound to the peer it answered from: its datagrams from
+//! another peer are [`OpenDrop::Unverified`], and only datagrams that passed a bound sender's
+//! window confirm a rotation for that peer, so nobody can confirm a key "as" another host.
+//! Verifying a new sender at a peer forgets the others there (that host restarted).
+//!
+//! **New keys.** A verified sender's key announcements (below) list its counters for every key
+//! it holds, so a receiver accepts the sender's new key from its first datagram, even if it
+//! gets that key itself later. A sender never verified under a key is challenged like any
+//! other.
 //!
 //! # Key rotation
 //!
@@ -79,8 +114,9 @@
 //!
 //! **Announcements.** A host learns that a peer accepts the new key only from the peer's
 //! datagrams, and an idle network carries none. So while a rotation is in progress (accepting
-//! or overlap) every host announces itself to its peers: a sealed datagram with an empty frame
-//! ([`Sealer::announce`]), at once when it starts rotating or switches, then every
+//! or overlap) every host announces itself to its peers: a sealed control message with no
+//! challenge and no echo, listing its keys ([`Sealer::poll_control`]), at once when it starts
+//! rotating or switches, then every
 //! [`SealConfig::announce_interval`] (default 250 ms). When the last host gets the new key, its
 //! first announcement confirms it to every peer, their switch triggers theirs, and every host
 //! sends with the new key within about two announcement rounds, traffic or not. Announcements
@@ -121,6 +157,8 @@
 
 #![forbid(unsafe_code)]
 
+mod control;
+mod handshake;
 mod key;
 mod replay;
 mod rotation;
@@ -138,8 +176,11 @@ use std::sync::atomic::Ordering;
 use std::sync::RwLock;
 use std::time::Duration;
 
-use ring::aead::{Aad, Tag};
+use ring::aead::Aad;
 
+#[cfg(any(test, feature = "sim"))]
+pub use control::handshake;
+pub use control::ControlTarget;
 pub use key::{generate_sender_id, KeyError, KeyId, NetworkKey, KEY_LEN};
 pub use replay::REPLAY_WINDOW;
 pub use rotation::{RotateError, RotationPhase, TickOutcome};
@@ -147,20 +188,19 @@ pub use stats::SealStats;
 
 use crate::core::Timestamp;
 pub use crate::wire::sealed::SEAL_OVERHEAD;
-use crate::wire::sealed::{
-    EnvelopeHeader, EnvelopeRepr, Error as EnvelopeError, AAD_LEN, HEADER_LEN, TAG_LEN,
-};
-use crate::wire::vxlan::{self, VxlanPacket};
+use crate::wire::sealed::{EnvelopeHeader, EnvelopeRepr, AAD_LEN, HEADER_LEN, TAG_LEN};
+use crate::wire::vxlan;
+use handshake::Handshakes;
 use key::KeySlot;
 use rotation::Keys;
-use senders::{Incoming, Senders};
+use senders::Senders;
 
 /// Where the plaintext frame starts in a datagram buffer: after the VXLAN header (8) and the
 /// envelope header (20).
 pub const FRAME_OFFSET: usize = vxlan::HEADER_LEN + HEADER_LEN;
 
-/// The length of a key announcement: a sealed datagram with an empty frame.
-pub const ANNOUNCEMENT_LEN: usize = FRAME_OFFSET + TAG_LEN;
+/// The longest control datagram (handshake or key announcement) [`Sealer::poll_control`] makes.
+pub const CONTROL_LEN: usize = FRAME_OFFSET + crate::wire::handshake::MAX_LEN + TAG_LEN;
 
 /// The largest frame [`Sealer::seal`] accepts: a sealed datagram must fit in one UDP datagram.
 pub const MAX_FRAME_LEN: usize = u16::MAX as usize - FRAME_OFFSET - TAG_LEN;
@@ -177,7 +217,8 @@ pub struct SealConfig {
     /// How many (sender, key) pairs a receiver remembers; the least recently seen is forgotten
     /// beyond that. About 1 KiB each.
     pub max_senders: usize,
-    /// While a rotation is in progress, how often we announce our keys to idle peers.
+    /// While a rotation is in progress, how often we announce our keys to idle peers; also
+    /// how long an unanswered challenge waits before it may be repeated.
     pub announce_interval: Duration,
 }
 
@@ -256,8 +297,8 @@ pub enum OpenDrop {
     /// Too short to hold VXLAN header, envelope header and tag.
     #[error("datagram too short to be sealed")]
     Truncated,
-    /// Not a sealed v1 envelope (for example a plain VXLAN datagram on an encrypted network).
-    #[error("not a sealed v1 datagram")]
+    /// Not a sealed v2 envelope (for example a plain VXLAN datagram on an encrypted network).
+    #[error("not a sealed v2 datagram")]
     BadVersion,
     /// Sealed with a key id we do not hold.
     #[error("sealed with a key this host does not hold")]
@@ -265,19 +306,29 @@ pub enum OpenDrop {
     /// The tag did not verify: wrong key, wrong network, or the bytes were changed.
     #[error("authentication failed")]
     AuthFailed,
-    /// Seen before, or too far behind the newest datagram of its sender to tell.
+    /// Seen before, older than its sender's verification, or too far behind the newest
+    /// datagram of its sender to tell.
     #[error("replayed or too old")]
     Replayed,
+    /// Authentic, but from a sender this host has not verified (at this peer): it could be a
+    /// replay. The sender is challenged; its datagrams are accepted once it answered.
+    #[error("from a sender not verified yet")]
+    Unverified,
+    /// An authentic control message that does not parse.
+    #[error("malformed control message")]
+    BadControl,
 }
 
 impl OpenDrop {
     /// Every reason, in a stable order.
-    pub const ALL: [OpenDrop; 5] = [
+    pub const ALL: [OpenDrop; 7] = [
         OpenDrop::Truncated,
         OpenDrop::BadVersion,
         OpenDrop::UnknownKey,
         OpenDrop::AuthFailed,
         OpenDrop::Replayed,
+        OpenDrop::Unverified,
+        OpenDrop::BadControl,
     ];
 }
 
@@ -306,7 +357,8 @@ pub struct Sealer<P = SocketAddr> {
     sender_id: u64,
     config: SealConfig,
     keys: RwLock<Keys<P>>,
-    senders: Senders,
+    senders: Senders<P>,
+    handshakes: Handshakes<P>,
     stats: SealStats,
 }
 
@@ -327,6 +379,7 @@ impl<P: Copy + Eq + Hash> Sealer<P> {
             config,
             keys: RwLock::new(Keys::new(KeySlot::new(key, vni, sender_id, 0))),
             senders: Senders::new(config.max_senders),
+            handshakes: Handshakes::new(config.max_senders),
             stats: SealStats::default(),
         })
     }
@@ -359,14 +412,19 @@ impl<P: Copy + Eq + Hash> Sealer<P> {
     /// where it is and the tag follows it; the sealed datagram is `buf[..returned]`. The
     /// VXLAN header bytes are not read: the AAD carries the canonical header of this network.
     pub fn seal(&self, buf: &mut [u8], frame_len: usize) -> Result<usize, SealDrop> {
-        let result = self.seal_inner(buf, frame_len);
+        let result = self.seal_inner(buf, frame_len, false);
         if result.is_ok() {
             self.stats.sealed.fetch_add(1, Ordering::Relaxed);
         }
         result
     }
 
-    fn seal_inner(&self, buf: &mut [u8], frame_len: usize) -> Result<usize, SealDrop> {
+    fn seal_inner(
+        &self,
+        buf: &mut [u8],
+        frame_len: usize,
+        control: bool,
+    ) -> Result<usize, SealDrop> {
         if frame_len > MAX_FRAME_LEN {
             return Err(SealDrop::FrameTooLong);
         }
@@ -382,6 +440,7 @@ impl<P: Copy + Eq + Hash> Sealer<P> {
             accept_id: keys.accept_id().0,
             sender_id: self.sender_id,
             counter,
+            control,
         };
         let mut envelope = EnvelopeHeader::new_unchecked(buf);
         repr.emit(&mut envelope);
@@ -399,87 +458,26 @@ impl<P: Copy + Eq + Hash> Sealer<P> {
     }
 
     /// Open a received datagram (UDP payload, starting with the VXLAN header) from `peer` in
-    /// place, and return where the plaintext frame now is inside `datagram`.
+    /// place, and return where the plaintext frame now is inside `datagram`: an empty range for
+    /// a control message, which the sealer has taken in (nothing to deliver).
     ///
     /// The AAD is built from the VNI in the datagram's VXLAN header; its flag and reserved
-    /// bits are ignored. On any error the datagram's contents are unspecified.
+    /// bits are ignored. On any error the datagram's contents are unspecified. An
+    /// [`OpenDrop::Unverified`] datagram makes a challenge to `peer` due
+    /// ([`Sealer::poll_control`]).
     pub fn open(
         &self,
         peer: &P,
         datagram: &mut [u8],
         now: Timestamp,
     ) -> Result<Range<usize>, OpenDrop> {
-        let result = self.open_inner(peer, datagram, now);
-        if let Ok(frame) = &result {
-            if frame.is_empty() {
-                self.stats
-                    .announcements_opened
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            self.stats.opened.fetch_add(1, Ordering::Relaxed);
-        }
-        result
-    }
-
-    /// Seals a key announcement into `buf` if one is due at `now`, and returns its length.
-    ///
-    /// A rotation only makes progress when peers hear each other's `accept_id`, so while one
-    /// is in progress each host announces itself: at once when it starts rotating or switches,
-    /// then every [`SealConfig::announce_interval`] until the rotation is over. An announcement
-    /// is an ordinary sealed datagram with an empty frame (authenticated, replay-checked,
-    /// carrying `key_id` and `accept_id`); [`Sealer::open`] returns an empty range for it. The
-    /// caller sends the same datagram to every peer of the network. `buf` must hold
-    /// [`ANNOUNCEMENT_LEN`] bytes, the first 8 being the VXLAN header (written by the caller).
-    pub fn announce(&self, buf: &mut [u8], now: Timestamp) -> Option<Result<usize, SealDrop>> {
-        if !read(&self.keys).poll_announce(now, self.config.announce_interval) {
-            return None;
-        }
-        let result = self.seal(buf, 0);
-        if result.is_ok() {
-            self.stats.announced.fetch_add(1, Ordering::Relaxed);
-        }
-        Some(result)
+        self.open_inner(peer, datagram, now)
     }
 
     /// When the next key announcement is due, while a rotation is in progress. May be in the
-    /// past (the shell polls [`Sealer::announce`] no later than then).
+    /// past (the shell polls [`Sealer::poll_control`] no later than then).
     pub fn next_announcement(&self) -> Option<Timestamp> {
         read(&self.keys).next_announcement()
-    }
-
-    fn open_inner(
-        &self,
-        peer: &P,
-        datagram: &mut [u8],
-        now: Timestamp,
-    ) -> Result<Range<usize>, OpenDrop> {
-        let len = datagram.len();
-        let Some((header, envelope)) = datagram.split_first_chunk_mut::<{ vxlan::HEADER_LEN }>()
-        else {
-            return Err(OpenDrop::Truncated);
-        };
-        let vni = VxlanPacket::new_unchecked(&header[..]).vni_field();
-        let mut envelope = EnvelopeHeader::new_checked(envelope).map_err(|e| match e {
-            EnvelopeError::Truncated { .. } => OpenDrop::Truncated,
-            EnvelopeError::BadVersion(_) => OpenDrop::BadVersion,
-        })?;
-        let repr = EnvelopeRepr::parse(&envelope).map_err(|_| OpenDrop::BadVersion)?;
-        let aad = aad(vni, envelope.header());
-        let tag = Tag::try_from(envelope.tag()).map_err(|_| OpenDrop::Truncated)?;
-        let keys = read(&self.keys);
-        let key_id = KeyId(repr.key_id);
-        let slot = keys.find(key_id).ok_or(OpenDrop::UnknownKey)?;
-        let incoming = Incoming {
-            sender_id: repr.sender_id,
-            counter: repr.counter,
-            aad: &aad,
-            tag,
-            ciphertext: envelope.ciphertext_mut(),
-        };
-        self.senders
-            .open(slot, self.vni, incoming, now, &self.stats)?;
-        keys.observe(peer, key_id, KeyId(repr.accept_id), now);
-        Ok(FRAME_OFFSET..len - TAG_LEN)
     }
 
     /// Start rotating to `new_key`, expecting `peers` (every host we exchange traffic with on

@@ -20,11 +20,13 @@ pub(crate) enum Replay {
 
 /// Which counters of one (sender, key) have been accepted.
 ///
-/// 272 bytes. `check` is the cheap test done before decryption; `update` is done after the
+/// 280 bytes. `check` is the cheap test done before decryption; `update` is done after the
 /// datagram authenticated and re-checks, because two workers may race on the same counter.
 #[derive(Debug, Clone)]
 pub(crate) struct ReplayWindow {
-    /// The newest accepted counter (0 before any; bit 0 then tells whether 0 was seen).
+    /// Counters below it are refused: they were sent before the sender was verified.
+    floor: u64,
+    /// The newest accepted counter (`floor` before any; its bit then tells whether it was seen).
     top: u64,
     /// Bit `c % 64` of word `(c / 64) % WORDS` is set if counter `c` was accepted.
     bitmap: [u64; WORDS],
@@ -32,16 +34,25 @@ pub(crate) struct ReplayWindow {
 
 impl Default for ReplayWindow {
     fn default() -> Self {
-        Self {
-            top: 0,
-            bitmap: [0; WORDS],
-        }
+        Self::starting_at(0)
     }
 }
 
 impl ReplayWindow {
+    /// A window that refuses every counter below `floor` (as [`Replay::TooOld`]).
+    pub(crate) fn starting_at(floor: u64) -> Self {
+        Self {
+            floor,
+            top: floor,
+            bitmap: [0; WORDS],
+        }
+    }
+
     /// Would `counter` be accepted?
     pub(crate) fn check(&self, counter: u64) -> Result<(), Replay> {
+        if counter < self.floor {
+            return Err(Replay::TooOld);
+        }
         if counter > self.top {
             return Ok(());
         }
@@ -99,6 +110,20 @@ mod tests {
         assert_eq!(w.check(0), Err(Replay::Duplicate));
         assert_eq!(w.update(0), Err(Replay::Duplicate));
         assert_eq!(w.update(1), Ok(()));
+    }
+
+    #[test]
+    fn a_floor_refuses_what_came_before_it_and_nothing_after() {
+        let mut w = ReplayWindow::starting_at(5000);
+        for c in [0, 1, 4000, 4999] {
+            assert_eq!(w.check(c), Err(Replay::TooOld), "{c}");
+        }
+        // Out of order above the floor, each once.
+        accept_all(&mut w, [5003, 5000, 5002, 5001]);
+        for c in 5000..5004 {
+            assert_eq!(w.update(c), Err(Replay::Duplicate));
+        }
+        assert_eq!(w.update(4999), Err(Replay::TooOld));
     }
 
     #[test]

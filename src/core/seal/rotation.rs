@@ -178,6 +178,19 @@ impl<P: Copy + Eq + Hash> Keys<P> {
         }
     }
 
+    /// Every key we hold with the counter our next datagram under it takes: the current key,
+    /// and the next or previous one during a rotation.
+    pub(crate) fn held(&self) -> impl Iterator<Item = (KeyId, u64)> + '_ {
+        let other = match &self.phase {
+            Phase::Stable => None,
+            Phase::Pending(p) => Some(&p.next),
+            Phase::Overlap { previous, .. } => Some(previous),
+        };
+        std::iter::once(&self.current)
+            .chain(other)
+            .map(|slot| (slot.id, slot.peek_counter()))
+    }
+
     /// The newest key we accept, advertised in every datagram we send.
     pub(crate) fn accept_id(&self) -> KeyId {
         match &self.phase {

@@ -12,17 +12,22 @@ pub struct SealStats {
     pub(super) opened: AtomicU64,
     pub(super) announced: AtomicU64,
     pub(super) announcements_opened: AtomicU64,
+    pub(super) challenges_sent: AtomicU64,
+    pub(super) answers_sent: AtomicU64,
+    pub(super) verified: AtomicU64,
+    pub(super) handshakes_opened: AtomicU64,
     pub(super) new_senders: AtomicU64,
     pub(super) evicted_senders: AtomicU64,
 }
 
 impl SealStats {
-    /// Frames sealed.
+    /// Frames and key announcements sealed (handshake messages are counted apart).
     pub fn sealed(&self) -> u64 {
         self.sealed.load(Ordering::Relaxed)
     }
 
-    /// Datagrams opened (authenticated, fresh, decrypted).
+    /// Frames and key announcements opened (authenticated, fresh, decrypted); handshake
+    /// messages are counted apart.
     pub fn opened(&self) -> u64 {
         self.opened.load(Ordering::Relaxed)
     }
@@ -37,12 +42,33 @@ impl SealStats {
         self.announcements_opened.load(Ordering::Relaxed)
     }
 
-    /// (sender, key) pairs that authenticated for the first time.
+    /// Handshake messages sent that challenge a peer (some also answer its challenge).
+    pub fn challenges_sent(&self) -> u64 {
+        self.challenges_sent.load(Ordering::Relaxed)
+    }
+
+    /// Handshake messages sent that only answer a peer's challenge.
+    pub fn answers_sent(&self) -> u64 {
+        self.answers_sent.load(Ordering::Relaxed)
+    }
+
+    /// Handshake messages (challenges, answers) received and taken in.
+    pub fn handshakes_opened(&self) -> u64 {
+        self.handshakes_opened.load(Ordering::Relaxed)
+    }
+
+    /// Senders verified by answering our challenge.
+    pub fn verified(&self) -> u64 {
+        self.verified.load(Ordering::Relaxed)
+    }
+
+    /// (sender, key) pairs verified (by a handshake, or by a verified sender's own word about
+    /// its other keys).
     pub fn new_senders(&self) -> u64 {
         self.new_senders.load(Ordering::Relaxed)
     }
 
-    /// (sender, key) pairs forgotten because the table was full.
+    /// (sender, key) pairs forgotten because the table was full (the sender verifies again).
     pub fn evicted_senders(&self) -> u64 {
         self.evicted_senders.load(Ordering::Relaxed)
     }

@@ -3,6 +3,7 @@
 use super::*;
 use crate::wire::sealed::MIN_LEN;
 use proptest::prelude::*;
+use ring::aead::Tag;
 use std::sync::Arc;
 
 type Peer = u32;
@@ -71,6 +72,25 @@ fn open(
     Ok(copy[range].to_vec())
 }
 
+/// Makes `receiver` accept `sender`'s datagrams from `peer`, for every key the sender holds,
+/// from counter 0: what a handshake does, for tests whose subject is something else.
+fn trust<P: Copy + Eq + Hash>(receiver: &Sealer<P>, sender: &Sealer<P>, peer: P) {
+    let keys: Vec<_> = read(&sender.keys).held().map(|(id, _)| (id, 0)).collect();
+    receiver
+        .senders
+        .verify(sender.sender_id(), peer, keys, T0, &receiver.stats);
+}
+
+/// The next control datagram due at `host`: where it goes and its bytes.
+fn poll(host: &Sealer<Peer>, now: Timestamp) -> Option<(ControlTarget<Peer>, Vec<u8>)> {
+    let mut buf = [0u8; CONTROL_LEN];
+    buf[..vxlan::HEADER_LEN].copy_from_slice(&vxlan::canonical_header(host.vni()));
+    let (target, len) = host
+        .poll_control(&mut buf, now)?
+        .expect("a control message fits");
+    Some((target, buf[..len].to_vec()))
+}
+
 fn sealed_with(datagram: &[u8]) -> KeyId {
     KeyId(datagram[vxlan::HEADER_LEN + 1])
 }
@@ -93,8 +113,8 @@ fn known_answer_matches_independent_implementation() {
     assert_eq!(key.id(), KeyId(0x9a));
     let sender = sealer(&key, 0x0123_4567_89ab_cdef);
     let datagram = seal(&sender, b"vswitch sealed frame known answer");
-    let expected = "08000000abcdef00019a9a000123456789abcdef00000000000000006dab1d4dc21b97a0154e\
-                    b3a9b71bcf93c5aa2c8d412f1f6fee8901497d78ab36e72d1b53865ddb3a542091b2b73d0a06d2";
+    let expected = "08000000abcdef00029a9a000123456789abcdef00000000000000006dab1d4dc21b97a0154e\
+                    b3a9b71bcf93c5aa2c8d412f1f6fee8901497d78ab36e7a11cbb4effd7f8b502a98e89112bcec2";
     let hex: String = datagram.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(hex, expected);
 }
@@ -104,6 +124,7 @@ fn round_trip_every_frame_size_up_to_9000() {
     let key = key(7);
     let sender = sealer(&key, 11);
     let receiver = sealer(&key, 22);
+    trust(&receiver, &sender, A);
     let mut buf = vec![0u8; FRAME_OFFSET + 9000 + TAG_LEN];
     buf[..vxlan::HEADER_LEN].copy_from_slice(&vxlan::canonical_header(VNI));
     for frame_len in 0..=9000usize {
@@ -129,19 +150,22 @@ fn round_trip_every_frame_size_up_to_9000() {
 #[test]
 fn every_single_bit_flip_is_rejected() {
     let key = key(7);
-    let datagram = seal(&sealer(&key, 11), b"sixteen byte frm");
+    let sender = sealer(&key, 11);
+    let datagram = seal(&sender, b"sixteen byte frm");
     for bit in 0..datagram.len() * 8 {
         let (byte, mask) = (bit / 8, 1u8 << (bit % 8));
         let mut flipped = datagram.clone();
         flipped[byte] ^= mask;
         // A fresh receiver each time, so no flip is judged by a window another one filled.
-        let result = open(&sealer(&key, 22), A, &flipped, T0);
+        let receiver = sealer(&key, 22);
+        trust(&receiver, &sender, A);
+        let result = open(&receiver, A, &flipped, T0);
         let expected = match byte {
             // VXLAN flags and reserved bits: noise, not authenticated.
             0..=3 | 7 => continue,
             8 => Err(OpenDrop::BadVersion),
             9 => Err(OpenDrop::UnknownKey),
-            // VNI, accept id, reserved, sender id, counter, ciphertext, tag.
+            // VNI, accept id, flags, sender id, counter, ciphertext, tag.
             _ => Err(OpenDrop::AuthFailed),
         };
         assert_eq!(result, expected, "bit {bit} (byte {byte})");
@@ -151,26 +175,34 @@ fn every_single_bit_flip_is_rejected() {
 #[test]
 fn vxlan_reserved_bits_do_not_break_authentication() {
     let key = key(7);
-    let mut datagram = seal(&sealer(&key, 11), b"frame");
+    let sender = sealer(&key, 11);
+    let mut datagram = seal(&sender, b"frame");
     for i in [0usize, 1, 2, 3, 7] {
         datagram[i] ^= 0xff;
     }
+    let receiver = sealer(&key, 22);
+    trust(&receiver, &sender, A);
     assert_eq!(
-        open(&sealer(&key, 22), A, &datagram, T0).as_deref(),
+        open(&receiver, A, &datagram, T0).as_deref(),
         Ok(&b"frame"[..])
     );
 }
 
 #[test]
-fn reserved_envelope_byte_is_authenticated_as_sent() {
+fn the_flags_byte_is_authenticated_as_sent() {
     let key = key(7);
-    let mut datagram = seal(&sealer(&key, 11), b"frame");
+    let sender = sealer(&key, 11);
+    let receiver = sealer(&key, 22);
+    trust(&receiver, &sender, A);
+    let datagram = seal(&sender, b"frame");
     assert_eq!(datagram[vxlan::HEADER_LEN + 3], 0);
-    datagram[vxlan::HEADER_LEN + 3] = 1;
-    assert_eq!(
-        open(&sealer(&key, 22), A, &datagram, T0),
-        Err(OpenDrop::AuthFailed)
-    );
+    // Neither the control flag nor any other bit can be set on the way.
+    for flags in [1, 2, 0x80] {
+        let mut changed = datagram.clone();
+        changed[vxlan::HEADER_LEN + 3] = flags;
+        assert_eq!(open(&receiver, A, &changed, T0), Err(OpenDrop::AuthFailed));
+    }
+    assert!(open(&receiver, A, &datagram, T0).is_ok());
 }
 
 #[test]
@@ -204,6 +236,7 @@ fn senders_with_one_key_never_share_a_keystream() {
     relabelled[vxlan::HEADER_LEN + 4..vxlan::HEADER_LEN + 12]
         .copy_from_slice(&0xbbbbu64.to_be_bytes());
     let receiver = sealer(&key, 0xcccc);
+    trust(&receiver, &a, A);
     assert_eq!(
         open(&receiver, A, &relabelled, T0),
         Err(OpenDrop::AuthFailed)
@@ -306,7 +339,8 @@ proptest! {
         cut in proptest::option::of(any::<usize>()),
     ) {
         let key = key(7);
-        let original = seal(&sealer(&key, 11), &frame);
+        let sender = sealer(&key, 11);
+        let original = seal(&sender, &frame);
         let mut datagram = original.clone();
         // Half the edits land on the unauthenticated bytes, so that intact datagrams (which
         // must open to the original frame) are common, not a 1-in-1000 case.
@@ -324,6 +358,7 @@ proptest! {
         let intact = datagram.len() == original.len()
             && (0..datagram.len()).all(|i| datagram[i] == original[i] || matches!(i, 0..=3 | 7));
         let receiver = sealer(&key, 22);
+        trust(&receiver, &sender, A);
         match receiver.open(&A, &mut datagram, T0) {
             Ok(range) => {
                 prop_assert!(intact, "a changed datagram opened");
@@ -340,8 +375,9 @@ proptest! {
 #[test]
 fn duplicates_are_replays() {
     let key = key(7);
-    let receiver = sealer(&key, 22);
-    let datagram = seal(&sealer(&key, 11), b"once");
+    let (sender, receiver) = (sealer(&key, 11), sealer(&key, 22));
+    trust(&receiver, &sender, A);
+    let datagram = seal(&sender, b"once");
     assert!(open(&receiver, A, &datagram, T0).is_ok());
     assert_eq!(open(&receiver, A, &datagram, T0), Err(OpenDrop::Replayed));
     assert_eq!(receiver.stats().opened(), 1);
@@ -350,8 +386,9 @@ fn duplicates_are_replays() {
 #[test]
 fn replays_are_refused_before_decryption() {
     let key = key(7);
-    let receiver = sealer(&key, 22);
-    let datagram = seal(&sealer(&key, 11), b"once");
+    let (sender, receiver) = (sealer(&key, 11), sealer(&key, 22));
+    trust(&receiver, &sender, A);
+    let datagram = seal(&sender, b"once");
     assert!(open(&receiver, A, &datagram, T0).is_ok());
     // Had the tag been checked first, this would be `AuthFailed`.
     let mut corrupted = datagram.clone();
@@ -364,6 +401,7 @@ fn window_edges_on_the_wire() {
     let key = key(7);
     let sender = sealer(&key, 11);
     let receiver = sealer(&key, 22);
+    trust(&receiver, &sender, A);
     let at = |counter: u64| {
         sender.set_send_counter(counter);
         seal(&sender, b"frame")
@@ -401,6 +439,7 @@ fn counter_never_wraps() {
     let key = key(7);
     let sender = sealer(&key, 11);
     let receiver = sealer(&key, 22);
+    trust(&receiver, &sender, A);
     sender.set_send_counter(u64::MAX - 2);
     let last_two = [seal(&sender, b"a"), seal(&sender, b"b")];
     let mut buf = buffer(VNI, b"c");
@@ -445,19 +484,34 @@ fn forged_senders_do_not_grow_state_and_the_table_is_bounded() {
         assert_eq!(open(&receiver, A, &forged, T0), Err(OpenDrop::AuthFailed));
     }
     assert_eq!(receiver.known_senders(), 0);
+    assert!(!receiver.control_due(), "forgeries are not even challenged");
 
-    // Senders 10..=15 each talk once, at increasing times: the two oldest are evicted.
+    // Senders 10..=15, each on its own host, verify and talk once, at increasing times: the
+    // two oldest are forgotten.
     let senders: Vec<_> = (10..16).map(|id| sealer(&key, id)).collect();
-    let first: Vec<_> = senders.iter().map(|s| seal(s, b"first")).collect();
-    for (i, datagram) in first.iter().enumerate() {
-        assert!(open(&receiver, A, datagram, Timestamp(i as u64)).is_ok());
+    let mut first = Vec::new();
+    for (i, sender) in senders.iter().enumerate() {
+        let (now, peer) = (Timestamp(i as u64), 10 + i as Peer);
+        handshake((&receiver, 1), (sender, peer), now);
+        let datagram = seal(sender, b"first");
+        assert!(open(&receiver, peer, &datagram, now).is_ok());
+        first.push(datagram);
     }
     assert_eq!(receiver.known_senders(), 4);
     assert_eq!(receiver.stats().new_senders(), 6);
     assert_eq!(receiver.stats().evicted_senders(), 2);
-    // A remembered sender's replay is caught; an evicted one's is not (documented limit).
-    assert_eq!(open(&receiver, A, &first[5], T0), Err(OpenDrop::Replayed));
-    assert!(open(&receiver, A, &first[0], T0).is_ok());
+    // A remembered sender's replay is caught; so is a forgotten one's: it is not verified any
+    // more, so it is challenged, not believed.
+    assert_eq!(open(&receiver, 15, &first[5], T0), Err(OpenDrop::Replayed));
+    assert_eq!(
+        open(&receiver, 10, &first[0], T0),
+        Err(OpenDrop::Unverified)
+    );
+    assert!(receiver.control_due(), "the forgotten sender is challenged");
+    // It answers, and only what it sends from then on is accepted.
+    handshake((&receiver, 1), (&senders[0], 10), Timestamp(9));
+    assert_eq!(open(&receiver, 10, &first[0], T0), Err(OpenDrop::Replayed));
+    assert!(open(&receiver, 10, &seal(&senders[0], b"new"), T0).is_ok());
 }
 
 #[test]
@@ -465,6 +519,7 @@ fn workers_share_one_sealer() {
     let key = key(7);
     let sender = Arc::new(sealer(&key, 11));
     let receiver = Arc::new(sealer(&key, 22));
+    trust(&receiver, &sender, A);
     let handles: Vec<_> = (0..4u8)
         .map(|worker| {
             let (sender, receiver) = (Arc::clone(&sender), Arc::clone(&receiver));
@@ -486,6 +541,162 @@ fn workers_share_one_sealer() {
     assert_eq!(opened, 1000);
     assert_eq!(sender.stats().sealed(), 1000);
     assert_eq!(receiver.stats().opened(), 1000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Freshness: the handshake
+
+/// Delivers every control datagram due at `from` (known to the other side as `from_addr`) to
+/// `to`; returns what `open` said of each.
+fn deliver_control(
+    from: &Sealer<Peer>,
+    from_addr: Peer,
+    to: &Sealer<Peer>,
+    now: Timestamp,
+) -> Vec<Result<Vec<u8>, OpenDrop>> {
+    std::iter::from_fn(|| poll(from, now))
+        .map(|(_, datagram)| open(to, from_addr, &datagram, now))
+        .collect()
+}
+
+#[test]
+fn a_restarted_receiver_refuses_what_it_accepted_before() {
+    let key = key(7);
+    let sender = sealer(&key, 0x5e);
+    let receiver = sealer(&key, 0x01);
+    handshake((&receiver, A), (&sender, B), T0);
+    let recorded: Vec<_> = (0..10u8).map(|i| seal(&sender, &[i; 60])).collect();
+    for d in &recorded {
+        assert!(open(&receiver, B, d, T0).is_ok());
+    }
+    // The receiver restarts: a new sealer, a new sender id, an empty table. The sender keeps
+    // running. Someone replays what was recorded, from the sender's address.
+    let restarted = sealer(&key, 0x02);
+    for d in &recorded {
+        assert_eq!(open(&restarted, B, d, T0), Err(OpenDrop::Unverified));
+    }
+    assert_eq!(restarted.stats().opened(), 0, "nothing delivered");
+    // The first unverified datagram made a challenge due (one: the rest wait for an answer).
+    let challenges: Vec<_> = std::iter::from_fn(|| poll(&restarted, T0)).collect();
+    assert_eq!(challenges.len(), 1);
+    assert_eq!(challenges[0].0, ControlTarget::Peer(B));
+    // The sender answers; from then on the recording is too old and new datagrams open.
+    assert_eq!(
+        open(&sender, A, &challenges[0].1, T0),
+        Ok(vec![]),
+        "a challenge is answered even from an unverified sender"
+    );
+    let answers = deliver_control(&sender, B, &restarted, T0);
+    assert_eq!(answers, vec![Ok(vec![])]);
+    assert_eq!(restarted.stats().verified(), 1);
+    for d in &recorded {
+        assert_eq!(open(&restarted, B, d, T0), Err(OpenDrop::Replayed));
+    }
+    let fresh = seal(&sender, b"after the answer");
+    assert_eq!(
+        open(&restarted, B, &fresh, T0).as_deref(),
+        Ok(&b"after the answer"[..])
+    );
+    // The answer carried the sender's own challenge: the restarted host answers it, and the
+    // sender verifies the restarted host and forgets its old self.
+    assert_eq!(
+        deliver_control(&restarted, A, &sender, T0),
+        vec![Ok(vec![])]
+    );
+    assert_eq!(sender.known_senders(), 1);
+    assert!(open(&sender, A, &seal(&restarted, b"hi"), T0).is_ok());
+    assert!(!sender.control_due() && !restarted.control_due(), "settled");
+}
+
+#[test]
+fn an_answer_is_good_once_and_only_for_its_challenge() {
+    let key = key(7);
+    let (receiver, sender) = (sealer(&key, 1), sealer(&key, 2));
+    receiver.challenge(B);
+    let (_, challenge) = poll(&receiver, T0).expect("due");
+    assert_eq!(open(&sender, A, &challenge, T0), Ok(vec![]));
+    let (_, answer) = poll(&sender, T0).expect("the answer");
+    assert_eq!(open(&receiver, B, &answer, T0), Ok(vec![]));
+    assert_eq!(receiver.stats().verified(), 1);
+    // The sender is forgotten (it left and came back); a recorded answer verifies nothing,
+    // and neither does the same answer from another address. (The answer also carries the
+    // sender's own challenge, so it is taken in as one: that costs an answer, nothing more.)
+    receiver.forget_peer(&B);
+    assert_eq!(open(&receiver, B, &answer, T0), Ok(vec![]));
+    assert_eq!(open(&receiver, C, &answer, T0), Ok(vec![]));
+    assert_eq!(receiver.stats().verified(), 1);
+    assert_eq!(receiver.known_senders(), 0);
+    assert_eq!(
+        open(&receiver, B, &seal(&sender, b"x"), T0),
+        Err(OpenDrop::Unverified)
+    );
+    // An answer to another host's challenge does not verify either.
+    let other = sealer(&key, 3);
+    other.challenge(B);
+    let (_, theirs) = poll(&other, T0).expect("due");
+    assert_eq!(open(&sender, C, &theirs, T0), Ok(vec![]));
+    let (_, answer_to_other) = poll(&sender, T0).expect("the answer");
+    let _ = open(&receiver, B, &answer_to_other, T0);
+    assert_eq!(receiver.stats().verified(), 1);
+    assert_eq!(receiver.known_senders(), 0);
+    // A new challenge, a new answer: verified again.
+    handshake((&receiver, A), (&sender, B), T0);
+    assert!(open(&receiver, B, &seal(&sender, b"y"), T0).is_ok());
+}
+
+#[test]
+fn unverified_senders_are_challenged_at_most_once_per_interval() {
+    let key = key(7);
+    let (receiver, sender) = (sealer(&key, 1), sealer(&key, 2));
+    let interval = SealConfig::default().announce_interval;
+    for _ in 0..100 {
+        assert_eq!(
+            open(&receiver, B, &seal(&sender, b"x"), T0),
+            Err(OpenDrop::Unverified)
+        );
+    }
+    assert_eq!(std::iter::from_fn(|| poll(&receiver, T0)).count(), 1);
+    let soon = Timestamp(T0.0 + interval.as_millis() as u64 - 1);
+    let _ = open(&receiver, B, &seal(&sender, b"x"), soon);
+    assert_eq!(
+        poll(&receiver, soon),
+        None,
+        "the answer may still be on its way"
+    );
+    let later = T0.saturating_add(interval);
+    let _ = open(&receiver, B, &seal(&sender, b"x"), later);
+    assert!(poll(&receiver, later).is_some(), "lost: asked again");
+    assert_eq!(receiver.stats().challenges_sent(), 2);
+}
+
+#[test]
+fn an_authentic_but_malformed_control_message_is_refused() {
+    let key = key(7);
+    let (receiver, sender) = (sealer(&key, 1), sealer(&key, 2));
+    handshake((&receiver, A), (&sender, B), T0);
+    let mut buf = buffer(VNI, &[0x07; 30]);
+    let len = sender.seal_inner(&mut buf, 30, true).expect("sealed");
+    assert_eq!(
+        open(&receiver, B, &buf[..len], T0),
+        Err(OpenDrop::BadControl)
+    );
+    assert!(open(&receiver, B, &seal(&sender, b"still fine"), T0).is_ok());
+}
+
+#[test]
+fn a_sender_verified_once_is_accepted_under_the_keys_it_announces() {
+    let (k1, k2) = two_keys();
+    let (host, b) = (sealer(&k1, 1), sealer(&k1, 2));
+    handshake((&host, A), (&b, B), T0);
+    // B gets k2 before the host does and announces it; the host learns B's counter for k2
+    // although it cannot open k2 yet.
+    b.rotate(&k2, &[A], T0).expect("rotate b");
+    assert_eq!(deliver_control(&b, B, &host, T0), vec![Ok(vec![])]);
+    host.rotate(&k2, &[B], T0).expect("rotate host");
+    b.tick(T0.saturating_add(secs(30)));
+    let d = seal(&b, b"new key");
+    assert_eq!(sealed_with(&d), k2.id());
+    assert_eq!(open(&host, B, &d, T0).as_deref(), Ok(&b"new key"[..]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -546,6 +757,8 @@ fn switches_when_every_expected_peer_advertises_the_new_key() {
     );
     assert_eq!(host.status().accepted, vec![k1.id(), k2.id()]);
 
+    trust(&host, &b, B);
+    trust(&host, &c, C);
     // B learns the key and says so in an old-key datagram.
     b.rotate(&k2, &[A, C], T0).expect("rotate b");
     assert!(open(&host, B, &seal(&b, b"hi"), T0).is_ok());
@@ -555,8 +768,14 @@ fn switches_when_every_expected_peer_advertises_the_new_key() {
         "C has not confirmed"
     );
     assert_eq!(host.status().waiting_for, vec![C]);
-    // An advertisement from a peer we do not expect changes nothing.
-    assert!(open(&host, 99, &seal(&b, b"hi"), T0).is_ok());
+    // B's datagram arriving from anywhere else is refused and confirms nothing (on an
+    // underlay where source addresses can be forged, this is what binds a confirmation to
+    // its host).
+    assert_eq!(
+        open(&host, C, &seal(&b, b"hi"), T0),
+        Err(OpenDrop::Unverified)
+    );
+    assert_eq!(host.status().waiting_for, vec![C]);
     assert_eq!(sealed_with(&seal(&host, b"x")), k1.id());
 
     c.rotate(&k2, &[A, B], T0).expect("rotate c");
@@ -600,6 +819,7 @@ fn a_datagram_sealed_with_the_new_key_proves_acceptance() {
     // B is already on k2 and rotating on to k3: it seals with k2 but advertises k3.
     let b = sealer(&k2, 2);
     b.rotate(&k3, &[A], T0).expect("rotate b");
+    trust(&host, &b, B);
     let from_b = seal(&b, b"hi");
     assert_eq!(
         (sealed_with(&from_b), advertised(&from_b)),
@@ -641,6 +861,8 @@ fn old_and_new_keys_are_accepted_during_the_overlap_then_the_old_is_dropped() {
     let host = sealer(&k1, 1);
     let old_peer = sealer(&k1, 2);
     let new_peer = sealer(&k2, 3);
+    trust(&host, &old_peer, B);
+    trust(&host, &new_peer, C);
     assert_eq!(
         open(&host, C, &seal(&new_peer, b"n"), T0),
         Err(OpenDrop::UnknownKey)
@@ -718,6 +940,7 @@ fn rotating_back_to_a_previous_key_never_reuses_a_nonce() {
     let (k1, k2) = two_keys();
     let host = sealer(&k1, 1);
     let receiver = sealer(&k1, 2);
+    trust(&receiver, &host, A);
     for _ in 0..5 {
         assert!(open(&receiver, A, &seal(&host, b"x"), T0).is_ok());
     }
@@ -737,13 +960,25 @@ fn rotating_back_to_a_previous_key_never_reuses_a_nonce() {
     assert!(open(&receiver, A, &d, t).is_ok());
 }
 
+/// Each pair of `hosts` (known to each other as `ids`) runs the handshake.
+fn meet_all(hosts: &[Sealer<Peer>], ids: &[Peer], now: Timestamp) {
+    for i in 0..hosts.len() {
+        for j in i + 1..hosts.len() {
+            handshake((&hosts[i], ids[i]), (&hosts[j], ids[j]), now);
+        }
+    }
+}
+
 /// Three hosts exchange a datagram every 10 ms each way, with 40 ms in flight, while they get
-/// the new key at different times within the grace period: nothing may be lost.
+/// the new key at different times within the grace period: nothing may be lost. Their key
+/// announcements travel the same way (that is how a receiver learns to accept a sender's new
+/// key before the sender uses it).
 #[test]
 fn a_staggered_rotation_loses_nothing() {
     let (k1, k2) = two_keys();
     let ids = [A, B, C];
     let hosts: Vec<Sealer<Peer>> = ids.iter().map(|&id| sealer(&k1, u64::from(id))).collect();
+    meet_all(&hosts, &ids, T0);
     let rotate_at = [
         Timestamp::from_secs(5),
         Timestamp::from_secs(20),
@@ -752,6 +987,7 @@ fn a_staggered_rotation_loses_nothing() {
     let mut in_flight: std::collections::VecDeque<(Timestamp, usize, usize, Vec<u8>)> =
         Default::default();
     let mut delivered = 0u64;
+    let mut control = 0u64;
     for ms in (0..200_000u64).step_by(10) {
         let now = Timestamp(ms);
         for (i, host) in hosts.iter().enumerate() {
@@ -761,6 +997,13 @@ fn a_staggered_rotation_loses_nothing() {
             }
             if ms % 100 == 0 {
                 host.tick(now);
+            }
+            while let Some((target, datagram)) = poll(host, now) {
+                assert_eq!(target, ControlTarget::Everyone, "only announcements");
+                for j in (0..hosts.len()).filter(|&j| j != i) {
+                    let at = now.saturating_add(Duration::from_millis(40));
+                    in_flight.push_back((at, i, j, datagram.clone()));
+                }
             }
             for j in (0..hosts.len()).filter(|&j| j != i) {
                 in_flight.push_back((
@@ -776,6 +1019,10 @@ fn a_staggered_rotation_loses_nothing() {
                 break;
             };
             let frame = open(&hosts[to], ids[from], &datagram, at);
+            if frame == Ok(vec![]) {
+                control += 1;
+                continue;
+            }
             assert_eq!(
                 frame,
                 Ok(vec![from as u8, to as u8]),
@@ -785,6 +1032,7 @@ fn a_staggered_rotation_loses_nothing() {
         }
     }
     assert!(delivered > 100_000);
+    assert!(control > 0, "announcements were carried");
     for host in &hosts {
         let status = host.status();
         assert_eq!(
@@ -793,7 +1041,7 @@ fn a_staggered_rotation_loses_nothing() {
         );
     }
     let opened: u64 = hosts.iter().map(|h| h.stats().opened()).sum();
-    assert_eq!(opened, delivered, "every datagram opened");
+    assert_eq!(opened, delivered + control, "every datagram opened");
 }
 
 #[test]
@@ -820,7 +1068,6 @@ fn run_idle(
     rotations: &[Timestamp],
     until: Timestamp,
 ) -> Option<Timestamp> {
-    let mut buf = [0u8; ANNOUNCEMENT_LEN];
     let mut all_switched = None;
     for ms in (0..=until.as_millis()).step_by(125) {
         let now = Timestamp(ms);
@@ -830,12 +1077,10 @@ fn run_idle(
                 host.rotate(k2, &peers, now).expect("rotate");
             }
             host.tick(now);
-            buf[..vxlan::HEADER_LEN].copy_from_slice(&vxlan::canonical_header(VNI));
-            if let Some(len) = host.announce(&mut buf, now) {
-                let len = len.expect("an announcement always fits");
-                assert_eq!(len, ANNOUNCEMENT_LEN);
+            while let Some((target, datagram)) = poll(host, now) {
+                assert_eq!(target, ControlTarget::Everyone);
                 for (j, other) in hosts.iter().enumerate().filter(|&(j, _)| j != i) {
-                    let frame = open(other, ids[i], &buf[..len], Timestamp(ms + 1));
+                    let frame = open(other, ids[i], &datagram, Timestamp(ms + 1));
                     assert_eq!(frame, Ok(vec![]), "announcement {i} -> {j} at {ms} ms");
                 }
             }
@@ -853,6 +1098,7 @@ fn idle_hosts_switch_within_a_second_of_the_last_one_getting_the_key() {
     let (k1, k2) = two_keys();
     let ids = [A, B, C];
     let hosts: Vec<Sealer<Peer>> = ids.iter().map(|&id| sealer(&k1, u64::from(id))).collect();
+    meet_all(&hosts, &ids, T0);
     let rotations = [
         Timestamp::from_secs(2),
         Timestamp::from_secs(5),
@@ -871,8 +1117,14 @@ fn idle_hosts_switch_within_a_second_of_the_last_one_getting_the_key() {
         assert_eq!(
             st.opened(),
             st.announcements_opened(),
-            "every datagram was an announcement, and each opened"
+            "every datagram was an announcement, and each opened (handshakes are apart)"
         );
+        assert_eq!(
+            st.verified(),
+            2,
+            "each host verified both peers by a handshake"
+        );
+        assert!(st.handshakes_opened() >= 2);
     }
 }
 
@@ -880,24 +1132,28 @@ fn idle_hosts_switch_within_a_second_of_the_last_one_getting_the_key() {
 fn announcements_are_only_sent_while_rotating_and_stop_when_stable() {
     let (k1, k2) = two_keys();
     let host = sealer(&k1, 1);
-    let mut buf = buffer(VNI, &[]);
-    assert_eq!(host.announce(&mut buf, T0), None, "stable: nothing to say");
+    assert_eq!(poll(&host, T0), None, "stable: nothing to say");
     assert_eq!(host.next_announcement(), None);
     host.rotate(&k2, &[B], T0).expect("rotate");
     assert_eq!(host.next_announcement(), Some(T0), "due at once");
-    let first = host.announce(&mut buf, T0).expect("due").expect("sealed");
+    let (target, first) = poll(&host, T0).expect("due");
+    assert_eq!(target, ControlTarget::Everyone);
     assert_eq!(
-        (sealed_with(&buf), advertised(&buf)),
+        (sealed_with(&first), advertised(&first)),
         (k1.id(), k2.id()),
         "old key, new key advertised"
     );
-    assert_eq!(first, ANNOUNCEMENT_LEN);
-    assert_eq!(host.announce(&mut buf, T0), None, "only one caller gets it");
+    // Two keys held, each listed with its next counter.
+    assert_eq!(
+        first.len(),
+        FRAME_OFFSET + crate::wire::handshake::MIN_LEN + 2 * 9 + TAG_LEN
+    );
+    assert_eq!(poll(&host, T0), None, "only one caller gets it");
     let interval = SealConfig::default().announce_interval;
     let later = T0.saturating_add(interval);
     assert_eq!(host.next_announcement(), Some(later));
     assert_eq!(
-        host.announce(&mut buf, Timestamp(later.0 - 1)),
+        poll(&host, Timestamp(later.0 - 1)),
         None,
         "not before the interval"
     );
@@ -905,20 +1161,20 @@ fn announcements_are_only_sent_while_rotating_and_stop_when_stable() {
     let deadline = T0.saturating_add(secs(30));
     let mut t = later;
     while t < deadline {
-        assert!(host.announce(&mut buf, t).is_some(), "due at {t:?}");
+        assert!(poll(&host, t).is_some(), "due at {t:?}");
         t = t.saturating_add(interval);
     }
     assert_eq!(host.stats().announced(), 120);
     // The grace period ends: the switch is announced at once, then the overlap runs out.
-    assert_eq!(host.announce(&mut buf, Timestamp(deadline.0 - 1)), None);
+    assert_eq!(poll(&host, Timestamp(deadline.0 - 1)), None);
     host.tick(deadline);
     assert_eq!(host.next_announcement(), Some(deadline));
-    assert!(host.announce(&mut buf, deadline).is_some());
-    assert_eq!(sealed_with(&buf), k2.id());
+    let (_, switched) = poll(&host, deadline).expect("due");
+    assert_eq!(sealed_with(&switched), k2.id());
     let end = deadline.saturating_add(secs(60));
     host.tick(end);
     assert_eq!(host.status().phase, RotationPhase::Stable);
-    assert_eq!(host.announce(&mut buf, end), None);
+    assert_eq!(poll(&host, end), None);
     assert_eq!(host.next_announcement(), None);
     assert_eq!(host.stats().announced(), 121);
 }
@@ -927,14 +1183,13 @@ fn announcements_are_only_sent_while_rotating_and_stop_when_stable() {
 fn a_switch_inside_open_makes_an_announcement_due_at_once() {
     let (k1, k2) = two_keys();
     let (host, b) = (sealer(&k1, 1), sealer(&k1, 2));
+    handshake((&host, A), (&b, B), T0);
     host.rotate(&k2, &[B], T0).expect("rotate");
-    let mut buf = buffer(VNI, &[]);
-    host.announce(&mut buf, T0).expect("due").expect("sealed");
+    poll(&host, T0).expect("due");
     let t = T0.saturating_add(Duration::from_millis(10));
-    assert_eq!(host.announce(&mut buf, t), None, "next one is 250 ms away");
+    assert_eq!(poll(&host, t), None, "next one is 250 ms away");
     b.rotate(&k2, &[A], T0).expect("rotate b");
-    let mut from_b = buffer(VNI, &[]);
-    b.announce(&mut from_b, T0).expect("due").expect("sealed");
+    let (_, from_b) = poll(&b, T0).expect("due");
     assert_eq!(open(&host, B, &from_b, t), Ok(vec![]));
     assert_eq!(host.status().sending, k2.id(), "B confirmed: switched");
     assert_eq!(
@@ -942,18 +1197,18 @@ fn a_switch_inside_open_makes_an_announcement_due_at_once() {
         Some(t),
         "the switch is announced at once"
     );
-    host.announce(&mut buf, t).expect("due").expect("sealed");
-    assert_eq!(sealed_with(&buf), k2.id());
+    let (_, switched) = poll(&host, t).expect("due");
+    assert_eq!(sealed_with(&switched), k2.id());
 }
 
 #[test]
 fn an_announcement_cannot_be_replayed_or_forged() {
     let (k1, k2) = two_keys();
     let (host, b) = (sealer(&k1, 1), sealer(&k1, 2));
+    handshake((&host, A), (&b, B), T0);
     host.rotate(&k2, &[B], T0).expect("rotate");
     b.rotate(&k2, &[A], T0).expect("rotate b");
-    let mut from_b = buffer(VNI, &[]);
-    b.announce(&mut from_b, T0).expect("due").expect("sealed");
+    let (_, from_b) = poll(&b, T0).expect("due");
     let mut forged = from_b.clone();
     forged[vxlan::HEADER_LEN + 2] ^= 0xff; // a different accept_id
     assert_eq!(open(&host, B, &forged, T0), Err(OpenDrop::AuthFailed));
@@ -999,6 +1254,7 @@ fn an_exhausted_counter_is_counted_as_key_exhausted_by_the_switch() {
     };
     let last = encapsulate().expect("the last counter still seals");
     let receiver = sealer_for_addr(&key(7), 22);
+    trust(&receiver, &sealer, peer);
     let mut copy = last.clone();
     let range = receiver.open(&peer, &mut copy, T0).expect("opens");
     assert_eq!(copy[range], frame[..]);

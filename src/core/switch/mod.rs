@@ -24,7 +24,7 @@ use std::sync::Arc;
 use super::counters::{DropCounters, DropReason, Traffic, TrafficSnapshot};
 use super::fdb::{Fdb, FdbConfig, FdbEntry, Learned, Location, PortId, Vtep};
 pub use super::forward::{Encapsulated, Forward, Sends};
-use super::seal::{Sealer, ANNOUNCEMENT_LEN};
+use super::seal::{Sealer, CONTROL_LEN};
 use super::time::Timestamp;
 use crate::wire::sealed::{self, SEAL_OVERHEAD};
 use crate::wire::underlay::OUTER_LEN;
@@ -192,6 +192,12 @@ impl Switch {
             .get_mut(&vni)
             .ok_or(SwitchError::UnknownNetwork(vni))?;
         network.seal = sealer.map(Arc::new);
+        if let Some(sealer) = &network.seal {
+            // Verify every peer before traffic needs it (see `announce`).
+            for peer in &self.peers {
+                sealer.challenge(peer.vtep.0);
+            }
+        }
         Ok(())
     }
 
@@ -317,6 +323,9 @@ impl Switch {
             vtep,
             traffic: Traffic::default(),
         });
+        for sealer in self.networks.values().filter_map(|n| n.seal.as_ref()) {
+            sealer.challenge(vtep.0);
+        }
         Ok(())
     }
 
@@ -326,6 +335,9 @@ impl Switch {
         let peer = self.peers.remove(i);
         for network in self.networks.values() {
             network.fdb.flush(Location::Vtep(peer.vtep));
+            if let Some(sealer) = &network.seal {
+                sealer.forget_peer(&peer.vtep.0);
+            }
         }
         Ok(peer.vtep)
     }

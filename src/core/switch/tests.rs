@@ -150,7 +150,7 @@ fn a_failed_open_is_counted_once_under_the_switch_reason() {
     }
     .to_bytes()
     .to_vec();
-    datagram.extend_from_slice(&[0x01; 80]); // sealed v1 by its version byte, but forged
+    datagram.extend_from_slice(&[0x02; 80]); // sealed v2 by its version byte, but forged
     let mut out = Forward::default();
     s.datagram_from_vtep(NOW, peer(), &mut datagram, &mut out);
     let reason = out.dropped.expect("dropped");
