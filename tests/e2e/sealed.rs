@@ -310,6 +310,31 @@ for l in lines:
 print(len(lines), flush=True)
 "#;
 
+/// Sends every datagram in `file` (as `PY_CAPTURE` wrote it) once as a forged IPv4/UDP packet
+/// from `src`:4789 to `dst`:4789, built by hand and put on `ifname` addressed to `dst_mac`:
+/// someone on the underlay who is not `src` replays what `src` sent.
+const PY_SPOOF: &str = r#"
+import socket, struct, sys
+ifname, src, dst, dst_mac, path = sys.argv[1:6]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifname, 0))
+own_mac = s.getsockname()[4]
+def csum(b):
+    t = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    t = (t >> 16) + (t & 0xffff)
+    return ~(t + (t >> 16)) & 0xffff
+lines = [l for l in open(path).read().split('\n') if l]
+for l in lines:
+    payload = bytes.fromhex(l)
+    udp = struct.pack('!HHHH', 4789, 4789, 8 + len(payload), 0) + payload
+    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
+    eth = bytes.fromhex(dst_mac.replace(':', '')) + own_mac + b'\x08\x00'
+    s.send(eth + ip + udp)
+print(len(lines), flush=True)
+"#;
+
 /// Records in `file` the datagrams host `from` sends `to` on the underlay while `during` runs
 /// (and 4 s in all); returns how many.
 fn record(from: &Host, to: &Host, file: &Path, during: impl FnOnce()) -> u64 {
@@ -343,7 +368,8 @@ fn resend(from: &Host, to: &Host, file: &Path, times: u32) {
 }
 
 /// The security review's attack: record what B sends A, restart A's daemon (B keeps running,
-/// with the same sender id and keys), and replay the recording from B's address. The
+/// with the same sender id and keys), and replay the recording from a third namespace on the
+/// underlay that forges B's address. The
 /// restarted daemon has verified B afresh, so every recorded datagram is older than what B
 /// proved it sends now: none is delivered, each is counted as `replayed`.
 #[test]
@@ -380,8 +406,28 @@ fn a_recording_replayed_after_the_receiver_restarts_is_never_delivered() {
     );
     let replayed_before = drops(a, "replayed");
 
+    // The replay comes from a third namespace on the underlay, forging B's address.
+    let attacker = lab.underlay_node("mallory", "192.0.2.66");
+    let a_mac = link(&a.ns.name, UNDERLAY_DEV)["address"]
+        .as_str()
+        .expect("A's underlay MAC")
+        .to_owned();
     let seen = count_frames(&c1, "eth0", 6.0, Some(MARK_ETHERTYPE), Some(&mark), None);
-    resend(&lab.hosts[1], &lab.hosts[0], &recording, 1);
+    let out = run_cmd(
+        &mut py_cmd(
+            &attacker,
+            PY_SPOOF,
+            &[
+                UNDERLAY_DEV,
+                &lab.hosts[1].ip,
+                &a.ip,
+                &a_mac,
+                recording.to_str().expect("utf-8 path"),
+            ],
+        ),
+        Duration::from_secs(15),
+    );
+    assert!(out.status.success(), "spoofed replay: {out:?}");
     assert_eq!(
         seen.stop_after(Duration::from_millis(500)),
         0,
