@@ -143,12 +143,16 @@ impl<P: Copy + Eq + Hash> Sealer<P> {
         let message =
             ControlRepr::parse(&datagram[plain.clone()]).map_err(|_| OpenDrop::BadControl)?;
         // Fresh: from a verified sender (its window took the counter), or an answer to the
-        // challenge we sent this peer, which no one could have sealed before we sent it.
-        let verified = freshness == Freshness::Verified
-            || message.echo.is_some_and(|echo| {
-                echo.sender_id == self.sender_id && self.handshakes.answered(peer, echo.challenge)
-            });
+        // challenge we sent this peer, which no one could have sealed before we sent it. An
+        // answer spends its challenge either way.
+        let answer = message.echo.is_some_and(|echo| {
+            echo.sender_id == self.sender_id && self.handshakes.answered(peer, echo.challenge)
+        });
+        let verified = freshness == Freshness::Verified || answer;
         if verified {
+            // Nothing left to prove at this peer: a challenge still outstanding there would
+            // only be repeated in every answer we send it.
+            self.handshakes.settle(peer);
             // Whatever the sender sealed before this message is refused from now on; this
             // message's own counter is spent.
             let spent = (key_id, repr.counter.saturating_add(1));
@@ -210,7 +214,10 @@ pub fn handshake<P: Copy + Eq + Hash>(a: (&Sealer<P>, P), b: (&Sealer<P>, P), no
     let header = vxlan::canonical_header(a.0.vni());
     let mut buf = [0u8; CONTROL_LEN];
     let mut moved = true;
+    let mut rounds = 0;
     while moved {
+        rounds += 1;
+        assert!(rounds < 16, "the handshake did not settle: a message loop");
         moved = false;
         for ((from, from_addr), (to, to_addr)) in [(a, b), (b, a)] {
             buf[..vxlan::HEADER_LEN].copy_from_slice(&header);

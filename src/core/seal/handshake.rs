@@ -103,6 +103,11 @@ impl<P: Copy + Eq + Hash> Handshakes<P> {
         }
     }
 
+    /// `peer`'s sender is verified: no challenge to it is outstanding any more.
+    pub(crate) fn settle(&self, peer: &P) {
+        lock(&self.state).challenges.remove(peer);
+    }
+
     /// We owe `peer` an answer to `echo` (the latest challenge wins).
     pub(crate) fn owe(&self, peer: P, echo: Echo) {
         let mut state = lock(&self.state);
