@@ -9,6 +9,12 @@
 //! refresh does not touch it, so when an item comes up whose entry has been refreshed since, it
 //! is pushed again with the new expiry. Every item's key is at most its entry's real expiry, so
 //! the first popped item whose key *is* the real expiry is the true minimum.
+//!
+//! **Static entries** ([`Fdb::pin`]) are the cluster's endpoint advertisements: a MAC another
+//! host says it has. They never age and are never evicted (they have no heap item), and
+//! learning from a VTEP does not move them ([`Learned::Refused`]): only the advertisement's
+//! removal ([`Fdb::unpin`]) or a frame from a local port (a container that moved to this host:
+//! a local port is the authority on what lives here) does.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -67,8 +73,10 @@ pub enum Learned {
     NewEvicted,
     /// The MAC was known elsewhere and moved here.
     Moved,
-    /// The MAC lives at a local port (a fresh entry there) and was not moved here: a MAC is
-    /// not taken from a live local port by one frame from somewhere else.
+    /// The MAC lives at a local port (a fresh entry there), or is pinned at a VTEP by an
+    /// advertisement and the frame came from another VTEP, and was not moved here: a MAC is
+    /// not taken from a live local port, nor from an advertised place, by one frame from
+    /// somewhere else.
     Refused,
 }
 
@@ -87,6 +95,8 @@ struct Entry {
     last_seen: AtomicU64,
     /// Tells heap items of this entry from those of an earlier entry for the same MAC.
     generation: u64,
+    /// A static entry (see the module doc): no heap item, never ages.
+    pinned: bool,
 }
 
 #[derive(Debug, Default)]
@@ -101,6 +111,8 @@ pub struct FdbEntry {
     pub mac: Mac,
     pub location: Location,
     pub last_seen: Timestamp,
+    /// A static entry, from an advertisement: it does not age.
+    pub pinned: bool,
 }
 
 /// The MAC table of one network.
@@ -159,12 +171,25 @@ impl Fdb {
                 Learned::Refreshed
             } else if fresh && matches!(entry.location, Location::Port(_)) {
                 return Learned::Refused;
+            } else if entry.pinned && matches!(location, Location::Vtep(_)) {
+                return Learned::Refused;
             } else {
                 entry.location = location;
                 self.counters.moved.fetch_add(1, Ordering::Relaxed);
                 Learned::Moved
             };
             entry.last_seen.store(now.0, Ordering::Relaxed);
+            if entry.pinned && outcome == Learned::Moved {
+                // Taken over by a local port: an ordinary learned entry from now on.
+                entry.pinned = false;
+                expiry.next_generation += 1;
+                entry.generation = expiry.next_generation;
+                expiry.heap.push(Reverse((
+                    now.0.saturating_add(self.ageing_ms),
+                    mac,
+                    entry.generation,
+                )));
+            }
             return outcome;
         }
         let mut outcome = Learned::New;
@@ -179,6 +204,7 @@ impl Fdb {
                 location,
                 last_seen: AtomicU64::new(now.0),
                 generation,
+                pinned: false,
             });
         }
         expiry.heap.push(Reverse((
@@ -194,7 +220,61 @@ impl Fdb {
     pub fn lookup(&self, mac: Mac, now: Timestamp) -> Option<Location> {
         let entry = self.map.get(&mac)?;
         let last = entry.last_seen.load(Ordering::Relaxed);
-        (now.0 < last.saturating_add(self.ageing_ms)).then_some(entry.location)
+        (entry.pinned || now.0 < last.saturating_add(self.ageing_ms)).then_some(entry.location)
+    }
+
+    /// Makes `mac` a static entry at `vtep` (an advertisement): it replaces the entry the MAC
+    /// had, never ages and is never evicted. A MAC that lives at a live local port (a fresh
+    /// entry there) is not taken from it: `false`, and the table is unchanged.
+    pub fn pin(&self, mac: Mac, vtep: Vtep, now: Timestamp) -> bool {
+        let mut expiry = self.lock_expiry();
+        let location = Location::Vtep(vtep);
+        if let Some(mut entry) = self.map.get_mut(&mac) {
+            let fresh = now.0
+                < entry
+                    .last_seen
+                    .load(Ordering::Relaxed)
+                    .saturating_add(self.ageing_ms);
+            if entry.pinned && entry.location == location {
+                return true;
+            }
+            if fresh && matches!(entry.location, Location::Port(_)) {
+                return false;
+            }
+            entry.location = location;
+            entry.pinned = true;
+            entry.last_seen.store(now.0, Ordering::Relaxed);
+            // Its heap item, if any, is stale from now on.
+            expiry.next_generation += 1;
+            entry.generation = expiry.next_generation;
+            return true;
+        }
+        expiry.next_generation += 1;
+        let generation = expiry.next_generation;
+        self.map.insert(
+            mac,
+            Entry {
+                location,
+                last_seen: AtomicU64::new(now.0),
+                generation,
+                pinned: true,
+            },
+        );
+        true
+    }
+
+    /// Removes the static entry of `mac` at `vtep` (its advertisement went). An entry that is
+    /// not static there (learned since, or pinned elsewhere) stays. Returns whether one went.
+    pub fn unpin(&self, mac: Mac, vtep: Vtep) -> bool {
+        let _expiry = self.lock_expiry();
+        self.map
+            .remove_if(&mac, |_, e| e.pinned && e.location == Location::Vtep(vtep))
+            .is_some()
+    }
+
+    /// How many entries are static.
+    pub fn pinned(&self) -> usize {
+        self.map.iter().filter(|e| e.pinned).count()
     }
 
     /// Forgets every entry that has expired by `now`; returns how many.
@@ -236,6 +316,7 @@ impl Fdb {
                 mac: *e.key(),
                 location: e.location,
                 last_seen: Timestamp(e.last_seen.load(Ordering::Relaxed)),
+                pinned: e.pinned,
             })
             .collect();
         v.sort_by_key(|e| e.mac);
@@ -259,7 +340,7 @@ impl Fdb {
     /// The real expiry of the entry a heap item belongs to, or `None` for a stale item.
     fn current_expiry(&self, mac: Mac, generation: u64) -> Option<u64> {
         let entry = self.map.get(&mac)?;
-        (entry.generation == generation).then(|| {
+        (entry.generation == generation && !entry.pinned).then(|| {
             entry
                 .last_seen
                 .load(Ordering::Relaxed)

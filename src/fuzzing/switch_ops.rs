@@ -327,6 +327,7 @@ impl Harness {
             },
             allow_vlan_tagged,
             storm_pps: 0,
+            proxy_arp: false,
         });
         let mut networks = BTreeSet::new();
         let mut tables = BTreeMap::new();
