@@ -169,9 +169,9 @@ impl Fdb {
                     .saturating_add(self.ageing_ms);
             let outcome = if entry.location == location {
                 Learned::Refreshed
-            } else if fresh && matches!(entry.location, Location::Port(_)) {
-                return Learned::Refused;
-            } else if entry.pinned && matches!(location, Location::Vtep(_)) {
+            } else if (fresh && matches!(entry.location, Location::Port(_)))
+                || (entry.pinned && matches!(location, Location::Vtep(_)))
+            {
                 return Learned::Refused;
             } else {
                 entry.location = location;

@@ -126,6 +126,8 @@ pub(crate) struct Inner {
     next_port: u32,
     /// Networks of a shared store this host could not set up, and why (attach refuses them).
     unusable: BTreeMap<String, String>,
+    /// Other hosts' advertised endpoints and the flood lists, as installed in the switch.
+    adverts: rules::adverts::Installed,
 }
 
 impl Inner {
@@ -205,6 +207,8 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
     };
     let switch = Arc::new(RwLock::new(Switch::new(SwitchConfig {
         storm_pps: config.storm_limit,
+        // Cluster mode knows every endpoint's address: ARP for them is answered here.
+        proxy_arp: store.leases_addresses(),
         ..SwitchConfig::default()
     })));
     let dataplane = Dataplane::start(switch.clone(), config.listen, config.port, start)?;
@@ -230,6 +234,7 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
             taps: BTreeMap::new(),
             next_port: 1,
             unusable: BTreeMap::new(),
+            adverts: Default::default(),
         }),
         attaching: Mutex::new(()),
     });
@@ -296,6 +301,7 @@ impl<S: StateStore> Handler for Daemon<S> {
                 let d = rules::network_join(inner.view(mtu), spec, keys::read)?;
                 self.apply(&mut inner, d.effects, None).await?;
                 inner.unusable.remove(&d.reply.name);
+                self.sync_adverts(&mut inner).await;
                 tracing::info!("network {} set up here with its key", d.reply.name);
                 Ok(Response::Network(views::summary(
                     &inner.view(mtu),
@@ -432,6 +438,7 @@ impl<S: StateStore> Handler for Daemon<S> {
                     &sw,
                     dp,
                     self.store.health(),
+                    &inner.adverts,
                     now,
                 ))))
             }
@@ -492,6 +499,26 @@ impl<S: StateStore> Daemon<S> {
             .retain(|name, _| state.networks.iter().any(|n| &n.name == name));
         inner.state = state;
         inner.revision = revision;
+        self.sync_adverts(inner).await;
+    }
+
+    /// Brings the switch's advertised endpoints and flood lists to what the state asks for
+    /// (see `rules::adverts`). Each change is applied on its own; one that fails is logged.
+    async fn sync_adverts(&self, inner: &mut Inner) {
+        let desired = rules::adverts::desired(&inner.state, |n| !inner.unusable.contains_key(n));
+        if let Some(d) = &desired {
+            if d.ignored.len() != inner.adverts.ignored {
+                for why in &d.ignored {
+                    tracing::warn!("ignored an endpoint advertisement: {why}");
+                }
+            }
+            inner.adverts.ignored = d.ignored.len();
+        }
+        for effect in rules::adverts::changes(&inner.adverts, desired.as_ref()) {
+            if let Err(e) = self.apply(inner, vec![effect], None).await {
+                tracing::warn!("cannot apply an endpoint advertisement: {e}");
+            }
+        }
     }
 
     /// Loads the store's current state and adopts it.
