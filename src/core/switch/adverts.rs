@@ -7,7 +7,8 @@
 //!   peer's removal) takes it away.
 //! - **Proxy ARP** ([`SwitchConfig::proxy_arp`](super::SwitchConfig)): an ARP request from a
 //!   local port for an advertised address, or for a secured local port's address, is answered
-//!   by the switch itself, back to the asking port, so it never crosses the underlay. The reply
+//!   by the switch itself, back to the asking port, so it never crosses the underlay: a
+//!   broadcast one, and a unicast one too (the kernel's reachability probes). The reply
 //!   is built in the caller's [`Forward`] (no allocation) and handed out by
 //!   [`Forward::deliver`] in place of the request.
 //! - **Flood lists.** [`Switch::set_flood_list`] restricts a network's broadcast, multicast and

@@ -258,6 +258,12 @@ fn arp_for_a_known_address_is_answered_to_the_asker_alone() {
         assert_eq!(vteps, [vtep(2), vtep(3)]);
     }
     assert_eq!(s.arp_answered(vni()), 2);
+    // A unicast request (a kernel's reachability probe) is answered too.
+    let mut probe = request.clone();
+    probe[..6].copy_from_slice(&mac(9).0);
+    let (ports, vteps) = from_port(&s, NOW, PortId(1), &probe);
+    assert_eq!((ports.len(), vteps.len()), (1, 0));
+    assert_eq!(s.arp_answered(vni()), 3);
     // A short ARP frame is not read past its end.
     let (ports, _) = from_port(&s, NOW, PortId(1), &request[..41]);
     assert!(ports.iter().all(|(_, f)| f.len() == 41));

@@ -333,7 +333,7 @@ impl Switch {
             Ok(dst) => dst,
             Err(reason) => return self.drop_frame(out, reason, &scopes),
         };
-        if dst.is_multicast() && self.proxy_arp(network, port, frame, out) {
+        if self.proxy_arp(network, port, frame, out) {
             return self.count_tx(network, out, frame.len());
         }
         match (dst.is_multicast(), network.fdb.lookup(dst, now)) {
