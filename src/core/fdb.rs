@@ -14,7 +14,9 @@
 //! host says it has. They never age and are never evicted (they have no heap item), and
 //! learning from a VTEP does not move them ([`Learned::Refused`]): only the advertisement's
 //! removal ([`Fdb::unpin`]) or a frame from a local port (a container that moved to this host:
-//! a local port is the authority on what lives here) does.
+//! a local port is the authority on what lives here) does. They do not count against the
+//! capacity, which bounds what the data plane can make the table learn; how many there are is
+//! up to the cluster's advertisements (at most one per address of the network).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -49,7 +51,8 @@ pub enum Location {
 pub struct FdbConfig {
     /// An entry not refreshed for this long is forgotten.
     pub ageing: Duration,
-    /// The most entries the table holds; a new MAC beyond it evicts the soonest-expiring entry.
+    /// The most learned entries the table holds (static ones apart); a new MAC beyond it evicts
+    /// the soonest-expiring learned entry.
     pub capacity: usize,
 }
 
@@ -103,6 +106,8 @@ struct Entry {
 struct Expiry {
     heap: BinaryHeap<Reverse<(u64, Mac, u64)>>,
     next_generation: u64,
+    /// How many entries are static (changed only under this lock).
+    pinned: usize,
 }
 
 /// One row of a table listing.
@@ -161,27 +166,45 @@ impl Fdb {
             }
         }
         let mut expiry = self.lock_expiry();
-        if let Some(mut entry) = self.map.get_mut(&mac) {
-            let fresh = now.0
-                < entry
-                    .last_seen
-                    .load(Ordering::Relaxed)
-                    .saturating_add(self.ageing_ms);
-            let outcome = if entry.location == location {
-                Learned::Refreshed
-            } else if (fresh && matches!(entry.location, Location::Port(_)))
-                || (entry.pinned && matches!(location, Location::Vtep(_)))
-            {
-                return Learned::Refused;
-            } else {
+        let takeover = match self.map.get_mut(&mac) {
+            None => false,
+            Some(mut entry) => {
+                let fresh = now.0
+                    < entry
+                        .last_seen
+                        .load(Ordering::Relaxed)
+                        .saturating_add(self.ageing_ms);
+                if entry.location == location {
+                    entry.last_seen.store(now.0, Ordering::Relaxed);
+                    return Learned::Refreshed;
+                }
+                if (fresh && matches!(entry.location, Location::Port(_)))
+                    || (entry.pinned && matches!(location, Location::Vtep(_)))
+                {
+                    return Learned::Refused;
+                }
+                if !entry.pinned {
+                    entry.location = location;
+                    entry.last_seen.store(now.0, Ordering::Relaxed);
+                    self.counters.moved.fetch_add(1, Ordering::Relaxed);
+                    return Learned::Moved;
+                }
+                true
+            }
+        };
+        if takeover {
+            // A local port takes a static entry over (the container moved here): it becomes a
+            // learned entry, so a table full of learned entries makes room first. The entry's
+            // guard is dropped meanwhile (eviction may touch its shard); the expiry lock keeps
+            // anyone else from changing the table's shape.
+            if self.map.len() - expiry.pinned >= self.capacity {
+                self.evict_one(&mut expiry);
+            }
+            if let Some(mut entry) = self.map.get_mut(&mac) {
                 entry.location = location;
-                self.counters.moved.fetch_add(1, Ordering::Relaxed);
-                Learned::Moved
-            };
-            entry.last_seen.store(now.0, Ordering::Relaxed);
-            if entry.pinned && outcome == Learned::Moved {
-                // Taken over by a local port: an ordinary learned entry from now on.
+                entry.last_seen.store(now.0, Ordering::Relaxed);
                 entry.pinned = false;
+                expiry.pinned -= 1;
                 expiry.next_generation += 1;
                 entry.generation = expiry.next_generation;
                 expiry.heap.push(Reverse((
@@ -190,10 +213,11 @@ impl Fdb {
                     entry.generation,
                 )));
             }
-            return outcome;
+            self.counters.moved.fetch_add(1, Ordering::Relaxed);
+            return Learned::Moved;
         }
         let mut outcome = Learned::New;
-        if self.map.len() >= self.capacity {
+        if self.map.len() - expiry.pinned >= self.capacity {
             self.evict_one(&mut expiry);
             outcome = Learned::NewEvicted;
         }
@@ -242,6 +266,9 @@ impl Fdb {
                 return false;
             }
             entry.location = location;
+            if !entry.pinned {
+                expiry.pinned += 1;
+            }
             entry.pinned = true;
             entry.last_seen.store(now.0, Ordering::Relaxed);
             // Its heap item, if any, is stale from now on.
@@ -250,6 +277,7 @@ impl Fdb {
             return true;
         }
         expiry.next_generation += 1;
+        expiry.pinned += 1;
         let generation = expiry.next_generation;
         self.map.insert(
             mac,
@@ -266,15 +294,20 @@ impl Fdb {
     /// Removes the static entry of `mac` at `vtep` (its advertisement went). An entry that is
     /// not static there (learned since, or pinned elsewhere) stays. Returns whether one went.
     pub fn unpin(&self, mac: Mac, vtep: Vtep) -> bool {
-        let _expiry = self.lock_expiry();
-        self.map
+        let mut expiry = self.lock_expiry();
+        let gone = self
+            .map
             .remove_if(&mac, |_, e| e.pinned && e.location == Location::Vtep(vtep))
-            .is_some()
+            .is_some();
+        if gone {
+            expiry.pinned -= 1;
+        }
+        gone
     }
 
     /// How many entries are static.
     pub fn pinned(&self) -> usize {
-        self.map.iter().filter(|e| e.pinned).count()
+        self.lock_expiry().pinned
     }
 
     /// Forgets every entry that has expired by `now`; returns how many.
@@ -301,9 +334,15 @@ impl Fdb {
 
     /// Removes every entry at `location` (a port detached, a peer removed).
     pub fn flush(&self, location: Location) -> usize {
-        let _expiry = self.lock_expiry();
+        let mut expiry = self.lock_expiry();
         let before = self.map.len();
-        self.map.retain(|_, e| e.location != location);
+        let mut pinned = 0;
+        self.map.retain(|_, e| {
+            let keep = e.location != location;
+            pinned += usize::from(!keep && e.pinned);
+            keep
+        });
+        expiry.pinned -= pinned;
         before - self.map.len()
     }
 

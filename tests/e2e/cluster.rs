@@ -1139,7 +1139,11 @@ fn vtep(i: usize) -> String {
 fn wait_static(lab: &Lab, h: usize, mac: &str, at: usize, within: Duration) {
     let want = vec![("vtep".to_string(), Some(vtep(at)), true)];
     eventually(
-        &format!("host {} has {mac} static at {}", lab.hosts[h].label, vtep(at)),
+        &format!(
+            "host {} has {mac} static at {}",
+            lab.hosts[h].label,
+            vtep(at)
+        ),
         within,
         lab,
         || (fdb_of(&lab.hosts[h], "blue", mac) == want).then_some(()),
@@ -1193,18 +1197,50 @@ fn advertised_endpoints_keep_arp_and_unicast_floods_off_the_underlay() {
     assert_eq!(ping(&ns[1], "10.10.0.1", 3), 3, "c1 -> c0\n{}", lab.logs());
     assert_eq!(neigh_mac(&ns[0], "10.10.0.2").as_deref(), Some(&*macs[1]));
     let arps: Vec<u64> = counters.into_iter().map(ArpOnUnderlay::count).collect();
-    assert_eq!(arps, [0, 0, 0], "VXLAN-carried ARP on the underlay of A, B, C");
+    assert_eq!(
+        arps,
+        [0, 0, 0],
+        "VXLAN-carried ARP on the underlay of A, B, C"
+    );
     let answered = |h: &Host| h.json(&["network", "inspect", "blue"])["arp_answered"].as_u64();
-    assert!(answered(&lab.hosts[0]).unwrap_or(0) >= 1, "A answered c0's ARP");
-    assert!(answered(&lab.hosts[1]).unwrap_or(0) >= 1, "B answered c1's ARP");
+    assert!(
+        answered(&lab.hosts[0]).unwrap_or(0) >= 1,
+        "A answered c0's ARP"
+    );
+    assert!(
+        answered(&lab.hosts[1]).unwrap_or(0) >= 1,
+        "B answered c1's ARP"
+    );
 
     // The first frame to c2's MAC (never sent to before): to C alone, B sees no copy.
     let mark = marker("first-unicast");
-    let on_b = count_frames(&lab.hosts[1].ns.name, UNDERLAY_DEV, 10.0, None, Some(&mark), None);
-    let on_c = count_frames(&lab.hosts[2].ns.name, UNDERLAY_DEV, 10.0, None, Some(&mark), None);
+    let on_b = count_frames(
+        &lab.hosts[1].ns.name,
+        UNDERLAY_DEV,
+        10.0,
+        None,
+        Some(&mark),
+        None,
+    );
+    let on_c = count_frames(
+        &lab.hosts[2].ns.name,
+        UNDERLAY_DEV,
+        10.0,
+        None,
+        Some(&mark),
+        None,
+    );
     send_frame(&ns[0], "eth0", &macs[2], 0x88b5, &mark);
-    assert_eq!(on_b.stop_after(Duration::from_millis(500)), 0, "B got a copy");
-    assert_eq!(on_c.stop_after(Duration::from_millis(100)), 1, "C got it once");
+    assert_eq!(
+        on_b.stop_after(Duration::from_millis(500)),
+        0,
+        "B got a copy"
+    );
+    assert_eq!(
+        on_c.stop_after(Duration::from_millis(100)),
+        1,
+        "C got it once"
+    );
 
     // The control: an address nobody advertises is asked for across the underlay.
     let counter = ArpOnUnderlay::start(&lab.hosts[1]);
@@ -1267,15 +1303,17 @@ fn a_container_moved_to_another_host_is_reached_within_a_second() {
     thread::sleep(Duration::from_millis(700));
     lab.hosts[1].ok(&["detach", &ns[1], "--network", "blue"]);
     let moved = lab.netns("moved");
-    lab.hosts[2].attach(
-        &moved,
-        "blue",
-        &["--ip", "10.10.0.2/24", "--mac", &macs[1]],
-    );
+    lab.hosts[2].attach(&moved, "blue", &["--ip", "10.10.0.2/24", "--mac", &macs[1]]);
     let attached = unix_now();
     let t = Instant::now();
     wait_static(&lab, 0, &macs[1], 2, Duration::from_secs(1));
-    wait_static(&lab, 1, &macs[1], 2, Duration::from_secs(1).saturating_sub(t.elapsed()));
+    wait_static(
+        &lab,
+        1,
+        &macs[1],
+        2,
+        Duration::from_secs(1).saturating_sub(t.elapsed()),
+    );
     let r = stream.finish(Duration::from_secs(20));
     let replies: Vec<f64> = r
         .out

@@ -71,8 +71,9 @@ pub struct RemoteEndpoint {
 }
 
 impl Switch {
-    /// Installs an advertised endpoint of network `vni`: `mac` (with IPv4 address `ip`) lives
-    /// behind `vtep`, which must be a peer. Replaces an earlier advertisement of the MAC.
+    /// Installs an advertised endpoint of network `vni`: `mac` (a station's: not multicast nor
+    /// zero; with IPv4 address `ip`) lives behind `vtep`, which must be a peer. Replaces an
+    /// earlier advertisement of the MAC (forgotten even when this one is refused).
     /// `Ok(false)`: the MAC lives at a live local port here, which keeps it (nothing changed).
     pub fn set_remote_endpoint(
         &mut self,
@@ -82,6 +83,9 @@ impl Switch {
         vtep: Vtep,
         now: Timestamp,
     ) -> Result<bool, SwitchError> {
+        if !mac.is_valid_source() {
+            return Err(SwitchError::BadMac(mac));
+        }
         if !self.peers.iter().any(|p| p.vtep == vtep) {
             return Err(SwitchError::UnknownPeer(vtep.0.ip()));
         }

@@ -4,6 +4,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use super::*;
+use crate::core::{Fdb, FdbConfig, Learned};
 
 const NOW: Timestamp = Timestamp(0);
 
@@ -308,4 +309,44 @@ fn floods_go_only_to_the_flood_list() {
     s.set_flood_list(vni(), None).expect("network");
     assert_eq!(from_port(&s, NOW, PortId(1), &bcast).1, [vtep(2), vtep(3)]);
     assert!(s.set_flood_list(Vni::new(8).expect("vni"), None).is_err());
+}
+
+#[test]
+fn static_entries_are_neither_evicted_nor_counted_against_the_capacity() {
+    let fdb = Fdb::new(FdbConfig {
+        ageing: Duration::from_secs(10),
+        capacity: 2,
+    });
+    for n in 10..13 {
+        assert!(fdb.pin(mac(n), vtep(2), NOW));
+    }
+    assert_eq!(
+        fdb.learn(mac(1), Location::Port(PortId(1)), NOW),
+        Learned::New
+    );
+    assert_eq!(
+        fdb.learn(mac(2), Location::Port(PortId(1)), NOW),
+        Learned::New
+    );
+    assert_eq!((fdb.len(), fdb.pinned()), (5, 3));
+    let later = NOW.saturating_add(Duration::from_secs(1));
+    assert_eq!(
+        fdb.learn(mac(3), Location::Port(PortId(2)), later),
+        Learned::NewEvicted
+    );
+    assert_eq!(fdb.lookup(mac(1), later), None, "a learned entry made room");
+    assert!((10..13).all(|n| fdb.lookup(mac(n), later).is_some()));
+    // Ageing leaves them too; flushing their VTEP and unpinning take them.
+    fdb.age(NOW.saturating_add(Duration::from_secs(60)));
+    assert_eq!((fdb.len(), fdb.pinned()), (3, 3));
+    assert!(!fdb.unpin(mac(10), vtep(3)), "not static at .3");
+    assert!(fdb.unpin(mac(10), vtep(2)));
+    assert_eq!(fdb.flush(Location::Vtep(vtep(2))), 2);
+    assert_eq!((fdb.len(), fdb.pinned()), (0, 0));
+    // A station's MAC only.
+    let mut s = switch(false);
+    assert_eq!(
+        s.set_remote_endpoint(vni(), Mac([0xff; 6]), None, vtep(2), NOW),
+        Err(SwitchError::BadMac(Mac([0xff; 6])))
+    );
 }

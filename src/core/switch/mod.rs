@@ -68,6 +68,8 @@ pub enum SwitchError {
     PeerExists(IpAddr),
     #[error("no peer {0}")]
     UnknownPeer(IpAddr),
+    #[error("{0} cannot be a station's MAC")]
+    BadMac(Mac),
 }
 
 /// One network: its table, its ports, its counters.
