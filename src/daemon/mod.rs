@@ -12,6 +12,7 @@
 //! decides on a consistent view and the store's compare-and-swap only fails when another
 //! writer of a shared store got there first.
 
+mod adverts;
 mod attach;
 use attach::{is_conflict, ns_id, port_ip, resolve_container};
 mod effects;
@@ -500,25 +501,6 @@ impl<S: StateStore> Daemon<S> {
         inner.state = state;
         inner.revision = revision;
         self.sync_adverts(inner).await;
-    }
-
-    /// Brings the switch's advertised endpoints and flood lists to what the state asks for
-    /// (see `rules::adverts`). Each change is applied on its own; one that fails is logged.
-    async fn sync_adverts(&self, inner: &mut Inner) {
-        let desired = rules::adverts::desired(&inner.state, |n| !inner.unusable.contains_key(n));
-        if let Some(d) = &desired {
-            if d.ignored.len() != inner.adverts.ignored {
-                for why in &d.ignored {
-                    tracing::warn!("ignored an endpoint advertisement: {why}");
-                }
-            }
-            inner.adverts.ignored = d.ignored.len();
-        }
-        for effect in rules::adverts::changes(&inner.adverts, desired.as_ref()) {
-            if let Err(e) = self.apply(inner, vec![effect], None).await {
-                tracing::warn!("cannot apply an endpoint advertisement: {e}");
-            }
-        }
     }
 
     /// Loads the store's current state and adopts it.

@@ -339,6 +339,43 @@ mod tests {
     }
 
     #[test]
+    fn joined_hosts_share_claims_and_see_each_others_endpoints() {
+        let store = MemoryStore::new();
+        let a = store.join("a", "192.0.2.1:4789".parse().expect("addr"));
+        let b = store.join("b", "192.0.2.2:4789".parse().expect("addr"));
+        let mut watch_b = b.watch().expect("watchable");
+        let holder = |mac: u8| AddressHolder {
+            host: String::new(),
+            netns: "c".into(),
+            ifname: "eth0".into(),
+            mac: crate::wire::Mac([2, 0, 0, 0, 0, mac]),
+        };
+        let ip: Ipv4Addr = "10.0.0.1".parse().expect("ip");
+        block(a.claim_address("blue", ip, holder(1))).expect("claimed");
+        let e = block(b.claim_address("blue", ip, holder(2))).expect_err("held by a");
+        assert!(e.to_string().contains("on host a"), "{e}");
+        block(b.release_address("blue", ip)).expect("not b's: a no-op");
+        let seen = watch_b.try_recv().expect("a change").state;
+        assert_eq!(seen.peers, vec!["192.0.2.1:4789".parse().expect("addr")]);
+        let cluster = seen.cluster.expect("a cluster view");
+        assert_eq!(cluster.endpoints.len(), 1);
+        assert_eq!(cluster.endpoints[0].host, "a");
+        // a's own view has no endpoint of its own; a killed host's claims go with it.
+        let own = block(a.load())
+            .expect("load")
+            .state
+            .cluster
+            .expect("cluster");
+        assert!(own.endpoints.is_empty());
+        store.kill("a");
+        let after = block(b.load()).expect("load").state;
+        assert!(after.peers.is_empty());
+        assert!(after.cluster.expect("cluster").endpoints.is_empty());
+        assert!(block(b.held_addresses("blue")).expect("held").is_empty());
+        assert!(!store.leases_addresses() && b.leases_addresses());
+    }
+
+    #[test]
     fn outside_writes_reach_watchers_and_a_down_store_says_so() {
         let store = MemoryStore::new();
         let mut rx = store.watch().expect("watchable");

@@ -195,3 +195,7 @@ impl Installed {
         self.flood.remove(&vni);
     }
 }
+
+#[cfg(test)]
+#[path = "adverts_tests.rs"]
+mod tests;
