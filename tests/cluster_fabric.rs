@@ -56,16 +56,11 @@ impl Cluster {
     fn new() -> Cluster {
         let store = MemoryStore::new();
         let mut state = State::empty();
-        state.networks.push(NetworkRecord {
-            name: "blue".into(),
-            vni: BLUE,
-            subnet: "10.0.0.0/24".parse().expect("cidr"),
-            gateway: None,
-            mtu: None,
-            encrypted: false,
-            key_file: None,
-            key_check: None,
-        });
+        state.networks.push(NetworkRecord::plain(
+            "blue",
+            BLUE,
+            "10.0.0.0/24".parse().expect("cidr"),
+        ));
         store.external_write(state);
         let mut fabric = Fabric::full_mesh(
             3,

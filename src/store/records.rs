@@ -81,6 +81,22 @@ pub struct NetworkRecord {
     pub key_check: Option<String>,
 }
 
+impl NetworkRecord {
+    /// A plain network with no gateway and the MTU following the underlay.
+    pub fn plain(name: &str, vni: Vni, subnet: Ipv4Net) -> NetworkRecord {
+        NetworkRecord {
+            name: name.to_owned(),
+            vni,
+            subnet,
+            gateway: None,
+            mtu: None,
+            encrypted: false,
+            key_file: None,
+            key_check: None,
+        }
+    }
+}
+
 /// Why a state file's bytes are not a state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {

@@ -32,16 +32,11 @@ fn advert(m: u8, ip: [u8; 4], host: u8) -> Advert {
 /// Network blue (10.0.0.0/24); peers .2 and .3 from the registry and .9 static.
 fn state(endpoints: Vec<Advert>) -> State {
     let mut s = State::empty();
-    s.networks.push(NetworkRecord {
-        name: "blue".into(),
-        vni: blue(),
-        subnet: "10.0.0.0/24".parse().expect("cidr"),
-        gateway: None,
-        mtu: None,
-        encrypted: false,
-        key_file: None,
-        key_check: None,
-    });
+    s.networks.push(NetworkRecord::plain(
+        "blue",
+        blue(),
+        "10.0.0.0/24".parse().expect("cidr"),
+    ));
     s.peers = vec![vtep(9), vtep(2), vtep(3)];
     s.cluster = Some(Cluster {
         hosts: vec![vtep(2), vtep(3)],
