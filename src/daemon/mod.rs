@@ -401,6 +401,8 @@ impl<S: StateStore> Handler for Daemon<S> {
             Request::PeerAdd { addr } => {
                 let d = rules::peer_add(inner.view(mtu), addr)?;
                 self.apply(&mut inner, d.effects, None).await?;
+                // A static peer gets every flood (cluster mode's flood lists include it).
+                self.sync_adverts(&mut inner).await;
                 Ok(Response::Peer(d.reply))
             }
             Request::PeerRemove { addr } => {
@@ -409,6 +411,7 @@ impl<S: StateStore> Handler for Daemon<S> {
                     .peer_traffic(d.reply.ip())
                     .unwrap_or_default();
                 self.apply(&mut inner, d.effects, None).await?;
+                self.sync_adverts(&mut inner).await;
                 Ok(Response::Peer(crate::control::PeerInfo {
                     addr: d.reply,
                     traffic,

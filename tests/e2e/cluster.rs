@@ -1242,6 +1242,18 @@ fn advertised_endpoints_keep_arp_and_unicast_floods_off_the_underlay() {
         "C got it once"
     );
 
+    // A static peer (`peer add`, e.g. a kernel VTEP) advertises nothing: it gets every flood.
+    lab.hosts[0].ok(&["peer", "add", "192.0.2.77"]);
+    assert_eq!(
+        flood_of(&lab.hosts[0], "blue"),
+        BTreeSet::from([vtep(1), vtep(2), "192.0.2.77:4789".to_string()])
+    );
+    lab.hosts[0].ok(&["peer", "rm", "192.0.2.77"]);
+    assert_eq!(
+        flood_of(&lab.hosts[0], "blue"),
+        BTreeSet::from([vtep(1), vtep(2)])
+    );
+
     // The control: an address nobody advertises is asked for across the underlay.
     let counter = ArpOnUnderlay::start(&lab.hosts[1]);
     assert_eq!(ping(&ns[0], "10.10.0.99", 1), 0);
