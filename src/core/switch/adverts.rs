@@ -226,8 +226,8 @@ impl Switch {
         else {
             return false;
         };
-        // Never tell a station that its own address is someone else's (nor itself: a probe
-        // of its own address).
+        // A station asking about an address that is its own (a duplicate-address check) is
+        // left to the network: answering with its own MAC would look like a conflict.
         if mac == request.sender_mac || mac == request.src {
             return false;
         }
