@@ -96,6 +96,37 @@ ensure_pkgs() {
         die "apt-get install failed for: ${missing[*]}"
 }
 
+# ensure_etcd — Debian's etcd-server, without its own service: the package's service must not
+# start (it would listen on the machine's loopback), so a policy-rc.d forbids it while
+# installing. Tests and demos run etcd themselves, in a namespace, on an address they assigned.
+ensure_etcd() {
+    command -v etcd >/dev/null 2>&1 && return 0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 0755 /usr/sbin/policy-rc.d
+        ensure_pkgs etcd-server:etcd
+        rm -f /usr/sbin/policy-rc.d
+    else
+        ensure_pkgs etcd-server:etcd
+    fi
+}
+
+# start_etcd NS IP — one etcd member in namespace NS serving clients on IP:2379 (its peer port
+# on the namespace's loopback only), data in the work dir; waits until it serves. Sets
+# ETCD_PID.
+start_etcd() {
+    local ns=$1 ip=$2
+    spawn "$VS_WORK/etcd.log" "$ns" etcd --name e1 --data-dir "$VS_WORK/etcd" \
+        --listen-client-urls "http://$ip:2379" --advertise-client-urls "http://$ip:2379" \
+        --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+        --initial-cluster e1=http://127.0.0.1:2380
+    ETCD_PID=$SPAWN_PID
+    wait_listen "$ns" 2379 30 || {
+        dump_log "$VS_WORK/etcd.log"
+        return 1
+    }
+}
+
 # Find cargo even under sudo, where ~/.cargo/bin is often not on PATH.
 _vs_cargo() {
     if command -v cargo >/dev/null 2>&1; then

@@ -19,18 +19,8 @@ ensure_pkgs iproute2 iperf3 tshark tcpdump iputils-ping:ping python3:python3 uti
     protobuf-compiler:protoc openssl:openssl etcd-client:etcdctl
 # The etcd-client crate's build needs protoc. The cluster tests run the real etcd (Debian's
 # etcd-server; etcdctl, from the etcd-client package, looks into it), each its own process on a
-# test namespace's address. The package's own service must not start (it would listen on the
-# machine's loopback): a policy-rc.d forbids it while installing.
-if ! command -v etcd >/dev/null 2>&1; then
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 0755 /usr/sbin/policy-rc.d
-        ensure_pkgs etcd-server:etcd
-        rm -f /usr/sbin/policy-rc.d
-    else
-        ensure_pkgs etcd-server:etcd
-    fi
-fi
+# test namespace's address (see ensure_etcd).
+ensure_etcd
 
 echo "== format and lints"
 cargo fmt --all -- --check

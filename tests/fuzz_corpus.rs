@@ -106,6 +106,10 @@ fn switch_ops_seeds_exercise_the_switch() {
         }
         harness.seen
     };
+    let seen = run("advertised");
+    assert!(seen.unicast_to_vtep >= 2, "{seen:?}");
+    assert!(seen.flooded >= 2, "{seen:?}");
+    assert!(seen.dropped > 0, "{seen:?}");
     let seen = run("forwarding");
     assert!(seen.unicast_to_port > 0, "{seen:?}");
     assert!(seen.unicast_to_vtep > 0, "{seen:?}");

@@ -142,6 +142,17 @@ fn detail(out: &mut impl Write, n: &NetworkDetail) -> io::Result<()> {
         if n.encrypted { "encrypted" } else { "plain" }
     )?;
     writeln!(out, "  traffic: {}", traffic(&n.traffic))?;
+    let flood: Vec<String> = n.flood.iter().map(|v| v.to_string()).collect();
+    writeln!(
+        out,
+        "  floods go to: {}; ARP requests answered here: {}",
+        if flood.is_empty() {
+            "no other host".to_owned()
+        } else {
+            flood.join(", ")
+        },
+        n.arp_answered
+    )?;
     if n.ports.is_empty() {
         writeln!(out, "  no ports")?;
     } else {
@@ -354,7 +365,15 @@ fn stats(out: &mut impl Write, s: &Stats) -> io::Result<()> {
         st.last_error
             .as_ref()
             .map_or_else(String::new, |e| format!("; last error: {e}"))
-    )
+    )?;
+    if st.endpoints + st.ignored_endpoints > 0 {
+        writeln!(
+            out,
+            "advertised endpoints of other hosts: {} installed, {} ignored",
+            st.endpoints, st.ignored_endpoints
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -375,6 +394,7 @@ mod tests {
                 connected: false,
                 revision: 42,
                 last_error: Some("no answer to a listing within 2 s".into()),
+                ..Default::default()
             },
         };
         st.networks.push(crate::control::NetworkStats {

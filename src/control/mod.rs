@@ -224,6 +224,13 @@ pub struct NetworkDetail {
     /// Every endpoint of the network on every host (cluster mode), or this host's.
     #[serde(default)]
     pub endpoints: Vec<EndpointInfo>,
+    /// The VTEPs a flood of this network goes to now (cluster mode: the hosts with endpoints
+    /// on it, and static peers; otherwise every peer).
+    #[serde(default)]
+    pub flood: Vec<SocketAddr>,
+    /// ARP requests the switch answered itself (proxy ARP, cluster mode).
+    #[serde(default)]
+    pub arp_answered: u64,
 }
 
 /// An endpoint of a network, on any host.
@@ -270,6 +277,9 @@ pub struct FdbRow {
     /// Human-readable location, e.g. `port 3 (netns c1, eth0)` or `vtep 192.0.2.2:4789`.
     pub location: String,
     pub age_secs: f64,
+    /// A static entry from another host's advertisement (cluster mode): it does not age.
+    #[serde(default, rename = "static")]
+    pub pinned: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -316,6 +326,12 @@ pub struct StoreStats {
     pub revision: u64,
     /// The last error since the store last worked.
     pub last_error: Option<String>,
+    /// Other hosts' advertised endpoints installed in the switch (cluster mode).
+    #[serde(default)]
+    pub endpoints: usize,
+    /// Advertisements in the store that were ignored as unusable (see the daemon's log).
+    #[serde(default)]
+    pub ignored_endpoints: usize,
 }
 
 /// `stats`.

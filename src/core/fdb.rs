@@ -9,6 +9,14 @@
 //! refresh does not touch it, so when an item comes up whose entry has been refreshed since, it
 //! is pushed again with the new expiry. Every item's key is at most its entry's real expiry, so
 //! the first popped item whose key *is* the real expiry is the true minimum.
+//!
+//! **Static entries** ([`Fdb::pin`]) are the cluster's endpoint advertisements: a MAC another
+//! host says it has. They never age and are never evicted (they have no heap item), and
+//! learning from a VTEP does not move them ([`Learned::Refused`]): only the advertisement's
+//! removal ([`Fdb::unpin`]) or a frame from a local port (a container that moved to this host:
+//! a local port is the authority on what lives here) does. They do not count against the
+//! capacity, which bounds what the data plane can make the table learn; how many there are is
+//! up to the cluster's advertisements (at most one per address of the network).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -43,7 +51,8 @@ pub enum Location {
 pub struct FdbConfig {
     /// An entry not refreshed for this long is forgotten.
     pub ageing: Duration,
-    /// The most entries the table holds; a new MAC beyond it evicts the soonest-expiring entry.
+    /// The most learned entries the table holds (static ones apart); a new MAC beyond it evicts
+    /// the soonest-expiring learned entry.
     pub capacity: usize,
 }
 
@@ -67,8 +76,10 @@ pub enum Learned {
     NewEvicted,
     /// The MAC was known elsewhere and moved here.
     Moved,
-    /// The MAC lives at a local port (a fresh entry there) and was not moved here: a MAC is
-    /// not taken from a live local port by one frame from somewhere else.
+    /// The MAC lives at a local port (a fresh entry there), or is pinned at a VTEP by an
+    /// advertisement and the frame came from another VTEP, and was not moved here: a MAC is
+    /// not taken from a live local port, nor from an advertised place, by one frame from
+    /// somewhere else.
     Refused,
 }
 
@@ -87,12 +98,16 @@ struct Entry {
     last_seen: AtomicU64,
     /// Tells heap items of this entry from those of an earlier entry for the same MAC.
     generation: u64,
+    /// A static entry (see the module doc): no heap item, never ages.
+    pinned: bool,
 }
 
 #[derive(Debug, Default)]
 struct Expiry {
     heap: BinaryHeap<Reverse<(u64, Mac, u64)>>,
     next_generation: u64,
+    /// How many entries are static (changed only under this lock).
+    pinned: usize,
 }
 
 /// One row of a table listing.
@@ -101,6 +116,8 @@ pub struct FdbEntry {
     pub mac: Mac,
     pub location: Location,
     pub last_seen: Timestamp,
+    /// A static entry, from an advertisement: it does not age.
+    pub pinned: bool,
 }
 
 /// The MAC table of one network.
@@ -149,26 +166,58 @@ impl Fdb {
             }
         }
         let mut expiry = self.lock_expiry();
-        if let Some(mut entry) = self.map.get_mut(&mac) {
-            let fresh = now.0
-                < entry
-                    .last_seen
-                    .load(Ordering::Relaxed)
-                    .saturating_add(self.ageing_ms);
-            let outcome = if entry.location == location {
-                Learned::Refreshed
-            } else if fresh && matches!(entry.location, Location::Port(_)) {
-                return Learned::Refused;
-            } else {
+        let takeover = match self.map.get_mut(&mac) {
+            None => false,
+            Some(mut entry) => {
+                let fresh = now.0
+                    < entry
+                        .last_seen
+                        .load(Ordering::Relaxed)
+                        .saturating_add(self.ageing_ms);
+                if entry.location == location {
+                    entry.last_seen.store(now.0, Ordering::Relaxed);
+                    return Learned::Refreshed;
+                }
+                if (fresh && matches!(entry.location, Location::Port(_)))
+                    || (entry.pinned && matches!(location, Location::Vtep(_)))
+                {
+                    return Learned::Refused;
+                }
+                if !entry.pinned {
+                    entry.location = location;
+                    entry.last_seen.store(now.0, Ordering::Relaxed);
+                    self.counters.moved.fetch_add(1, Ordering::Relaxed);
+                    return Learned::Moved;
+                }
+                true
+            }
+        };
+        if takeover {
+            // A local port takes a static entry over (the container moved here): it becomes a
+            // learned entry, so a table full of learned entries makes room first. The entry's
+            // guard is dropped meanwhile (eviction may touch its shard); the expiry lock keeps
+            // anyone else from changing the table's shape.
+            if self.map.len() - expiry.pinned >= self.capacity {
+                self.evict_one(&mut expiry);
+            }
+            if let Some(mut entry) = self.map.get_mut(&mac) {
                 entry.location = location;
-                self.counters.moved.fetch_add(1, Ordering::Relaxed);
-                Learned::Moved
-            };
-            entry.last_seen.store(now.0, Ordering::Relaxed);
-            return outcome;
+                entry.last_seen.store(now.0, Ordering::Relaxed);
+                entry.pinned = false;
+                expiry.pinned -= 1;
+                expiry.next_generation += 1;
+                entry.generation = expiry.next_generation;
+                expiry.heap.push(Reverse((
+                    now.0.saturating_add(self.ageing_ms),
+                    mac,
+                    entry.generation,
+                )));
+            }
+            self.counters.moved.fetch_add(1, Ordering::Relaxed);
+            return Learned::Moved;
         }
         let mut outcome = Learned::New;
-        if self.map.len() >= self.capacity {
+        if self.map.len() - expiry.pinned >= self.capacity {
             self.evict_one(&mut expiry);
             outcome = Learned::NewEvicted;
         }
@@ -179,6 +228,7 @@ impl Fdb {
                 location,
                 last_seen: AtomicU64::new(now.0),
                 generation,
+                pinned: false,
             });
         }
         expiry.heap.push(Reverse((
@@ -194,7 +244,70 @@ impl Fdb {
     pub fn lookup(&self, mac: Mac, now: Timestamp) -> Option<Location> {
         let entry = self.map.get(&mac)?;
         let last = entry.last_seen.load(Ordering::Relaxed);
-        (now.0 < last.saturating_add(self.ageing_ms)).then_some(entry.location)
+        (entry.pinned || now.0 < last.saturating_add(self.ageing_ms)).then_some(entry.location)
+    }
+
+    /// Makes `mac` a static entry at `vtep` (an advertisement): it replaces the entry the MAC
+    /// had, never ages and is never evicted. A MAC that lives at a live local port (a fresh
+    /// entry there) is not taken from it: `false`, and the table is unchanged.
+    pub fn pin(&self, mac: Mac, vtep: Vtep, now: Timestamp) -> bool {
+        let mut expiry = self.lock_expiry();
+        let location = Location::Vtep(vtep);
+        if let Some(mut entry) = self.map.get_mut(&mac) {
+            let fresh = now.0
+                < entry
+                    .last_seen
+                    .load(Ordering::Relaxed)
+                    .saturating_add(self.ageing_ms);
+            if entry.pinned && entry.location == location {
+                return true;
+            }
+            if fresh && matches!(entry.location, Location::Port(_)) {
+                return false;
+            }
+            entry.location = location;
+            if !entry.pinned {
+                expiry.pinned += 1;
+            }
+            entry.pinned = true;
+            entry.last_seen.store(now.0, Ordering::Relaxed);
+            // Its heap item, if any, is stale from now on.
+            expiry.next_generation += 1;
+            entry.generation = expiry.next_generation;
+            return true;
+        }
+        expiry.next_generation += 1;
+        expiry.pinned += 1;
+        let generation = expiry.next_generation;
+        self.map.insert(
+            mac,
+            Entry {
+                location,
+                last_seen: AtomicU64::new(now.0),
+                generation,
+                pinned: true,
+            },
+        );
+        true
+    }
+
+    /// Removes the static entry of `mac` at `vtep` (its advertisement went). An entry that is
+    /// not static there (learned since, or pinned elsewhere) stays. Returns whether one went.
+    pub fn unpin(&self, mac: Mac, vtep: Vtep) -> bool {
+        let mut expiry = self.lock_expiry();
+        let gone = self
+            .map
+            .remove_if(&mac, |_, e| e.pinned && e.location == Location::Vtep(vtep))
+            .is_some();
+        if gone {
+            expiry.pinned -= 1;
+        }
+        gone
+    }
+
+    /// How many entries are static.
+    pub fn pinned(&self) -> usize {
+        self.lock_expiry().pinned
     }
 
     /// Forgets every entry that has expired by `now`; returns how many.
@@ -221,9 +334,15 @@ impl Fdb {
 
     /// Removes every entry at `location` (a port detached, a peer removed).
     pub fn flush(&self, location: Location) -> usize {
-        let _expiry = self.lock_expiry();
+        let mut expiry = self.lock_expiry();
         let before = self.map.len();
-        self.map.retain(|_, e| e.location != location);
+        let mut pinned = 0;
+        self.map.retain(|_, e| {
+            let keep = e.location != location;
+            pinned += usize::from(!keep && e.pinned);
+            keep
+        });
+        expiry.pinned -= pinned;
         before - self.map.len()
     }
 
@@ -236,6 +355,7 @@ impl Fdb {
                 mac: *e.key(),
                 location: e.location,
                 last_seen: Timestamp(e.last_seen.load(Ordering::Relaxed)),
+                pinned: e.pinned,
             })
             .collect();
         v.sort_by_key(|e| e.mac);
@@ -259,7 +379,7 @@ impl Fdb {
     /// The real expiry of the entry a heap item belongs to, or `None` for a stale item.
     fn current_expiry(&self, mac: Mac, generation: u64) -> Option<u64> {
         let entry = self.map.get(&mac)?;
-        (entry.generation == generation).then(|| {
+        (entry.generation == generation && !entry.pinned).then(|| {
             entry
                 .last_seen
                 .load(Ordering::Relaxed)

@@ -23,6 +23,22 @@ pub struct Forward {
     pub frame: Range<usize>,
     /// Set when the frame was dropped (and counted).
     pub dropped: Option<DropReason>,
+    /// Set when the switch answered the frame itself (proxy ARP): this reply, not the frame,
+    /// goes to `ports` (the asking port).
+    pub reply: Option<Reply>,
+}
+
+/// The length of an Ethernet frame carrying an IPv4-over-Ethernet ARP packet (no padding).
+pub const ARP_FRAME_LEN: usize = 42;
+
+/// A frame the switch made itself: an ARP reply. Kept inline, so answering allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply(pub(crate) [u8; ARP_FRAME_LEN]);
+
+impl Reply {
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl Forward {
@@ -32,6 +48,7 @@ impl Forward {
         self.vteps.clear();
         self.frame = 0..0;
         self.dropped = None;
+        self.reply = None;
     }
 
     pub(super) fn drop(&mut self, reason: DropReason) {
@@ -41,8 +58,9 @@ impl Forward {
     }
 
     /// Carries out the first half of the decision: hands `frame` (the bytes at
-    /// [`Forward::frame`]) to every local port, in order, then returns the second half, the
-    /// sends to VTEPs, if there are any.
+    /// [`Forward::frame`]), or the switch's own [`Forward::reply`] when there is one, to every
+    /// local port, in order, then returns the second half, the sends to VTEPs, if there are
+    /// any.
     ///
     /// This is the only way to get a [`Sends`], and
     /// [`Switch::encapsulate`](super::Switch::encapsulate) needs one, so a frame cannot be
@@ -52,6 +70,7 @@ impl Forward {
         frame: &[u8],
         mut to_port: impl FnMut(PortId, &[u8]),
     ) -> Option<Sends<'_>> {
+        let frame = self.reply.as_ref().map_or(frame, Reply::bytes);
         for &port in &self.ports {
             to_port(port, frame);
         }

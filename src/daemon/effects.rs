@@ -110,12 +110,14 @@ impl<S: StateStore> Daemon<S> {
                     // The handshakes with every peer go out now, before any traffic.
                     self.dataplane.tick();
                 }
+                inner.adverts.forget_network(vni);
                 Undo::RemoveNetwork(vni)
             }
             Effect::RemoveNetwork { vni } => {
                 write(&self.switch)
                     .remove_network(vni)
                     .map_err(|e| internal(&e))?;
+                inner.adverts.forget_network(vni);
                 Undo::Nothing
             }
             Effect::RotateKey {
@@ -207,6 +209,17 @@ impl<S: StateStore> Daemon<S> {
                 inner.ports.insert(id, record);
                 inner.next_port = inner.next_port.max(id.0.saturating_add(1));
                 Undo::ForgetPort(id)
+            }
+            e @ (Effect::SetEndpoint { .. }
+            | Effect::RemoveEndpoint { .. }
+            | Effect::SetFlood { .. }) => {
+                let now = self.dataplane.now();
+                let mut sw = write(&self.switch);
+                if let Some(Err(err)) = inner.adverts.apply(&mut sw, &e, now) {
+                    return Err(internal(&err));
+                }
+                // Another host's advertisement: the next listing says again what is wanted.
+                Undo::Nothing
             }
             Effect::DetachPort(id) => {
                 self.dataplane.remove_port(id);

@@ -12,6 +12,7 @@
 //! decides on a consistent view and the store's compare-and-swap only fails when another
 //! writer of a shared store got there first.
 
+mod adverts;
 mod attach;
 use attach::{is_conflict, ns_id, port_ip, resolve_container};
 mod effects;
@@ -126,6 +127,8 @@ pub(crate) struct Inner {
     next_port: u32,
     /// Networks of a shared store this host could not set up, and why (attach refuses them).
     unusable: BTreeMap<String, String>,
+    /// Other hosts' advertised endpoints and the flood lists, as installed in the switch.
+    adverts: rules::adverts::Installed,
 }
 
 impl Inner {
@@ -205,6 +208,8 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
     };
     let switch = Arc::new(RwLock::new(Switch::new(SwitchConfig {
         storm_pps: config.storm_limit,
+        // Cluster mode knows every endpoint's address: ARP for them is answered here.
+        proxy_arp: store.leases_addresses(),
         ..SwitchConfig::default()
     })));
     let dataplane = Dataplane::start(switch.clone(), config.listen, config.port, start)?;
@@ -230,6 +235,7 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
             taps: BTreeMap::new(),
             next_port: 1,
             unusable: BTreeMap::new(),
+            adverts: Default::default(),
         }),
         attaching: Mutex::new(()),
     });
@@ -296,6 +302,7 @@ impl<S: StateStore> Handler for Daemon<S> {
                 let d = rules::network_join(inner.view(mtu), spec, keys::read)?;
                 self.apply(&mut inner, d.effects, None).await?;
                 inner.unusable.remove(&d.reply.name);
+                self.sync_adverts(&mut inner).await;
                 tracing::info!("network {} set up here with its key", d.reply.name);
                 Ok(Response::Network(views::summary(
                     &inner.view(mtu),
@@ -394,6 +401,8 @@ impl<S: StateStore> Handler for Daemon<S> {
             Request::PeerAdd { addr } => {
                 let d = rules::peer_add(inner.view(mtu), addr)?;
                 self.apply(&mut inner, d.effects, None).await?;
+                // A static peer gets every flood (cluster mode's flood lists include it).
+                self.sync_adverts(&mut inner).await;
                 Ok(Response::Peer(d.reply))
             }
             Request::PeerRemove { addr } => {
@@ -402,6 +411,7 @@ impl<S: StateStore> Handler for Daemon<S> {
                     .peer_traffic(d.reply.ip())
                     .unwrap_or_default();
                 self.apply(&mut inner, d.effects, None).await?;
+                self.sync_adverts(&mut inner).await;
                 Ok(Response::Peer(crate::control::PeerInfo {
                     addr: d.reply,
                     traffic,
@@ -432,6 +442,7 @@ impl<S: StateStore> Handler for Daemon<S> {
                     &sw,
                     dp,
                     self.store.health(),
+                    &inner.adverts,
                     now,
                 ))))
             }
@@ -492,6 +503,7 @@ impl<S: StateStore> Daemon<S> {
             .retain(|name, _| state.networks.iter().any(|n| &n.name == name));
         inner.state = state;
         inner.revision = revision;
+        self.sync_adverts(inner).await;
     }
 
     /// Loads the store's current state and adopts it.

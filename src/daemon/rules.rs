@@ -110,6 +110,23 @@ pub enum Effect {
     },
     /// Stop a port and close its TAP (the kernel deletes the interface).
     DetachPort(PortId),
+    /// Install another host's advertised endpoint: a static FDB entry and an ARP answer.
+    SetEndpoint {
+        vni: Vni,
+        mac: crate::wire::Mac,
+        ip: std::net::Ipv4Addr,
+        vtep: SocketAddr,
+    },
+    /// Remove an advertised endpoint that was withdrawn.
+    RemoveEndpoint {
+        vni: Vni,
+        mac: crate::wire::Mac,
+    },
+    /// Restrict a network's floods to these VTEPs (`None`: every peer).
+    SetFlood {
+        vni: Vni,
+        vteps: Option<Vec<SocketAddr>>,
+    },
 }
 
 /// What a rule decided: the effects to run, in order, and the reply once they all succeed.
@@ -471,6 +488,7 @@ pub fn reconcile(view: View<'_>, incoming: &State) -> Vec<Effect> {
     effects
 }
 
+pub mod adverts;
 mod attach;
 #[cfg(test)]
 mod tests;

@@ -53,6 +53,8 @@ pub fn network_detail(
             .collect(),
         traffic: sw.network_traffic(n.vni).unwrap_or_default(),
         endpoints,
+        flood: sw.flood_list(n.vni).into_iter().map(|v| v.0).collect(),
+        arp_answered: sw.arp_answered(n.vni),
     }
 }
 
@@ -87,6 +89,12 @@ pub fn fdb(view: &View<'_>, sw: &Switch, network: Option<&str>, now: Timestamp) 
                         .unwrap_or_else(|| format!("port {}", id.0));
                     ("port", Some(id.0), None, what)
                 }
+                Location::Vtep(v) if e.pinned => (
+                    "vtep",
+                    None,
+                    Some(v.0),
+                    format!("vtep {} (advertised)", v.0),
+                ),
                 Location::Vtep(v) => ("vtep", None, Some(v.0), format!("vtep {}", v.0)),
             };
             rows.push(FdbRow {
@@ -98,6 +106,7 @@ pub fn fdb(view: &View<'_>, sw: &Switch, network: Option<&str>, now: Timestamp) 
                 vtep,
                 location,
                 age_secs: now.saturating_sub(e.last_seen).as_secs_f64(),
+                pinned: e.pinned,
             });
         }
     }
@@ -109,6 +118,7 @@ pub fn stats(
     sw: &Switch,
     dataplane: DataplaneStats,
     store: crate::store::StoreHealth,
+    adverts: &crate::daemon::rules::adverts::Installed,
     now: Timestamp,
 ) -> Stats {
     let networks = view
@@ -157,6 +167,8 @@ pub fn stats(
             connected: store.connected,
             revision: store.revision,
             last_error: store.last_error,
+            endpoints: adverts.endpoints.len(),
+            ignored_endpoints: adverts.ignored,
         },
     }
 }

@@ -107,12 +107,14 @@ pub struct TableCounters {
     pub aged: u64,
 }
 
-/// One network's MAC table: every MAC with where it was last seen and when (milliseconds).
+/// One network's MAC table: every MAC with where it was last seen and when (milliseconds),
+/// and whether it is static (an advertised endpoint: it never ages, is never evicted, does not
+/// count against the capacity, and only a local port moves it).
 #[derive(Clone, Debug)]
 pub struct MacTable {
     ageing_ms: u64,
     capacity: usize,
-    entries: BTreeMap<MacBytes, (Place, u64)>,
+    entries: BTreeMap<MacBytes, (Place, u64, bool)>,
     pub counters: TableCounters,
 }
 
@@ -137,6 +139,9 @@ impl MacTable {
     /// its entry there is still fresh: then nothing changes and `false` says the frame is
     /// refused. A new MAC in a full table first evicts the entry that expires soonest; between
     /// equals, the smallest MAC.
+    ///
+    /// A static entry is refreshed from its own place, refuses a peer, and becomes an ordinary
+    /// entry at a local port that sends from its MAC (a move).
     pub fn learn(&mut self, mac: MacBytes, place: Place, now: u64) -> bool {
         let ageing_ms = self.ageing_ms;
         if let Some(entry) = self.entries.get_mut(&mac) {
@@ -145,54 +150,105 @@ impl MacTable {
                 if fresh && matches!(entry.0, Place::Port(_)) {
                     return false;
                 }
+                if entry.2 && matches!(place, Place::Peer(_)) {
+                    return false;
+                }
                 self.counters.moved += 1;
+                if entry.2 {
+                    // Taken over by a local port: learned from now on, and room is made.
+                    self.entries.remove(&mac);
+                    self.make_room();
+                    self.entries.insert(mac, (place, now, false));
+                    return true;
+                }
             }
-            *entry = (place, now);
+            let entry = self.entries.get_mut(&mac).expect("present");
+            entry.0 = place;
+            entry.1 = now;
             return true;
         }
-        if self.entries.len() >= self.capacity {
-            let soonest = self
-                .entries
-                .iter()
-                .map(|(m, &(_, seen))| (self.expiry(seen), *m))
-                .min();
-            if let Some((_, victim)) = soonest {
-                self.entries.remove(&victim);
-                self.counters.evicted += 1;
-            }
-        }
-        self.entries.insert(mac, (place, now));
+        self.make_room();
+        self.entries.insert(mac, (place, now, false));
         self.counters.learned += 1;
         true
     }
 
-    /// Where `mac` lives at time `now`: nowhere once its ageing time has passed since it was
-    /// last seen, whether or not a tick has removed it yet.
-    pub fn lookup(&self, mac: MacBytes, now: u64) -> Option<Place> {
-        let &(place, seen) = self.entries.get(&mac)?;
-        (now < self.expiry(seen)).then_some(place)
+    /// A full table (of learned entries) evicts the learned entry that expires soonest.
+    fn make_room(&mut self) {
+        if self.learned() < self.capacity {
+            return;
+        }
+        let soonest = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.2)
+            .map(|(m, &(_, seen, _))| (self.expiry(seen), *m))
+            .min();
+        if let Some((_, victim)) = soonest {
+            self.entries.remove(&victim);
+            self.counters.evicted += 1;
+        }
     }
 
-    /// A tick at `now`: forgets every entry whose ageing time has passed.
+    /// Makes `mac` static at `peer` (seen `now`), replacing its entry, unless it lives at a
+    /// local port whose entry is fresh: then nothing changes and `false` says so.
+    pub fn pin(&mut self, mac: MacBytes, peer: SocketAddr, now: u64) -> bool {
+        let place = Place::Peer(peer);
+        if let Some(&(at, seen, pinned)) = self.entries.get(&mac) {
+            if pinned && at == place {
+                return true;
+            }
+            if matches!(at, Place::Port(_)) && now < self.expiry(seen) {
+                return false;
+            }
+        }
+        self.entries.insert(mac, (place, now, true));
+        true
+    }
+
+    /// Removes `mac`'s static entry at `peer`, if that is what it has.
+    pub fn unpin(&mut self, mac: MacBytes, peer: SocketAddr) {
+        if self
+            .entries
+            .get(&mac)
+            .is_some_and(|e| e.2 && e.0 == Place::Peer(peer))
+        {
+            self.entries.remove(&mac);
+        }
+    }
+
+    /// Where `mac` lives at time `now`: nowhere once its ageing time has passed since it was
+    /// last seen, whether or not a tick has removed it yet (static entries do not age).
+    pub fn lookup(&self, mac: MacBytes, now: u64) -> Option<Place> {
+        let &(place, seen, pinned) = self.entries.get(&mac)?;
+        (pinned || now < self.expiry(seen)).then_some(place)
+    }
+
+    /// A tick at `now`: forgets every learned entry whose ageing time has passed.
     pub fn age(&mut self, now: u64) {
         let before = self.entries.len();
         let ageing_ms = self.ageing_ms;
         self.entries
-            .retain(|_, &mut (_, seen)| seen.saturating_add(ageing_ms) > now);
+            .retain(|_, &mut (_, seen, pinned)| pinned || seen.saturating_add(ageing_ms) > now);
         self.counters.aged += (before - self.entries.len()) as u64;
     }
 
-    /// Forgets every MAC at `place` (a port detached, a peer removed).
+    /// Forgets every MAC at `place` (a port detached, a peer removed), static or not.
     pub fn forget(&mut self, place: Place) {
-        self.entries.retain(|_, &mut (p, _)| p != place);
+        self.entries.retain(|_, &mut (p, _, _)| p != place);
     }
 
-    /// Every entry, by MAC: (MAC, place, last seen).
-    pub fn rows(&self) -> Vec<(MacBytes, Place, u64)> {
+    /// Every entry, by MAC: (MAC, place, last seen, static).
+    pub fn rows(&self) -> Vec<(MacBytes, Place, u64, bool)> {
         self.entries
             .iter()
-            .map(|(&mac, &(place, seen))| (mac, place, seen))
+            .map(|(&mac, &(place, seen, pinned))| (mac, place, seen, pinned))
             .collect()
+    }
+
+    /// How many entries are learned (not static): what the capacity bounds.
+    pub fn learned(&self) -> usize {
+        self.entries.values().filter(|e| !e.2).count()
     }
 }
 
@@ -265,5 +321,28 @@ mod tests {
         );
         t.forget(P1);
         assert!(t.rows().is_empty());
+    }
+
+    #[test]
+    fn static_entries_stay_put_but_for_a_local_port() {
+        let peer: SocketAddr = "192.0.2.2:4789".parse().expect("addr");
+        let other: SocketAddr = "192.0.2.3:4789".parse().expect("addr");
+        let mut t = MacTable::new(100, 1);
+        assert!(t.pin(m(1), peer, 0));
+        assert!(t.learn(m(2), P1, 0));
+        assert!(t.learn(m(3), P1, 0), "evicts m(2), not the static m(1)");
+        assert_eq!(
+            t.lookup(m(1), 10_000),
+            Some(Place::Peer(peer)),
+            "never ages"
+        );
+        assert!(!t.learn(m(1), Place::Peer(other), 1), "not moved by a peer");
+        assert!(!t.pin(m(3), other, 1), "m(3) is fresh at port 1");
+        t.age(10_000);
+        assert_eq!(t.rows(), [(m(1), Place::Peer(peer), 0, true)]);
+        assert!(t.learn(m(1), P2, 10_001), "a local port takes it over");
+        assert_eq!(t.rows(), [(m(1), P2, 10_001, false)]);
+        t.unpin(m(1), peer);
+        assert_eq!(t.rows().len(), 1, "not static any more: stays");
     }
 }

@@ -12,8 +12,10 @@
 //!   exactly which ports and VTEPs) from an independent reference model
 //!   ([`super::reference`]): its own reading of the VXLAN and Ethernet headers and its own MAC
 //!   table with expiry and eviction, never the switch's parsers or `Fdb`;
-//! - every MAC table equals the model's, entry for entry (MAC, location, last seen), with the
-//!   same learned, moved, evicted and aged counts;
+//! - every MAC table equals the model's, entry for entry (MAC, location, last seen, static),
+//!   with the same learned, moved, evicted and aged counts, and the advertised endpoints the
+//!   ones the model installed (cluster mode's advertisements: [`Op::Advertise`],
+//!   [`Op::Withdraw`]; floods follow [`Op::FloodList`]);
 //! - an encapsulated frame is the exact VXLAN header of its network followed by its bytes;
 //! - every table stays within its capacity and only points at the network's own ports and at
 //!   current peers; configuration calls succeed exactly when the model says they should.
@@ -27,7 +29,7 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 
-use super::reference::{self, Header, MacTable, Place};
+use super::reference::{self, Header, MacBytes, MacTable, Place};
 use crate::core::switch::{Sends, HEADROOM};
 use crate::core::{
     DropReason, FdbConfig, Forward, Location, PortId, Switch, SwitchConfig, Timestamp, Vtep,
@@ -126,6 +128,22 @@ pub enum Op {
     },
     RemoveNetwork {
         vni: u8,
+    },
+    /// Another host advertises MAC `mac` of network `vni` behind peer `peer` (cluster mode).
+    Advertise {
+        vni: u8,
+        mac: u8,
+        peer: u8,
+    },
+    /// That advertisement is withdrawn.
+    Withdraw {
+        vni: u8,
+        mac: u8,
+    },
+    /// Network `vni` floods only to the peers whose bits (of 4) are set, or to every peer.
+    FloodList {
+        vni: u8,
+        peers: Option<u8>,
     },
 }
 
@@ -312,6 +330,10 @@ pub struct Harness {
     peers: BTreeSet<SocketAddr>,
     /// The reference model's MAC table of every network.
     tables: BTreeMap<Vni, MacTable>,
+    /// Advertised endpoints the switch has installed: (network, MAC) → peer.
+    remote: BTreeMap<(Vni, MacBytes), SocketAddr>,
+    /// Flood lists; a network without one floods to every peer.
+    floods: BTreeMap<Vni, BTreeSet<SocketAddr>>,
     drops: u64,
     /// Reused across steps, as the data path reuses it: stale state would show.
     forward: Forward,
@@ -327,6 +349,7 @@ impl Harness {
             },
             allow_vlan_tagged,
             storm_pps: 0,
+            proxy_arp: false,
         });
         let mut networks = BTreeSet::new();
         let mut tables = BTreeMap::new();
@@ -343,6 +366,8 @@ impl Harness {
             networks,
             peers: BTreeSet::new(),
             tables,
+            remote: BTreeMap::new(),
+            floods: BTreeMap::new(),
             drops: 0,
             forward: Forward::default(),
             seen: Seen::default(),
@@ -398,6 +423,7 @@ impl Harness {
                     for table in self.tables.values_mut() {
                         table.forget(Place::Peer(a));
                     }
+                    self.remote.retain(|_, p| *p != a);
                 }
                 assert_eq!(self.switch.remove_peer(a.ip()).ok(), expected);
             }
@@ -415,9 +441,18 @@ impl Harness {
                 if ok {
                     self.networks.remove(&v);
                     self.tables.remove(&v);
+                    self.remote.retain(|(w, _), _| *w != v);
+                    self.floods.remove(&v);
                 }
                 assert_eq!(self.switch.remove_network(v).is_ok(), ok, "remove {v}");
             }
+            &Op::Advertise {
+                vni: v,
+                mac: m,
+                peer: i,
+            } => self.advertise(vni(v), mac(m), peer(i)),
+            &Op::Withdraw { vni: v, mac: m } => self.withdraw(vni(v), mac(m)),
+            &Op::FloodList { vni: v, peers } => self.flood_list(vni(v), peers),
         }
         self.check_tables();
     }
@@ -472,7 +507,11 @@ impl Harness {
             .iter()
             .filter(|&(&q, w)| q != ingress && w == v)
             .count();
-        others == ports && self.peers.len() == vteps
+        let peers = match self.floods.get(v) {
+            Some(list) => self.peers.intersection(list).count(),
+            None => self.peers.len(),
+        };
+        others == ports && peers == vteps
     }
 
     fn encapsulate(&self, sends: &Sends<'_>, frame: &[u8]) {
@@ -535,5 +574,6 @@ fn distinct<T: Ord>(items: &[T]) -> bool {
 }
 
 mod checks;
+mod cluster;
 mod seeds;
 pub use seeds::{encode, seeds};

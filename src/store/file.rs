@@ -249,6 +249,7 @@ mod tests {
         let empty = block(store.load()).expect("empty");
         assert_eq!(empty.state.networks.len(), 0);
         let state = State {
+            cluster: None,
             version: records::VERSION,
             networks: vec![NetworkRecord {
                 name: "blue".into(),

@@ -1,13 +1,22 @@
 //! An in-memory store: for tests of the rules and for the simulator. It behaves like a shared
 //! store (revisions, compare-and-swap, a watch channel fed by [`MemoryStore::external_write`]),
 //! so the daemon's handling of conflicts and outside changes can be tested without a cluster.
+//!
+//! It can also stand in for the cluster store: [`MemoryStore::join`] gives a host its own
+//! handle on the same store, with a registry of hosts and address claims (the endpoint
+//! advertisements), as etcd keeps them; [`MemoryStore::kill`] is a host whose lease ran out.
+//! Every change reaches every watcher at once, as its host sees it, so several hosts' rules
+//! can run against one store on the simulated fabric, deterministically.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use super::{Revision, Snapshot, State, StateStore, StoreError};
+use super::{
+    AddressHolder, Advert, Cluster, HostEntry, Revision, Snapshot, State, StateStore, StoreError,
+};
 use crate::core::seal::NetworkKey;
 use crate::core::sync::lock;
 
@@ -15,14 +24,20 @@ use crate::core::sync::lock;
 struct Inner {
     snapshot: Option<Snapshot>,
     keys: BTreeMap<String, NetworkKey>,
-    watchers: Vec<mpsc::Sender<Snapshot>>,
+    /// Each watcher with the host it watches for (`None`: a store without a registry).
+    watchers: Vec<(Option<String>, mpsc::Sender<Snapshot>)>,
     /// When set, every call fails as if the backend were unreachable.
     down: bool,
+    /// The registry: name → (VTEP, alive).
+    hosts: BTreeMap<String, (SocketAddr, bool)>,
+    claims: BTreeMap<(String, Ipv4Addr), AddressHolder>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
+    /// The host this handle is (see [`MemoryStore::join`]).
+    me: Option<String>,
 }
 
 impl MemoryStore {
@@ -34,12 +49,32 @@ impl MemoryStore {
     pub fn external_write(&self, state: State) -> Revision {
         let mut inner = lock(&self.inner);
         let revision = Revision(current(&inner).revision.0 + 1);
-        let snapshot = Snapshot { state, revision };
-        inner.snapshot = Some(snapshot.clone());
-        inner
-            .watchers
-            .retain(|w| w.try_send(snapshot.clone()).is_ok());
+        inner.snapshot = Some(Snapshot { state, revision });
+        notify(&mut inner);
         revision
+    }
+
+    /// A handle on the same store for host `name` at `vtep`, registered and alive.
+    pub fn join(&self, name: &str, vtep: SocketAddr) -> MemoryStore {
+        let mut inner = lock(&self.inner);
+        inner.hosts.insert(name.to_owned(), (vtep, true));
+        bump(&mut inner);
+        notify(&mut inner);
+        MemoryStore {
+            inner: self.inner.clone(),
+            me: Some(name.to_owned()),
+        }
+    }
+
+    /// Host `name` dies: its lease runs out, and its address claims with it.
+    pub fn kill(&self, name: &str) {
+        let mut inner = lock(&self.inner);
+        if let Some(h) = inner.hosts.get_mut(name) {
+            h.1 = false;
+        }
+        inner.claims.retain(|_, h| h.host != name);
+        bump(&mut inner);
+        notify(&mut inner);
     }
 
     /// Makes the store unreachable (or reachable again).
@@ -65,6 +100,59 @@ fn current(inner: &Inner) -> Snapshot {
     })
 }
 
+/// The revision moves on for a change outside the state (the registry, a claim).
+fn bump(inner: &mut Inner) {
+    let mut s = current(inner);
+    s.revision.0 += 1;
+    inner.snapshot = Some(s);
+}
+
+/// The state as host `me` sees it: its peers are the static ones plus the other live hosts,
+/// and the cluster view lists the other hosts' endpoints.
+fn seen_by(inner: &Inner, me: Option<&str>) -> Snapshot {
+    let mut s = current(inner);
+    let Some(me) = me else {
+        return s;
+    };
+    let others: Vec<(&String, SocketAddr)> = inner
+        .hosts
+        .iter()
+        .filter(|(n, (_, alive))| *alive && n.as_str() != me)
+        .map(|(n, (vtep, _))| (n, *vtep))
+        .collect();
+    let hosts: Vec<SocketAddr> = others.iter().map(|(_, v)| *v).collect();
+    s.state.peers = super::etcd::layout::peers(&s.state.peers, &hosts);
+    let endpoints = inner
+        .claims
+        .iter()
+        .filter_map(|((network, ip), h)| {
+            let (_, vtep) = others.iter().find(|(n, _)| **n == h.host)?;
+            Some(Advert {
+                network: network.clone(),
+                ip: *ip,
+                mac: h.mac,
+                host: h.host.clone(),
+                vtep: *vtep,
+            })
+        })
+        .collect();
+    s.state.cluster = Some(Cluster { hosts, endpoints });
+    s
+}
+
+fn notify(inner: &mut Inner) {
+    let snapshots: Vec<Snapshot> = inner
+        .watchers
+        .iter()
+        .map(|(me, _)| seen_by(inner, me.as_deref()))
+        .collect();
+    let mut i = 0;
+    inner.watchers.retain(|(_, w)| {
+        i += 1;
+        w.try_send(snapshots[i - 1].clone()).is_ok()
+    });
+}
+
 impl StateStore for MemoryStore {
     fn describe(&self) -> String {
         "in-memory store".into()
@@ -73,7 +161,7 @@ impl StateStore for MemoryStore {
     async fn load(&self) -> Result<Snapshot, StoreError> {
         let inner = lock(&self.inner);
         Self::check_up(&inner)?;
-        Ok(current(&inner))
+        Ok(seen_by(&inner, self.me.as_deref()))
     }
 
     async fn save(&self, expected: Revision, state: &State) -> Result<Revision, StoreError> {
@@ -88,7 +176,10 @@ impl StateStore for MemoryStore {
         }
         let revision = Revision(found.0 + 1);
         inner.snapshot = Some(Snapshot {
-            state: state.clone(),
+            state: State {
+                cluster: None,
+                ..state.clone()
+            },
             revision,
         });
         Ok(revision)
@@ -116,7 +207,7 @@ impl StateStore for MemoryStore {
 
     fn watch(&self) -> Option<mpsc::Receiver<Snapshot>> {
         let (tx, rx) = mpsc::channel(16);
-        lock(&self.inner).watchers.push(tx);
+        lock(&self.inner).watchers.push((self.me.clone(), tx));
         Some(rx)
     }
 
@@ -129,6 +220,86 @@ impl StateStore for MemoryStore {
             revision: current(&inner).revision.0,
             last_error: inner.down.then(|| "marked down by the test".to_owned()),
         }
+    }
+
+    async fn hosts(&self) -> Result<Option<Vec<HostEntry>>, StoreError> {
+        let inner = lock(&self.inner);
+        Self::check_up(&inner)?;
+        Ok(self.me.as_ref().map(|_| {
+            inner
+                .hosts
+                .iter()
+                .map(|(name, (vtep, alive))| HostEntry {
+                    name: name.clone(),
+                    vtep: *vtep,
+                    alive: *alive,
+                })
+                .collect()
+        }))
+    }
+
+    fn leases_addresses(&self) -> bool {
+        self.me.is_some()
+    }
+
+    async fn held_addresses(
+        &self,
+        network: &str,
+    ) -> Result<BTreeMap<Ipv4Addr, AddressHolder>, StoreError> {
+        let inner = lock(&self.inner);
+        Self::check_up(&inner)?;
+        Ok(inner
+            .claims
+            .iter()
+            .filter(|((n, _), _)| n == network)
+            .map(|((_, ip), h)| (*ip, h.clone()))
+            .collect())
+    }
+
+    async fn claim_address(
+        &self,
+        network: &str,
+        ip: Ipv4Addr,
+        holder: AddressHolder,
+    ) -> Result<(), StoreError> {
+        let mut inner = lock(&self.inner);
+        Self::check_up(&inner)?;
+        let holder = AddressHolder {
+            host: self.me.clone().unwrap_or_default(),
+            ..holder
+        };
+        let key = (network.to_owned(), ip);
+        match inner.claims.get(&key) {
+            Some(h) if *h == holder => return Ok(()),
+            Some(h) => {
+                return Err(StoreError::AddressHeld {
+                    network: network.to_owned(),
+                    ip,
+                    holder: h.clone(),
+                })
+            }
+            None => {}
+        }
+        inner.claims.insert(key, holder);
+        bump(&mut inner);
+        notify(&mut inner);
+        Ok(())
+    }
+
+    async fn release_address(&self, network: &str, ip: Ipv4Addr) -> Result<(), StoreError> {
+        let mut inner = lock(&self.inner);
+        Self::check_up(&inner)?;
+        let key = (network.to_owned(), ip);
+        if inner
+            .claims
+            .get(&key)
+            .is_some_and(|h| Some(&h.host) == self.me.as_ref())
+        {
+            inner.claims.remove(&key);
+            bump(&mut inner);
+            notify(&mut inner);
+        }
+        Ok(())
     }
 }
 
@@ -165,6 +336,43 @@ mod tests {
             "{e}"
         );
         assert_eq!(block(store.load()).expect("load").state, s, "unchanged");
+    }
+
+    #[test]
+    fn joined_hosts_share_claims_and_see_each_others_endpoints() {
+        let store = MemoryStore::new();
+        let a = store.join("a", "192.0.2.1:4789".parse().expect("addr"));
+        let b = store.join("b", "192.0.2.2:4789".parse().expect("addr"));
+        let mut watch_b = b.watch().expect("watchable");
+        let holder = |mac: u8| AddressHolder {
+            host: String::new(),
+            netns: "c".into(),
+            ifname: "eth0".into(),
+            mac: crate::wire::Mac([2, 0, 0, 0, 0, mac]),
+        };
+        let ip: Ipv4Addr = "10.0.0.1".parse().expect("ip");
+        block(a.claim_address("blue", ip, holder(1))).expect("claimed");
+        let e = block(b.claim_address("blue", ip, holder(2))).expect_err("held by a");
+        assert!(e.to_string().contains("on host a"), "{e}");
+        block(b.release_address("blue", ip)).expect("not b's: a no-op");
+        let seen = watch_b.try_recv().expect("a change").state;
+        assert_eq!(seen.peers, vec!["192.0.2.1:4789".parse().expect("addr")]);
+        let cluster = seen.cluster.expect("a cluster view");
+        assert_eq!(cluster.endpoints.len(), 1);
+        assert_eq!(cluster.endpoints[0].host, "a");
+        // a's own view has no endpoint of its own; a killed host's claims go with it.
+        let own = block(a.load())
+            .expect("load")
+            .state
+            .cluster
+            .expect("cluster");
+        assert!(own.endpoints.is_empty());
+        store.kill("a");
+        let after = block(b.load()).expect("load").state;
+        assert!(after.peers.is_empty());
+        assert!(after.cluster.expect("cluster").endpoints.is_empty());
+        assert!(block(b.held_addresses("blue")).expect("held").is_empty());
+        assert!(!store.leases_addresses() && b.leases_addresses());
     }
 
     #[test]

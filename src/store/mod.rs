@@ -29,7 +29,7 @@ use std::path::PathBuf;
 pub use etcd::{EtcdConfig, EtcdStore, TlsFiles};
 pub use file::FileStore;
 pub use memory::MemoryStore;
-pub use records::{decode, DecodeError, NetworkRecord, State, VERSION};
+pub use records::{decode, Advert, Cluster, DecodeError, NetworkRecord, State, VERSION};
 
 use crate::core::seal::NetworkKey;
 

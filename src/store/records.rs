@@ -18,6 +18,31 @@ pub struct State {
     pub version: u32,
     pub networks: Vec<NetworkRecord>,
     pub peers: Vec<SocketAddr>,
+    /// What a cluster store shows besides: never in the state file, `None` for a store that
+    /// keeps no host registry.
+    #[serde(skip)]
+    pub cluster: Option<Cluster>,
+}
+
+/// The cluster's view beside the networks: the other live hosts, and the endpoints they
+/// advertise (their address claims, under their leases).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cluster {
+    /// The VTEPs of the other live hosts (the registry's peers; the rest are static peers).
+    pub hosts: Vec<SocketAddr>,
+    /// The endpoints other hosts advertise.
+    pub endpoints: Vec<Advert>,
+}
+
+/// One endpoint another host advertises: a container's MAC and address on a network, and
+/// where its host's switch is. Comes from another host: the rules check it before use.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Advert {
+    pub network: String,
+    pub ip: Ipv4Addr,
+    pub mac: crate::wire::Mac,
+    pub host: String,
+    pub vtep: SocketAddr,
 }
 
 impl State {
@@ -54,6 +79,22 @@ pub struct NetworkRecord {
     /// The key's check value (encrypted networks): hosts with another key refuse the network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_check: Option<String>,
+}
+
+impl NetworkRecord {
+    /// A plain network with no gateway and the MTU following the underlay.
+    pub fn plain(name: &str, vni: Vni, subnet: Ipv4Net) -> NetworkRecord {
+        NetworkRecord {
+            name: name.to_owned(),
+            vni,
+            subnet,
+            gateway: None,
+            mtu: None,
+            encrypted: false,
+            key_file: None,
+            key_check: None,
+        }
+    }
 }
 
 /// Why a state file's bytes are not a state.

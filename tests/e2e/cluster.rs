@@ -915,6 +915,10 @@ fn a_killed_host_is_gone_after_its_lease_expires() {
                 .then_some(())
         },
     );
+    // Host A has host B's endpoint as a static entry, and floods blue to host B only.
+    let mac_b = jstr(&port, "mac");
+    wait_static(&lab, 0, &mac_b, 1, Duration::from_secs(3));
+    assert_eq!(flood_of(&lab.hosts[0], "blue"), BTreeSet::from([vtep(1)]));
     let pid = lab.hosts[1].pid().expect("host B's daemon runs") as libc::pid_t;
     // SAFETY: kill(2) on the PID of the daemon this test started and has not reaped.
     unsafe {
@@ -941,6 +945,10 @@ fn a_killed_host_is_gone_after_its_lease_expires() {
         false,
         false
     )));
+    // ... and from its FDB, its flood lists and the store's endpoint count.
+    assert_eq!(fdb_of(&lab.hosts[0], "blue", &mac_b), []);
+    assert_eq!(flood_of(&lab.hosts[0], "blue"), BTreeSet::new());
+    assert_eq!(lab.hosts[0].json(&["stats"])["store"]["endpoints"], 0);
     // Its address expired with its lease.
     let ca = lab.netns("ca");
     let port = lab.hosts[0].attach(&ca, "blue", &[]);
@@ -1037,4 +1045,314 @@ fn an_encrypted_network_needs_its_key_on_each_host() {
         .as_u64()
         .unwrap_or(0);
     assert!(sealed > 0, "host B opened no sealed datagram");
+}
+
+// ---- endpoint advertisements --------------------------------------------------------------
+
+/// Counts VXLAN datagrams on `ifname` (both directions) whose inner frame is ARP, until the
+/// stop file appears; prints `ready`, then the count.
+const PY_VXLAN_ARP: &str = r#"
+import os, socket, sys, time
+ifname, stop = sys.argv[1:3]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind((ifname, 3))
+s.settimeout(0.05)
+print('ready', flush=True)
+end = time.time() + 120
+n = 0
+while time.time() < end and not os.path.exists(stop):
+    try:
+        data, addr = s.recvfrom(65535)
+    except socket.timeout:
+        continue
+    if len(data) < 64 or data[12:14] != b'\x08\x00' or data[23] != 17: continue
+    udp = 14 + (data[14] & 0x0f) * 4
+    if int.from_bytes(data[udp + 2:udp + 4], 'big') != 4789: continue
+    inner = udp + 16
+    if data[inner + 12:inner + 14] == b'\x08\x06': n += 1
+print(n, flush=True)
+"#;
+
+/// A running count of VXLAN-carried ARP on one host's underlay interface.
+struct ArpOnUnderlay {
+    bg: Bg,
+    stop: std::path::PathBuf,
+}
+
+impl ArpOnUnderlay {
+    fn start(h: &Host) -> ArpOnUnderlay {
+        let stop = std::env::temp_dir().join(format!("{}.arpstop", unique_prefix()));
+        let stop_s = stop.to_string_lossy().into_owned();
+        let mut bg = Bg::spawn(&mut py_cmd(
+            &h.ns.name,
+            PY_VXLAN_ARP,
+            &[UNDERLAY_DEV, &stop_s],
+        ));
+        bg.wait_for("ready", Duration::from_secs(15));
+        ArpOnUnderlay { bg, stop }
+    }
+
+    fn count(self) -> u64 {
+        thread::sleep(Duration::from_millis(300));
+        std::fs::write(&self.stop, b"").expect("stop file");
+        let r = self.bg.finish(Duration::from_secs(30));
+        let _ = std::fs::remove_file(&self.stop);
+        r.out
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("ARP counter printed no count: {:?} {:?}", r.out, r.err))
+    }
+}
+
+/// `fdb --json` rows of network `net` for `mac`: (kind, vtep, static).
+fn fdb_of(h: &Host, net: &str, mac: &str) -> Vec<(String, Option<String>, bool)> {
+    h.json(&["fdb", "--network", net])
+        .as_array()
+        .expect("fdb --json is an array")
+        .iter()
+        .filter(|r| jstr(r, "mac") == mac)
+        .map(|r| {
+            (
+                jstr(r, "kind"),
+                r["vtep"].as_str().map(str::to_string),
+                r["static"].as_bool().expect("static is a bool"),
+            )
+        })
+        .collect()
+}
+
+/// Where host `h` floods network `net`, from `network inspect --json`.
+fn flood_of(h: &Host, net: &str) -> BTreeSet<String> {
+    h.json(&["network", "inspect", net])["flood"]
+        .as_array()
+        .expect("inspect --json has a flood list")
+        .iter()
+        .map(|v| v.as_str().expect("a VTEP").to_string())
+        .collect()
+}
+
+fn vtep(i: usize) -> String {
+    format!("192.0.2.{}:4789", i + 1)
+}
+
+/// Waits until host `h` has `mac` as a static entry at host `at`'s VTEP.
+fn wait_static(lab: &Lab, h: usize, mac: &str, at: usize, within: Duration) {
+    let want = vec![("vtep".to_string(), Some(vtep(at)), true)];
+    eventually(
+        &format!(
+            "host {} has {mac} static at {}",
+            lab.hosts[h].label,
+            vtep(at)
+        ),
+        within,
+        lab,
+        || (fdb_of(&lab.hosts[h], "blue", mac) == want).then_some(()),
+    );
+}
+
+/// Three hosts, network blue, container `c<i>` with 10.10.0.(i+1) on host i; returns the
+/// namespaces and the containers' MACs once every host has every other's endpoint.
+fn advertised_lab(names: &[&str]) -> (Lab, Etcd, Vec<String>, Vec<String>) {
+    let (lab, etcd) = cluster_lab(names);
+    lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &[]);
+    let mut ns = Vec::new();
+    let mut macs = Vec::new();
+    for (i, h) in lab.hosts.iter().enumerate() {
+        eventually(
+            &format!("blue on {}", h.label),
+            Duration::from_secs(3),
+            &lab,
+            || network_names(h).contains("blue").then_some(()),
+        );
+        let c = lab.netns(&format!("c{i}"));
+        let port = h.attach(&c, "blue", &["--ip", &format!("10.10.0.{}/24", i + 1)]);
+        macs.push(jstr(&port, "mac"));
+        ns.push(c);
+    }
+    for h in 0..names.len() {
+        for (at, mac) in macs.iter().enumerate().filter(|(at, _)| *at != h) {
+            wait_static(&lab, h, mac, at, Duration::from_secs(3));
+        }
+    }
+    (lab, etcd, ns, macs)
+}
+
+/// After warm-up (every host has the others' endpoints), a ping between containers on two
+/// hosts puts no ARP on the underlay (the switches answer it), and the first unicast frame
+/// to a container on another host goes to that host alone, although a third host has an
+/// endpoint on the network too. An ARP for an address nobody advertises still crosses (the
+/// counter sees VXLAN-carried ARP, so its zeros mean something).
+#[test]
+fn advertised_endpoints_keep_arp_and_unicast_floods_off_the_underlay() {
+    let (lab, _etcd, ns, macs) = advertised_lab(&["adv-a", "adv-b", "adv-c"]);
+    for h in 0..3 {
+        let others: BTreeSet<String> = (0..3).filter(|&j| j != h).map(vtep).collect();
+        assert_eq!(flood_of(&lab.hosts[h], "blue"), others);
+    }
+    let counters: Vec<ArpOnUnderlay> = lab.hosts.iter().map(ArpOnUnderlay::start).collect();
+    for c in &ns[..2] {
+        sh_ok(&["ip", "-n", c, "neigh", "flush", "all"]);
+    }
+    assert_eq!(ping(&ns[0], "10.10.0.2", 3), 3, "c0 -> c1\n{}", lab.logs());
+    assert_eq!(ping(&ns[1], "10.10.0.1", 3), 3, "c1 -> c0\n{}", lab.logs());
+    assert_eq!(neigh_mac(&ns[0], "10.10.0.2").as_deref(), Some(&*macs[1]));
+    let arps: Vec<u64> = counters.into_iter().map(ArpOnUnderlay::count).collect();
+    assert_eq!(
+        arps,
+        [0, 0, 0],
+        "VXLAN-carried ARP on the underlay of A, B, C"
+    );
+    let answered = |h: &Host| h.json(&["network", "inspect", "blue"])["arp_answered"].as_u64();
+    assert!(
+        answered(&lab.hosts[0]).unwrap_or(0) >= 1,
+        "A answered c0's ARP"
+    );
+    assert!(
+        answered(&lab.hosts[1]).unwrap_or(0) >= 1,
+        "B answered c1's ARP"
+    );
+
+    // The first frame to c2's MAC (never sent to before): to C alone, B sees no copy.
+    let mark = marker("first-unicast");
+    let on_b = count_frames(
+        &lab.hosts[1].ns.name,
+        UNDERLAY_DEV,
+        10.0,
+        None,
+        Some(&mark),
+        None,
+    );
+    let on_c = count_frames(
+        &lab.hosts[2].ns.name,
+        UNDERLAY_DEV,
+        10.0,
+        None,
+        Some(&mark),
+        None,
+    );
+    send_frame(&ns[0], "eth0", &macs[2], 0x88b5, &mark);
+    assert_eq!(
+        on_b.stop_after(Duration::from_millis(500)),
+        0,
+        "B got a copy"
+    );
+    assert_eq!(
+        on_c.stop_after(Duration::from_millis(100)),
+        1,
+        "C got it once"
+    );
+
+    // A static peer (`peer add`, e.g. a kernel VTEP) advertises nothing: it gets every flood.
+    lab.hosts[0].ok(&["peer", "add", "192.0.2.77"]);
+    assert_eq!(
+        flood_of(&lab.hosts[0], "blue"),
+        BTreeSet::from([vtep(1), vtep(2), "192.0.2.77:4789".to_string()])
+    );
+    lab.hosts[0].ok(&["peer", "rm", "192.0.2.77"]);
+    assert_eq!(
+        flood_of(&lab.hosts[0], "blue"),
+        BTreeSet::from([vtep(1), vtep(2)])
+    );
+
+    // The control: an address nobody advertises is asked for across the underlay.
+    let counter = ArpOnUnderlay::start(&lab.hosts[1]);
+    assert_eq!(ping(&ns[0], "10.10.0.99", 1), 0);
+    assert!(counter.count() > 0, "the counter sees VXLAN-carried ARP");
+}
+
+/// Sends an ICMP echo every 50 ms for `secs` seconds; prints `reply UNIX_TIME` per reply.
+const PY_PING_STREAM: &str = r#"
+import os, socket, struct, sys, time
+dst, secs = sys.argv[1], float(sys.argv[2])
+def csum(b):
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.setblocking(False)
+ident = (os.getpid() * 7919) & 0xffff
+end = time.time() + secs
+seq = 0
+next_send = 0
+while time.time() < end:
+    if time.time() >= next_send:
+        payload = b'vse-move' + bytes(48)
+        hdr = struct.pack('!BBHHH', 8, 0, 0, ident, seq & 0xffff)
+        try:
+            s.sendto(struct.pack('!BBHHH', 8, 0, csum(hdr + payload), ident, seq & 0xffff) + payload, (dst, 0))
+        except OSError:
+            pass
+        seq += 1
+        next_send = time.time() + 0.05
+    try:
+        data, addr = s.recvfrom(4096)
+    except BlockingIOError:
+        time.sleep(0.005)
+        continue
+    ihl = (data[0] & 0xf) * 4
+    if addr[0] == dst and len(data) >= ihl + 8:
+        t, c, _, i, q = struct.unpack('!BBHHH', data[ihl:ihl + 8])
+        if t == 0 and i == ident:
+            print('reply %.6f' % time.time(), flush=True)
+print('done', flush=True)
+"#;
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// A container detached on host B and attached on host C with the same MAC and address:
+/// every host's FDB follows within 1 s, and a ping stream from host A resumes within 1 s of
+/// the attach (no ARP needed: the address keeps its MAC).
+#[test]
+fn a_container_moved_to_another_host_is_reached_within_a_second() {
+    let (lab, _etcd, ns, macs) = advertised_lab(&["mv-a", "mv-b", "mv-c"]);
+    lab.assert_ping(&ns[0], "10.10.0.2");
+    let stream = Bg::spawn(&mut py_cmd(&ns[0], PY_PING_STREAM, &["10.10.0.2", "6"]));
+    thread::sleep(Duration::from_millis(700));
+    lab.hosts[1].ok(&["detach", &ns[1], "--network", "blue"]);
+    let moved = lab.netns("moved");
+    lab.hosts[2].attach(&moved, "blue", &["--ip", "10.10.0.2/24", "--mac", &macs[1]]);
+    let attached = unix_now();
+    let t = Instant::now();
+    wait_static(&lab, 0, &macs[1], 2, Duration::from_secs(1));
+    wait_static(
+        &lab,
+        1,
+        &macs[1],
+        2,
+        Duration::from_secs(1).saturating_sub(t.elapsed()),
+    );
+    let r = stream.finish(Duration::from_secs(20));
+    let replies: Vec<f64> = r
+        .out
+        .iter()
+        .filter_map(|l| l.strip_prefix("reply ")?.parse().ok())
+        .collect();
+    assert!(
+        replies.iter().any(|&t| t < attached),
+        "the stream worked before the move: {:?}",
+        r.out
+    );
+    let resumed = replies
+        .iter()
+        .find(|&&t| t > attached)
+        .unwrap_or_else(|| panic!("no reply after the move: {:?}\n{}", r.out, lab.logs()));
+    eprintln!(
+        "moved container: first reply {:.3} s after the attach returned",
+        resumed - attached
+    );
+    assert!(
+        resumed - attached <= 1.0,
+        "traffic resumed {:.3} s after the attach",
+        resumed - attached
+    );
+    // The ARP answer follows too: c0 asks again and gets the same MAC, from host A.
+    sh_ok(&["ip", "-n", &ns[0], "neigh", "flush", "all"]);
+    assert_eq!(ping(&ns[0], "10.10.0.2", 1), 1);
+    assert_eq!(neigh_mac(&ns[0], "10.10.0.2").as_deref(), Some(&*macs[1]));
+    assert_eq!(flood_of(&lab.hosts[0], "blue"), BTreeSet::from([vtep(2)]));
 }

@@ -14,8 +14,6 @@
 //! Data-path calls take `&self` so several workers can share one switch; configuration calls
 //! take `&mut self` (the shell holds the switch in a read-mostly lock).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 
@@ -48,6 +46,9 @@ pub struct SwitchConfig {
     /// (bursts of up to twice as many); 0 turns it off. The core's default is off; the daemon
     /// turns it on.
     pub storm_pps: u32,
+    /// Answer ARP requests for known addresses (advertised endpoints, secured local ports)
+    /// from the switch instead of flooding them (cluster mode; see `adverts`).
+    pub proxy_arp: bool,
 }
 
 /// A configuration change the switch refused.
@@ -67,6 +68,8 @@ pub enum SwitchError {
     PeerExists(IpAddr),
     #[error("no peer {0}")]
     UnknownPeer(IpAddr),
+    #[error("{0} cannot be a station's MAC")]
+    BadMac(Mac),
 }
 
 /// One network: its table, its ports, its counters.
@@ -78,6 +81,7 @@ pub struct Network {
     pub traffic: Traffic,
     /// Present when the network is encrypted.
     seal: Option<Arc<Sealer<SocketAddr>>>,
+    adverts: adverts::Adverts,
 }
 
 impl Network {
@@ -107,35 +111,6 @@ struct Peer {
     vtep: Vtep,
     traffic: Traffic,
 }
-
-/// Hashes the small integer keys of the switch's own maps (VNIs, port ids) with one multiply.
-/// Those keys are configuration, never inserted from the network, so flooding them is not a
-/// concern; the MAC table, whose keys come from the network, keeps std's keyed SipHash.
-#[derive(Debug, Default, Clone, Copy)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(self.0.rotate_left(8) ^ u64::from(b));
-        }
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        // Fibonacci hashing: the high bits, which hashbrown uses, mix every input bit.
-        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// The switch.
 #[derive(Debug, Default)]
@@ -174,6 +149,7 @@ impl Switch {
                 ports: Vec::new(),
                 traffic: Traffic::default(),
                 seal: None,
+                adverts: adverts::Adverts::default(),
             },
         );
         Ok(())
@@ -333,11 +309,12 @@ impl Switch {
     pub fn remove_peer(&mut self, ip: IpAddr) -> Result<Vtep, SwitchError> {
         let i = self.peer_index(ip).ok_or(SwitchError::UnknownPeer(ip))?;
         let peer = self.peers.remove(i);
-        for network in self.networks.values() {
+        for network in self.networks.values_mut() {
             network.fdb.flush(Location::Vtep(peer.vtep));
             if let Some(sealer) = &network.seal {
                 sealer.forget_peer(&peer.vtep.0);
             }
+            network.adverts.forget_vtep(peer.vtep);
         }
         Ok(peer.vtep)
     }
@@ -370,6 +347,9 @@ impl Switch {
             Ok(dst) => dst,
             Err(reason) => return self.drop_frame(out, reason, &scopes),
         };
+        if self.proxy_arp(network, port, frame, out) {
+            return self.count_tx(network, out, frame.len());
+        }
         match (dst.is_multicast(), network.fdb.lookup(dst, now)) {
             (false, Some(Location::Port(q))) if q == port => {
                 return self.drop_frame(out, DropReason::SamePort, &scopes)
@@ -379,7 +359,7 @@ impl Switch {
             _ => {
                 out.ports
                     .extend(network.ports.iter().copied().filter(|&q| q != port));
-                out.vteps.extend(self.peers.iter().map(|p| p.vtep));
+                self.flood_to(network, &mut out.vteps);
             }
         }
         self.count_tx(network, out, frame.len());
@@ -597,7 +577,13 @@ impl Switch {
     }
 }
 
+mod adverts;
 mod announce;
 mod guard;
+mod idmap;
+pub use adverts::RemoteEndpoint;
+use idmap::IdMap;
+#[cfg(test)]
+mod adverts_tests;
 #[cfg(test)]
 mod tests;

@@ -66,9 +66,11 @@ impl Harness {
                     .filter(|&(&q, &w)| w == v && Some(q.0) != from_port)
                     .map(|(&q, _)| q)
                     .collect();
-                let vteps = match from_port {
-                    Some(_) => self.peers.iter().copied().collect(),
-                    None => vec![],
+                // A flood list (cluster mode) narrows the peers; without one, every peer.
+                let vteps = match (from_port, self.floods.get(&v)) {
+                    (Some(_), None) => self.peers.iter().copied().collect(),
+                    (Some(_), Some(list)) => self.peers.intersection(list).copied().collect(),
+                    (None, _) => vec![],
                 };
                 (ports, vteps)
             }
@@ -122,8 +124,34 @@ impl Harness {
                 .map(|(&p, _)| p)
                 .collect();
             assert_eq!(ports, expected, "ports of network {v}");
-            assert!(network.fdb.len() <= FDB_CAPACITY, "table of {v} overflows");
+            let pinned = self.remote.iter().filter(|((w, _), _)| *w == v).count();
+            assert!(
+                network.fdb.len() - network.fdb.pinned() <= FDB_CAPACITY,
+                "learned entries of {v} overflow"
+            );
+            assert!(
+                network.fdb.pinned() <= pinned,
+                "a static entry nobody advertised"
+            );
+            let mut remote: Vec<(MacBytes, SocketAddr)> = self
+                .remote
+                .iter()
+                .filter(|((w, _), _)| *w == v)
+                .map(|((_, m), &a)| (*m, a))
+                .collect();
+            remote.sort();
+            let switch_remote: Vec<(MacBytes, SocketAddr)> = self
+                .switch
+                .remote_endpoints(v)
+                .iter()
+                .map(|e| (e.mac.0, e.vtep.0))
+                .collect();
+            assert_eq!(switch_remote, remote, "advertised endpoints of {v}");
             let table = self.tables.get(&v).expect("the model has the network");
+            assert_eq!(
+                network.fdb.pinned(),
+                table.rows().iter().filter(|r| r.3).count()
+            );
             let rows: Vec<_> = network
                 .fdb
                 .entries()
@@ -133,7 +161,7 @@ impl Harness {
                         Location::Port(p) => Place::Port(p.0),
                         Location::Vtep(t) => Place::Peer(t.0),
                     };
-                    (e.mac.0, place, e.last_seen.as_millis())
+                    (e.mac.0, place, e.last_seen.as_millis(), e.pinned)
                 })
                 .collect();
             assert_eq!(

@@ -23,7 +23,7 @@ fn variant(out: &mut Vec<u8>, index: u32, count: u32) {
 
 impl Op {
     fn encode(&self, out: &mut Vec<u8>) {
-        const N: u32 = 10;
+        const N: u32 = 13;
         match self {
             Op::Frame { port, frame } => {
                 variant(out, 0, N);
@@ -63,6 +63,22 @@ impl Op {
             Op::RemoveNetwork { vni } => {
                 variant(out, 9, N);
                 out.push(*vni);
+            }
+            Op::Advertise { vni, mac, peer } => {
+                variant(out, 10, N);
+                out.extend_from_slice(&[*vni, *mac, *peer]);
+            }
+            Op::Withdraw { vni, mac } => {
+                variant(out, 11, N);
+                out.extend_from_slice(&[*vni, *mac]);
+            }
+            Op::FloodList { vni, peers } => {
+                variant(out, 12, N);
+                out.push(*vni);
+                match peers {
+                    None => out.push(0),
+                    Some(bits) => out.extend_from_slice(&[1, *bits]),
+                }
             }
         }
     }
@@ -266,7 +282,64 @@ pub fn seeds() -> Vec<(&'static str, bool, Vec<Op>)> {
         Op::Tick,
         frame(0, built(2, 0)),
     ];
+    // Cluster mode: an advertised MAC is unicast at once and outlives ageing, a peer cannot
+    // take it, a flood list narrows floods, a local port takes the MAC over, and refusals (a
+    // live local port's MAC, a group MAC, an unknown peer) change nothing.
+    let advertised = vec![
+        Op::Attach { port: 0, vni: 0 },
+        Op::Attach { port: 1, vni: 0 },
+        Op::AddPeer { peer: 0 },
+        Op::AddPeer { peer: 1 },
+        Op::AddPeer { peer: 2 },
+        Op::Advertise {
+            vni: 0,
+            mac: 5,
+            peer: 0,
+        },
+        frame(0, built(5, 0)),
+        datagram(1, vxlan(0, built(0, 5))),
+        Op::FloodList {
+            vni: 0,
+            peers: Some(0b0010),
+        },
+        frame(0, built(BCAST, 0)),
+        Op::Advance { millis: 3000 },
+        Op::Tick,
+        frame(0, built(5, 0)),
+        Op::Advertise {
+            vni: 0,
+            mac: 0,
+            peer: 2,
+        },
+        frame(1, built(BCAST, 5)),
+        Op::Withdraw { vni: 0, mac: 5 },
+        Op::Advertise {
+            vni: 0,
+            mac: 7,
+            peer: 2,
+        },
+        Op::Advertise {
+            vni: 0,
+            mac: 8,
+            peer: 3,
+        },
+        Op::Advertise {
+            vni: 0,
+            mac: BCAST,
+            peer: 0,
+        },
+        frame(0, built(7, 0)),
+        Op::RemovePeer { peer: 2 },
+        frame(0, built(7, 0)),
+        Op::FloodList {
+            vni: 0,
+            peers: None,
+        },
+        frame(0, built(BCAST, 0)),
+        Op::Withdraw { vni: 2, mac: 1 },
+    ];
     vec![
+        ("advertised", false, advertised),
         ("forwarding", false, forwarding),
         ("stale", false, stale),
         ("churn", false, churn),

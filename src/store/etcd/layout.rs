@@ -202,6 +202,8 @@ pub struct Listing {
     pub hosts: Vec<HostRecord>,
     /// Names with a live `alive/` key.
     pub alive: BTreeSet<String>,
+    /// Address claims: (network, address, holder). They are the endpoint advertisements.
+    pub addresses: Vec<(String, std::net::Ipv4Addr, crate::store::AddressHolder)>,
     /// Keys whose value did not decode (named in logs, otherwise ignored).
     pub garbled: Vec<String>,
 }
@@ -219,6 +221,13 @@ impl Listing {
         let mut l = Listing::default();
         for kv in kvs {
             let garbled = || String::from_utf8_lossy(kv.key).into_owned();
+            if kv.key.starts_with(keys.all_addresses().as_bytes()) {
+                match (keys.parse_address(kv.key), serde_json::from_slice(kv.value)) {
+                    (Some((network, ip)), Ok(holder)) => l.addresses.push((network, ip, holder)),
+                    _ => l.garbled.push(garbled()),
+                }
+                continue;
+            }
             match keys.classify(kv.key) {
                 Some(Entry::Network(name)) => {
                     match serde_json::from_slice::<NetworkRecord>(kv.value) {
@@ -243,6 +252,35 @@ impl Listing {
 
     pub fn network_records(&self) -> Vec<NetworkRecord> {
         self.networks.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    /// The other live hosts and the endpoints they advertise (their address claims), each at
+    /// its host's VTEP. A claim of a host that is not alive is left out (its lease, which
+    /// takes the claim too, is running out).
+    pub fn cluster(&self, me: &HostRecord) -> crate::store::Cluster {
+        let mut endpoints: Vec<crate::store::Advert> = self
+            .addresses
+            .iter()
+            .filter(|(_, _, h)| h.host != me.name)
+            .filter_map(|(network, ip, h)| {
+                let host = self
+                    .hosts
+                    .iter()
+                    .find(|r| r.name == h.host && self.alive.contains(&r.name))?;
+                Some(crate::store::Advert {
+                    network: network.clone(),
+                    ip: *ip,
+                    mac: h.mac,
+                    host: h.host.clone(),
+                    vtep: host.vtep,
+                })
+            })
+            .collect();
+        endpoints.sort();
+        crate::store::Cluster {
+            hosts: self.registry_peers(me),
+            endpoints,
+        }
     }
 
     /// The VTEPs of the live hosts other than `me` (by name and by address).

@@ -293,6 +293,7 @@ impl Shared {
                 version: VERSION,
                 networks: listing.network_records(),
                 peers: layout::peers(&statics, &listing.registry_peers(&self.me)),
+                cluster: Some(listing.cluster(&self.me)),
             },
             revision: Revision(revision.max(0) as u64),
         }

@@ -210,3 +210,61 @@ fn a_changed_network_compares_its_revision_and_moves_its_vni() {
     assert!(p.checks.contains(&Check::Absent("/p/vnis/101".into())));
     assert!(p.ops.contains(&Op::Delete("/p/vnis/100".into())));
 }
+
+/// Address claims are the endpoint advertisements: the other live hosts' ones, each at its
+/// host's VTEP; this host's own, a dead host's and garbled ones are left out.
+#[test]
+fn a_listing_shows_the_other_live_hosts_endpoints() {
+    let k = Keys::new("/p");
+    let claim = |host: &str, mac: u8| {
+        format!(
+            r#"{{"host":"{host}","netns":"c","ifname":"eth0","mac":"02:00:00:00:00:{mac:02x}"}}"#
+        )
+        .into_bytes()
+    };
+    let (c1, c2, c3) = (claim("h1", 1), claim("h2", 2), claim("h3", 3));
+    let h1 = br#"{"name":"h1","vtep":"192.0.2.1:4789"}"#;
+    let h2 = br#"{"name":"h2","vtep":"192.0.2.2:4789"}"#;
+    let h3 = br#"{"name":"h3","vtep":"192.0.2.3:4789"}"#;
+    let kvs: Vec<(&[u8], &[u8])> = vec![
+        (b"/p/hosts/h1", h1),
+        (b"/p/hosts/h2", h2),
+        (b"/p/hosts/h3", h3),
+        (b"/p/alive/h1", b""),
+        (b"/p/alive/h2", b""),
+        (b"/p/addresses/blue/10.0.0.1", &c1),
+        (b"/p/addresses/blue/10.0.0.2", &c2),
+        (b"/p/addresses/blue/10.0.0.3", &c3),
+        (b"/p/addresses/blue/10.0.0.4", b"{nonsense"),
+        (b"/p/addresses/blue/not-an-ip", &c2),
+    ];
+    let l = Listing::decode(
+        &k,
+        kvs.iter().map(|(key, value)| Kv {
+            key,
+            value,
+            mod_revision: 1,
+        }),
+    );
+    assert_eq!(
+        l.garbled,
+        vec!["/p/addresses/blue/10.0.0.4", "/p/addresses/blue/not-an-ip"]
+    );
+    let me = l.hosts[0].clone();
+    let cluster = l.cluster(&me);
+    assert_eq!(
+        cluster.hosts,
+        vec!["192.0.2.2:4789".parse::<SocketAddr>().expect("addr")]
+    );
+    assert_eq!(
+        cluster.endpoints,
+        vec![crate::store::Advert {
+            network: "blue".into(),
+            ip: "10.0.0.2".parse().expect("ip"),
+            mac: "02:00:00:00:00:02".parse().expect("mac"),
+            host: "h2".into(),
+            vtep: "192.0.2.2:4789".parse().expect("addr"),
+        }],
+        "not h1's own, not dead h3's"
+    );
+}
