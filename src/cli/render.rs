@@ -331,8 +331,8 @@ fn stats(out: &mut impl Write, s: &Stats) -> io::Result<()> {
     )?;
     writeln!(
         out,
-        "offloads: {} superframes segmented, {} coalesced, {} refused",
-        d.superframes_segmented, d.superframes_coalesced, d.offload_errors
+        "offloads: {} superframes segmented, {} coalesced, {} refused; {} partial checksums completed",
+        d.superframes_segmented, d.superframes_coalesced, d.offload_errors, d.checksums_completed
     )?;
     let st = &s.store;
     writeln!(

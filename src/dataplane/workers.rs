@@ -300,6 +300,15 @@ pub(super) fn underlay_worker(shared: &Shared) {
                     batch
                         .switch
                         .datagram_from_vtep(batch.now, from, datagram, &mut fwd);
+                    if !fwd.ports.is_empty()
+                        && offload::complete_partial_checksum(&mut datagram[fwd.frame.clone()])
+                    {
+                        batch
+                            .shared
+                            .counters
+                            .checksums_completed
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
                     let frame = &datagram[fwd.frame.clone()];
                     if let [port] = fwd.ports[..] {
                         if let Some(PortSink::Tap(tap)) = batch.ports.get(&port) {
