@@ -34,6 +34,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let json = cli.json();
     let request = match cli.command {
+        Command::Daemon(a) if a.cleanup => {
+            let done = vswitch::daemon::cleanup(&a.state_dir, &cli.socket)?;
+            println!(
+                "removed {} ports ({} were already gone)",
+                done.removed, done.gone
+            );
+            return Ok(());
+        }
         Command::Daemon(a) => {
             init_tracing();
             let cluster = a.store.map(|url| vswitch::daemon::ClusterConfig {

@@ -334,6 +334,11 @@ fn stats(out: &mut impl Write, s: &Stats) -> io::Result<()> {
         "offloads: {} superframes segmented, {} coalesced, {} refused; {} partial checksums completed",
         d.superframes_segmented, d.superframes_coalesced, d.offload_errors, d.checksums_completed
     )?;
+    writeln!(
+        out,
+        "restart: {} ports taken back, {} dropped",
+        s.restore.readopted, s.restore.dropped
+    )?;
     let st = &s.store;
     writeln!(
         out,
@@ -370,6 +375,10 @@ mod tests {
                 connected: false,
                 revision: 42,
                 last_error: Some("no answer to a listing within 2 s".into()),
+            },
+            restore: crate::control::RestoreStats {
+                readopted: 2,
+                dropped: 1,
             },
         };
         st.networks.push(crate::control::NetworkStats {
@@ -413,6 +422,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("waiting for 192.0.2.2:4789"), "{text}");
+        assert!(
+            text.contains("restart: 2 ports taken back, 1 dropped"),
+            "{text}"
+        );
         // What the sealer refused is a drop of the network, counted by the switch.
         assert!(text.contains("1 auth_failed"), "{text}");
         assert!(text.contains("in 28 s"), "{text}");

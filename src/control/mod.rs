@@ -308,6 +308,14 @@ pub struct StoreStats {
     pub last_error: Option<String>,
 }
 
+/// Ports a starting daemon found recorded: taken back, or dropped (logged) because their
+/// namespace, network or interface was gone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreStats {
+    pub readopted: u64,
+    pub dropped: u64,
+}
+
 /// `stats`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
@@ -318,6 +326,8 @@ pub struct Stats {
     pub dataplane: DataplaneStats,
     #[serde(default)]
     pub store: StoreStats,
+    #[serde(default)]
+    pub restore: RestoreStats,
 }
 
 /// A row of `host ls`.

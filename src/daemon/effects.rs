@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::errors::RequestError;
-use super::rules::{Effect, KeySource};
+use super::rules::{self, Effect, KeySource};
 use super::{new_sealer, Daemon, Inner};
 use crate::core::seal::NetworkKey;
 use crate::core::sync::{read, write};
@@ -15,7 +15,7 @@ use crate::dataplane::tap::{Offload, Tap, TapOptions};
 use crate::dataplane::PortSink;
 use crate::netns::{self, NetnsRef};
 use crate::store::{State, StateStore};
-use crate::wire::Vni;
+use crate::wire::{arp, Mac, Vni};
 
 /// How to take back one done effect.
 #[derive(Debug)]
@@ -143,19 +143,46 @@ impl<S: StateStore> Daemon<S> {
                 Undo::AddPeer(addr)
             }
             Effect::CreateTap { id, name } => {
-                // The virtio-net header and TSO/checksum offloads: the container's kernel
-                // sends us 64 KiB TCP superframes with partial checksums and takes coalesced
-                // ones back (see `dataplane` "Offloads").
+                // Persistent: the port outlives the daemon (see `dataplane::tap`, "Lifetime").
                 let tap = Tap::create(&name, TapOptions::new().vnet_hdr(true))
                     .and_then(|tap| {
-                        tap.set_offload(
-                            Offload::CSUM | Offload::TSO4 | Offload::TSO6 | Offload::TSO_ECN,
-                        )?;
+                        with_offloads(&tap)?;
+                        tap.set_persist(true)?;
                         Ok(tap)
                     })
                     .map_err(|source| RequestError::Tap { name, source })?;
                 inner.taps.insert(id, Arc::new(tap));
                 Undo::CloseTap(id)
+            }
+            Effect::ReopenTap { id, ifname, mac } => {
+                let ns = netns.ok_or_else(|| internal(&"no namespace to reopen the TAP in"))?;
+                let name = ifname.clone();
+                let tap = ns
+                    .run_inside(move || {
+                        let tap = Tap::reopen(&name, TapOptions::new().vnet_hdr(true))?;
+                        with_offloads(&tap)?;
+                        let found = tap.mac()?;
+                        if found != mac.0 {
+                            // Not the port's interface: leave it as it is (it stays
+                            // persistent; it is not ours to delete).
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                format!("'{name}' has MAC {}, not the port's {mac}", Mac(found)),
+                            ));
+                        }
+                        Ok(tap)
+                    })
+                    .await
+                    .map_err(|source| RequestError::Tap {
+                        name: ifname,
+                        source,
+                    })?;
+                inner.taps.insert(id, Arc::new(tap));
+                Undo::CloseTap(id)
+            }
+            Effect::Announce { id, mac, ip } => {
+                self.dataplane.inject(id, &arp::announcement(mac, ip));
+                Undo::Nothing
             }
             Effect::MoveTap { id, config } => {
                 let tap = inner
@@ -197,13 +224,21 @@ impl<S: StateStore> Daemon<S> {
             Effect::RecordPort { id, record } => {
                 inner.ports.insert(id, record);
                 inner.next_port = inner.next_port.max(id.0.saturating_add(1));
+                if let Err(e) = self.save_ports(inner).await {
+                    inner.ports.remove(&id);
+                    return Err(e);
+                }
                 Undo::ForgetPort(id)
             }
             Effect::DetachPort(id) => {
                 self.dataplane.remove_port(id);
                 let _ = write(&self.switch).remove_port(id);
                 inner.ports.remove(&id);
-                inner.taps.remove(&id);
+                delete_tap(inner, id);
+                if let Err(e) = self.save_ports(inner).await {
+                    // The port is gone; a restarted daemon finds no TAP and drops the record.
+                    tracing::warn!("port {} removed, but its record stays: {e}", id.0);
+                }
                 Undo::Nothing
             }
         })
@@ -233,9 +268,7 @@ impl<S: StateStore> Daemon<S> {
             Undo::RemovePeer(addr) => {
                 let _ = write(&self.switch).remove_peer(addr.ip());
             }
-            Undo::CloseTap(id) => {
-                inner.taps.remove(&id);
-            }
+            Undo::CloseTap(id) => delete_tap(inner, id),
             Undo::RemovePort(id) => {
                 let _ = write(&self.switch).remove_port(id);
             }
@@ -244,8 +277,36 @@ impl<S: StateStore> Daemon<S> {
             }
             Undo::ForgetPort(id) => {
                 inner.ports.remove(&id);
+                self.save_ports(inner).await?;
             }
         }
         Ok(())
+    }
+
+    /// Records every live port in the store, so a restarted daemon takes them back.
+    pub(super) async fn save_ports(&self, inner: &Inner) -> Result<(), RequestError> {
+        let entries: Vec<_> = inner
+            .ports
+            .iter()
+            .map(|(id, r)| rules::entry(*id, r))
+            .collect();
+        Ok(self.store.save_ports(&entries).await?)
+    }
+}
+
+/// The virtio-net header and TSO/checksum offloads: the container's kernel sends us 64 KiB TCP
+/// superframes with partial checksums and takes coalesced ones back (see `dataplane`
+/// "Offloads").
+fn with_offloads(tap: &Tap) -> std::io::Result<()> {
+    tap.set_offload(Offload::CSUM | Offload::TSO4 | Offload::TSO6 | Offload::TSO_ECN)
+}
+
+/// Forgets a port's TAP and deletes its interface: persistence off, so closing the last
+/// descriptor (ours; the data path's went with the port) removes it.
+fn delete_tap(inner: &mut Inner, id: PortId) {
+    if let Some(tap) = inner.taps.remove(&id) {
+        if let Err(e) = tap.set_persist(false) {
+            tracing::warn!("port {}: {e}; its interface may stay", id.0);
+        }
     }
 }

@@ -16,6 +16,8 @@ mod attach;
 use attach::{is_conflict, ns_id, port_ip, resolve_container};
 mod effects;
 pub mod errors;
+mod restore;
+pub use restore::{cleanup, Cleanup};
 pub mod keys;
 pub mod probe;
 pub mod rules;
@@ -98,6 +100,13 @@ pub enum DaemonError {
     },
     #[error("the hostname '{0}' cannot be a host name in the cluster; pass --name")]
     BadHostname(String),
+    #[error(
+        "a daemon is running on {}: it owns the ports; stop it first, then run the cleanup",
+        .0.display()
+    )]
+    Running(PathBuf),
+    #[error("cannot remove the port in network namespace {0}: {1}")]
+    Cleanup(String, netns::NetnsError),
 }
 
 const HOSTNAME: &str = "/proc/sys/kernel/hostname";
@@ -126,6 +135,8 @@ pub(crate) struct Inner {
     next_port: u32,
     /// Networks of a shared store this host could not set up, and why (attach refuses them).
     unusable: BTreeMap<String, String>,
+    /// What startup did with the recorded ports.
+    restore: crate::control::RestoreStats,
 }
 
 impl Inner {
@@ -230,10 +241,12 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
             taps: BTreeMap::new(),
             next_port: 1,
             unusable: BTreeMap::new(),
+            restore: Default::default(),
         }),
         attaching: Mutex::new(()),
     });
     daemon.restore(state).await.map_err(DaemonError::Restore)?;
+    daemon.readopt().await.map_err(DaemonError::Restore)?;
     let ticker = {
         let d = daemon.clone();
         tokio::spawn(async move {
@@ -268,12 +281,15 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
         w.abort();
         let _ = w.await;
     }
-    // Closing every TAP deletes the container interfaces.
-    let mut inner = daemon.inner.lock().await;
-    for (id, _) in std::mem::take(&mut inner.ports) {
-        daemon.dataplane.remove_port(id);
+    // The ports stay: their TAPs are persistent, and the next daemon takes them back
+    // (`vswitch daemon --cleanup` removes them for good).
+    let inner = daemon.inner.lock().await;
+    if !inner.ports.is_empty() {
+        tracing::info!(
+            "{} ports stay in their containers until the daemon is back",
+            inner.ports.len()
+        );
     }
-    inner.taps.clear();
     daemon.store.close().await;
     Ok(())
 }
@@ -432,6 +448,7 @@ impl<S: StateStore> Handler for Daemon<S> {
                     &sw,
                     dp,
                     self.store.health(),
+                    inner.restore,
                     now,
                 ))))
             }

@@ -18,7 +18,7 @@ use crate::core::seal::{NetworkKey, SEAL_OVERHEAD};
 use crate::core::{ipam, PortId, PortSecurity};
 use crate::netns::{NsId, PortConfig};
 use crate::store::{NetworkRecord, State};
-use crate::wire::{vxlan, Vni};
+use crate::wire::{vxlan, Mac, Vni};
 
 /// The smallest container MTU (IPv4's minimum).
 pub const MIN_MTU: u32 = 68;
@@ -108,8 +108,22 @@ pub enum Effect {
         id: PortId,
         record: PortRecord,
     },
-    /// Stop a port and close its TAP (the kernel deletes the interface).
+    /// Stop a port and delete its TAP (the interface disappears from the container).
     DetachPort(PortId),
+    /// Open a recorded port's persistent TAP again, from inside its namespace, where it is
+    /// called `ifname` and must still have `mac` (a restarted daemon taking its ports back).
+    ReopenTap {
+        id: PortId,
+        ifname: String,
+        mac: Mac,
+    },
+    /// Send a gratuitous ARP (an ARP announcement, RFC 5227) from the port's address into its
+    /// network, so that peers with a stale ARP entry for it recover at once.
+    Announce {
+        id: PortId,
+        mac: Mac,
+        ip: std::net::Ipv4Addr,
+    },
 }
 
 /// What a rule decided: the effects to run, in order, and the reply once they all succeed.
@@ -472,8 +486,11 @@ pub fn reconcile(view: View<'_>, incoming: &State) -> Vec<Effect> {
 }
 
 mod attach;
+mod restore;
 #[cfg(test)]
 mod tests;
+
+pub use restore::{entry, entry_ns, info, readopt, Lost};
 
 pub use attach::{
     attach_check, attach_commit, attach_network, detach, AddressChoice, AttachPlan, Claim,

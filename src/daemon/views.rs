@@ -109,6 +109,7 @@ pub fn stats(
     sw: &Switch,
     dataplane: DataplaneStats,
     store: crate::store::StoreHealth,
+    restore: crate::control::RestoreStats,
     now: Timestamp,
 ) -> Stats {
     let networks = view
@@ -158,6 +159,7 @@ pub fn stats(
             revision: store.revision,
             last_error: store.last_error,
         },
+        restore,
     }
 }
 

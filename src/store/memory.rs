@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use tokio::sync::mpsc;
 
-use super::{Revision, Snapshot, State, StateStore, StoreError};
+use super::{PortEntry, Revision, Snapshot, State, StateStore, StoreError};
 use crate::core::seal::NetworkKey;
 use crate::core::sync::lock;
 
@@ -15,6 +15,7 @@ use crate::core::sync::lock;
 struct Inner {
     snapshot: Option<Snapshot>,
     keys: BTreeMap<String, NetworkKey>,
+    ports: Vec<PortEntry>,
     watchers: Vec<mpsc::Sender<Snapshot>>,
     /// When set, every call fails as if the backend were unreachable.
     down: bool,
@@ -92,6 +93,19 @@ impl StateStore for MemoryStore {
             revision,
         });
         Ok(revision)
+    }
+
+    async fn ports(&self) -> Result<Vec<PortEntry>, StoreError> {
+        let inner = lock(&self.inner);
+        Self::check_up(&inner)?;
+        Ok(inner.ports.clone())
+    }
+
+    async fn save_ports(&self, ports: &[PortEntry]) -> Result<(), StoreError> {
+        let mut inner = lock(&self.inner);
+        Self::check_up(&inner)?;
+        inner.ports = ports.to_vec();
+        Ok(())
     }
 
     async fn put_key(&self, network: &str, key: &NetworkKey) -> Result<(), StoreError> {

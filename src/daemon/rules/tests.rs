@@ -295,11 +295,20 @@ fn attach_picks_the_next_free_address_and_skips_conflicts() {
     let d = attach_commit(w.view(), plan, ip, PortId(7));
     assert_eq!(d.reply.ip.as_deref(), Some("10.10.0.3/24"));
     assert_eq!((d.reply.port, d.reply.mtu), (7, 1450));
-    let [Effect::CreateTap { id, name }, Effect::MoveTap { config, .. }, Effect::AddPort { vni: v, .. }, Effect::StartPort { .. }, Effect::RecordPort { record, .. }] =
-        d.effects.as_slice()
+    let [Effect::CreateTap { id, name }, Effect::MoveTap { config, .. }, Effect::AddPort { vni: v, .. }, Effect::StartPort { .. }, Effect::RecordPort { record, .. }, Effect::Announce {
+        mac, ip: announced, ..
+    }] = d.effects.as_slice()
     else {
-        panic!("create, move, add, start, record: {:?}", d.effects)
+        panic!(
+            "create, move, add, start, record, announce: {:?}",
+            d.effects
+        )
     };
+    assert_eq!(
+        (*mac, *announced),
+        (MAC, ip),
+        "a gratuitous ARP from the new address"
+    );
     assert_eq!(
         (*id, name.as_str(), v.get(), record.ns),
         (PortId(7), "vsw7", 100, ns(12))
@@ -653,5 +662,56 @@ fn a_rotation_records_the_new_keys_check() {
     assert_eq!(
         saved.network("red").and_then(|n| n.key_check.clone()),
         Some(new.check_value())
+    );
+}
+
+// ---- live restore
+
+fn stored(id: u32, network: &str, netns: &str, ino: u64, ip: &str) -> crate::store::PortEntry {
+    let mut r = port(network, netns, ino, ip, id as u8);
+    r.info.port = id;
+    entry(PortId(id), &r)
+}
+
+#[test]
+fn a_recorded_port_is_taken_back_as_it_was() {
+    let w = World::new();
+    let e = stored(5, "red", "c5", 55, "10.20.0.5/24");
+    assert_eq!(entry_ns(&e), ns(55));
+    let d = readopt(w.view(), &e, true).expect("taken back");
+    assert_eq!(d.reply.ip.as_deref(), Some("10.20.0.5/24"));
+    let [Effect::ReopenTap { id, ifname, mac }, Effect::AddPort {
+        vni: v,
+        mtu,
+        security: Some(sec),
+        ..
+    }, Effect::StartPort { .. }, Effect::RecordPort { record, .. }, Effect::Announce { ip, .. }] =
+        d.effects.as_slice()
+    else {
+        panic!("reopen, add, start, record, announce: {:?}", d.effects)
+    };
+    assert_eq!((*id, ifname.as_str(), *mac), (PortId(5), "eth0", e.mac));
+    assert_eq!((v.get(), *mtu), (200, 1450));
+    assert_eq!(sec.ipv4, vec![ip.to_owned()]);
+    assert_eq!(ip.to_string(), "10.20.0.5");
+    assert_eq!((record.ns, entry(PortId(5), record)), (ns(55), e));
+}
+
+#[test]
+fn a_recorded_port_without_its_namespace_or_network_is_dropped() {
+    let w = World::new();
+    let e = stored(5, "red", "c5", 55, "10.20.0.5/24");
+    assert_eq!(
+        readopt(w.view(), &e, false).map(|d| d.reply),
+        Err(Lost::NamespaceGone("c5".into()))
+    );
+    let gone = stored(6, "green", "c6", 66, "10.30.0.6/24");
+    let lost = readopt(w.view(), &gone, true).expect_err("no such network");
+    assert_eq!(lost, Lost::NetworkGone("green".into()));
+    assert_eq!(lost.to_string(), "its network 'green' no longer exists");
+    let twice = stored(1, "blue", "c1", 11, "10.10.0.1/24");
+    assert_eq!(
+        readopt(w.view(), &twice, true).map(|d| d.reply),
+        Err(Lost::Duplicate(1))
     );
 }

@@ -1,0 +1,137 @@
+//! Live restore: a starting daemon takes back the ports its previous run left (their TAPs are
+//! persistent), and `vswitch daemon --cleanup` removes them for good.
+//!
+//! What is taken back and what is dropped is decided by [`rules::readopt`]; this file gathers
+//! the facts (does the recorded namespace still exist, as the same namespace?) and carries the
+//! decisions out through the same effects as `attach`.
+
+use std::path::Path;
+
+use super::errors::RequestError;
+use super::rules;
+use super::{attach::port_ip, Daemon, DaemonError};
+use crate::netns::{self, NetnsRef};
+use crate::store::{AddressHolder, FileStore, PortEntry, StateStore};
+
+/// The recorded namespace of `e`, if it still exists and is the one the port was attached in.
+fn recorded_ns(e: &PortEntry) -> Option<NetnsRef> {
+    let ns = NetnsRef::resolve(&e.netns).ok()?;
+    (ns.id().ok()? == rules::entry_ns(e)).then_some(ns)
+}
+
+impl<S: StateStore> Daemon<S> {
+    /// Takes back every recorded port whose namespace and network still exist; drops, logs and
+    /// counts the others. Runs before the control socket appears, so a client that sees the
+    /// socket sees the ports.
+    pub(super) async fn readopt(&self) -> Result<(), RequestError> {
+        let entries = self.store.ports().await?;
+        let mut inner = self.inner.lock().await;
+        for e in &entries {
+            let ns = recorded_ns(e);
+            let taken = match rules::readopt(inner.view(self.underlay_mtu), e, ns.is_some()) {
+                Err(lost) => Err(lost.to_string()),
+                Ok(d) => match self.reclaim(e).await {
+                    Err(why) => Err(why),
+                    Ok(()) => self
+                        .apply(&mut inner, d.effects, ns.as_ref())
+                        .await
+                        .map_err(|err| err.to_string()),
+                },
+            };
+            match taken {
+                Ok(()) => {
+                    inner.restore.readopted += 1;
+                    tracing::info!(
+                        "took back port {} ({} in {} on {})",
+                        e.id,
+                        e.ifname,
+                        e.netns,
+                        e.network
+                    );
+                }
+                Err(why) => {
+                    inner.restore.dropped += 1;
+                    tracing::warn!(
+                        "dropped port {} ({} in {} on {}): {why}",
+                        e.id,
+                        e.ifname,
+                        e.netns,
+                        e.network
+                    );
+                    // Its interface, if the namespace is still the port's, is not left behind.
+                    if let Some(ns) = &ns {
+                        if let Err(err) = netns::detach_port(ns, &e.ifname).await {
+                            tracing::warn!("{err}");
+                        }
+                    }
+                }
+            }
+        }
+        if inner.restore.dropped > 0 {
+            self.save_ports(&inner).await?;
+        }
+        Ok(())
+    }
+
+    /// In a store that hands out addresses, claims a taken-back port's address again under
+    /// this run's lease (the previous run's claims were released at startup). An address
+    /// another host took meanwhile costs the port.
+    async fn reclaim(&self, e: &PortEntry) -> Result<(), String> {
+        if !self.store.leases_addresses() {
+            return Ok(());
+        }
+        let Some(ip) = port_ip(&rules::info(e)) else {
+            return Ok(());
+        };
+        let holder = AddressHolder {
+            host: self.name.clone(),
+            netns: e.netns.clone(),
+            ifname: e.ifname.clone(),
+            mac: e.mac,
+        };
+        self.store
+            .claim_address(&e.network, ip, holder)
+            .await
+            .map_err(|err| err.to_string())
+    }
+}
+
+/// What `vswitch daemon --cleanup` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cleanup {
+    /// Interfaces deleted.
+    pub removed: usize,
+    /// Records whose interface (or namespace) was already gone.
+    pub gone: usize,
+}
+
+/// `vswitch daemon --cleanup`: deletes the interfaces of every port recorded in `state_dir`
+/// and forgets them. Refused while a daemon answers on `socket` (it owns them).
+pub fn cleanup(state_dir: &Path, socket: &Path) -> Result<Cleanup, DaemonError> {
+    if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+        return Err(DaemonError::Running(socket.to_owned()));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let store = FileStore::open(state_dir)?;
+        let entries = store.ports().await?;
+        let mut done = Cleanup::default();
+        for e in &entries {
+            let removed = match recorded_ns(e) {
+                Some(ns) => netns::detach_port(&ns, &e.ifname)
+                    .await
+                    .map_err(|err| DaemonError::Cleanup(e.netns.clone(), err))?,
+                None => false,
+            };
+            if removed {
+                done.removed += 1;
+            } else {
+                done.gone += 1;
+            }
+        }
+        store.save_ports(&[]).await.map_err(DaemonError::from)?;
+        Ok::<_, DaemonError>(done)
+    })
+}
