@@ -268,3 +268,50 @@ fn cleanup_removes_the_ports_a_stopped_daemon_left() {
     lab.hosts[0].respawn();
     assert_eq!(restore_stats(&lab.hosts[0]), (0, 0));
 }
+
+/// `attach` announces the container's address (a gratuitous ARP): a peer container whose ARP
+/// entry for that address still names an old MAC (a container that came back with a new one)
+/// updates it at once, without sending anything itself.
+#[test]
+fn attach_announces_the_address_so_stale_arp_entries_recover() {
+    let mut lab = Lab::new(2);
+    lab.start_mesh();
+    for h in &lab.hosts {
+        h.create_network("arp", 910, "10.91.0.0/24", &[]);
+    }
+    let c2 = lab.netns("c2");
+    lab.hosts[1].attach(&c2, "arp", &["--ip", "10.91.0.2/24"]);
+    let old = "02:00:00:91:00:99";
+    sh_ok(&[
+        "ip",
+        "-n",
+        &c2,
+        "neigh",
+        "replace",
+        "10.91.0.1",
+        "lladdr",
+        old,
+        "dev",
+        "eth0",
+        "nud",
+        "stale",
+    ]);
+    // The kernel ignores an update within 1 s (locktime) of the last one.
+    std::thread::sleep(Duration::from_millis(1200));
+    let c1 = lab.netns("c1");
+    let new = "02:00:00:91:00:01";
+    lab.hosts[0].attach(&c1, "arp", &["--ip", "10.91.0.1/24", "--mac", new]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        let seen = neigh_mac(&c2, "10.91.0.1");
+        if seen.as_deref() == Some(new) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "c2 still resolves 10.91.0.1 to {seen:?} 1 s after the attach, not {new}\n{}",
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
