@@ -167,9 +167,12 @@ fn absolute(p: std::path::PathBuf) -> anyhow::Result<std::path::PathBuf> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, never in a log file or a journal.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 

@@ -77,7 +77,7 @@ pub struct ClusterConfig {
 pub enum DaemonError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("cannot detect the underlay MTU ({0}); pass --underlay-mtu")]
     UnderlayMtu(netns::NetnsError),

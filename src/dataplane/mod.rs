@@ -152,12 +152,7 @@ impl Dataplane {
         port: u16,
         start: Instant,
     ) -> io::Result<Dataplane> {
-        let udp = UdpSocket::bind(SocketAddrV4::new(listen, port)).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot bind the underlay UDP socket {listen}:{port}: {e}"),
-            )
-        })?;
+        let udp = bind_underlay(SocketAddrV4::new(listen, port))?;
         sys::set_recv_timeout(udp.as_raw_fd(), POLL)?;
         sys::set_buffer_sizes(udp.as_raw_fd(), 4 << 20);
         sys::enable_udp_gro(udp.as_raw_fd())?;
@@ -316,4 +311,39 @@ fn source_sockets(listen: Ipv4Addr) -> io::Result<Vec<UdpSocket>> {
         out.push(sock);
     }
     Ok(out)
+}
+
+/// How long a starting daemon waits for the underlay port while another process (typically
+/// the previous daemon, still exiting) holds it.
+const BIND_PATIENCE: Duration = Duration::from_secs(3);
+
+/// Binds the underlay UDP socket, retrying for [`BIND_PATIENCE`] while the address is in use;
+/// then fails with one message that says what holds it and what to do.
+fn bind_underlay(addr: SocketAddrV4) -> io::Result<UdpSocket> {
+    let start = Instant::now();
+    loop {
+        match UdpSocket::bind(addr) {
+            Ok(udp) => return Ok(udp),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && start.elapsed() < BIND_PATIENCE => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot bind the underlay UDP socket {addr}: it is in use (waited {} s); \
+                         another vswitch daemon or a kernel vxlan device on that port holds it: \
+                         stop it, or choose another --listen or --port",
+                        BIND_PATIENCE.as_secs()
+                    ),
+                ))
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot bind the underlay UDP socket {addr}: {e}"),
+                ))
+            }
+        }
+    }
 }

@@ -315,3 +315,40 @@ fn attach_announces_the_address_so_stale_arp_entries_recover() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A daemon started while another holds the underlay port waits a little (the old one may be
+/// exiting), then says so once, in one `error:` line naming what to do; logs carry no colour
+/// codes when stderr is not a terminal.
+#[test]
+fn a_second_daemon_on_the_same_port_says_so_once_and_logs_have_no_colour_codes() {
+    let mut lab = Lab::new(2);
+    lab.start_mesh();
+    let h = &lab.hosts[0];
+    let other = lab.dir.join("second");
+    let started = std::time::Instant::now();
+    let out = run_cmd(
+        ns_cmd(&h.ns.name, VSWITCH)
+            .arg("--socket")
+            .arg(other.join("sock"))
+            .args(["daemon", "--listen", &h.ip, "--state-dir"])
+            .arg(other.join("state")),
+        Duration::from_secs(20),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "it waited for the port"
+    );
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert_eq!(errors[0].matches("in use").count(), 1, "said once: {err}");
+    assert!(
+        errors[0].contains("another vswitch daemon") && errors[0].contains("--port"),
+        "{err}"
+    );
+    assert!(!err.contains('\x1b'), "colour codes on a pipe: {err:?}");
+    let log = h.log_text();
+    assert!(log.contains("control socket"), "{log}");
+    assert!(!log.contains('\x1b'), "colour codes in a log file: {log:?}");
+}
