@@ -207,7 +207,10 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
 pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(), DaemonError> {
     let start = Instant::now();
     let loaded = store.load().await?;
-    let state = rules::startup(loaded.state, &config.peers).map_err(DaemonError::Restore)?;
+    let own = netns::local_addresses()
+        .await
+        .map_err(|e| DaemonError::Restore(e.into()))?;
+    let state = rules::startup(loaded.state, &config.peers, &own).map_err(DaemonError::Restore)?;
     let underlay_mtu = match config.underlay_mtu {
         Some(m) => m,
         None => netns::underlay_mtu(IpAddr::V4(config.listen))
@@ -408,7 +411,8 @@ impl<S: StateStore> Handler for Daemon<S> {
                 Ok(Response::Ports(d.reply))
             }
             Request::PeerAdd { addr } => {
-                let d = rules::peer_add(inner.view(mtu), addr)?;
+                let own = netns::local_addresses().await?;
+                let d = rules::peer_add(inner.view(mtu), addr, &own)?;
                 self.apply(&mut inner, d.effects, None).await?;
                 Ok(Response::Peer(d.reply))
             }

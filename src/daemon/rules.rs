@@ -8,7 +8,7 @@
 //! runs a decision's effects in order and undoes the done ones if a later one fails.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use super::errors::{list_or_none, RequestError};
@@ -190,23 +190,40 @@ fn check_name(name: &str) -> Result<(), RequestError> {
     }
 }
 
-/// A peer must be an IPv4 VTEP with a port.
-fn check_peer(addr: SocketAddr) -> Result<(), RequestError> {
-    match addr {
-        SocketAddr::V6(_) => Err(RequestError::PeerNotIpv4(addr)),
-        _ if addr.port() == 0 => Err(RequestError::PeerPortZero(addr)),
-        _ => Ok(()),
+/// A peer must be another host's IPv4 VTEP with a port: not IPv6 (yet), not an address that
+/// is not one host's (0.0.0.0, broadcast, multicast), and not one of this host's own addresses
+/// (`own`), which would make the switch its own peer: every frame it floods would come back
+/// and move its containers' MACs behind itself.
+fn check_peer(addr: SocketAddr, own: &[IpAddr]) -> Result<(), RequestError> {
+    let SocketAddr::V4(v4) = addr else {
+        return Err(RequestError::PeerNotIpv4(addr));
+    };
+    let ip = v4.ip();
+    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+        return Err(RequestError::PeerNotUnicast(addr));
     }
+    if own.contains(&IpAddr::V4(*ip)) || ip.is_loopback() {
+        return Err(RequestError::PeerIsSelf(addr));
+    }
+    if addr.port() == 0 {
+        return Err(RequestError::PeerPortZero(addr));
+    }
+    Ok(())
 }
 
 /// The state a daemon starts with: the stored one plus the `--peer`s it was given. A peer
-/// that could never carry traffic (IPv6, port 0), stored or given, is refused.
-pub fn startup(mut state: State, peers: &[SocketAddr]) -> Result<State, RequestError> {
+/// that could never carry traffic (IPv6, port 0, not another host's unicast address: `own` is
+/// this host's), stored or given, is refused.
+pub fn startup(
+    mut state: State,
+    peers: &[SocketAddr],
+    own: &[IpAddr],
+) -> Result<State, RequestError> {
     for &p in &state.peers {
-        check_peer(p)?;
+        check_peer(p, own)?;
     }
     for &p in peers {
-        check_peer(p)?;
+        check_peer(p, own)?;
         if !state.peers.iter().any(|q| q.ip() == p.ip()) {
             state.peers.push(p);
         }
@@ -397,8 +414,12 @@ pub fn rotate_key(
 }
 
 /// `peer add`.
-pub fn peer_add(view: View<'_>, addr: SocketAddr) -> Result<Decision<PeerInfo>, RequestError> {
-    check_peer(addr)?;
+pub fn peer_add(
+    view: View<'_>,
+    addr: SocketAddr,
+    own: &[IpAddr],
+) -> Result<Decision<PeerInfo>, RequestError> {
+    check_peer(addr, own)?;
     if let Some(p) = view.state.peers.iter().find(|p| p.ip() == addr.ip()) {
         return Err(RequestError::PeerExists {
             ip: addr.ip(),
@@ -478,7 +499,7 @@ pub fn reconcile(view: View<'_>, incoming: &State) -> Vec<Effect> {
         }
     }
     for p in &incoming.peers {
-        if !view.state.peers.contains(p) && check_peer(*p).is_ok() {
+        if !view.state.peers.contains(p) && check_peer(*p, &[]).is_ok() {
             effects.push(Effect::AddPeer(*p));
         }
     }

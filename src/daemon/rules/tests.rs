@@ -6,6 +6,11 @@ use crate::core::seal::KEY_LEN;
 use crate::wire::Mac;
 
 const UNDERLAY: u32 = 1500;
+/// This host's own addresses (its underlay address and loopback).
+const OWN: &[std::net::IpAddr] = &[
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)),
+    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+];
 
 fn vni(n: u32) -> Vni {
     Vni::new(n).expect("vni")
@@ -466,11 +471,11 @@ fn detach_finds_the_ports_of_a_namespace() {
 fn peers_are_added_and_removed_by_ip() {
     let w = World::new();
     let new: SocketAddr = "192.0.2.3:4789".parse().expect("addr");
-    let d = peer_add(w.view(), new).expect("ok");
+    let d = peer_add(w.view(), new, OWN).expect("ok");
     assert!(
         matches!(d.effects.as_slice(), [Effect::AddPeer(a), Effect::Save(s)] if *a == new && s.peers.len() == 2)
     );
-    let e = peer_add(w.view(), "192.0.2.2:5000".parse().expect("addr")).expect_err("dup");
+    let e = peer_add(w.view(), "192.0.2.2:5000".parse().expect("addr"), OWN).expect_err("dup");
     assert_eq!(
         e.to_string(),
         "peer 192.0.2.2 already exists (as 192.0.2.2:4789)"
@@ -490,23 +495,45 @@ fn peers_are_added_and_removed_by_ip() {
 fn ipv6_and_port_zero_peers_are_refused_by_the_daemon_itself() {
     let w = World::new();
     let v6: SocketAddr = "[2001:db8::1]:4789".parse().expect("addr");
-    let e = peer_add(w.view(), v6).expect_err("v6");
+    let e = peer_add(w.view(), v6, OWN).expect_err("v6");
     assert!(
         e.to_string().contains("IPv6 underlays are not supported"),
         "{e}"
     );
-    let e = peer_add(w.view(), "192.0.2.9:0".parse().expect("addr")).expect_err("port 0");
+    let e = peer_add(w.view(), "192.0.2.9:0".parse().expect("addr"), OWN).expect_err("port 0");
     assert!(e.to_string().contains("port 0"), "{e}");
     assert!(
-        startup(State::empty(), &[v6]).is_err(),
+        startup(State::empty(), &[v6], OWN).is_err(),
         "--peer [v6] refused at start"
     );
     let mut stored = State::empty();
     stored.peers.push(v6);
     assert!(
-        startup(stored, &[]).is_err(),
+        startup(stored, &[], OWN).is_err(),
         "a v6 peer in the state file is refused"
     );
+}
+
+#[test]
+fn peers_that_cannot_be_peers_are_refused_naming_why() {
+    let w = World::new();
+    for (peer, why) in [
+        ("192.0.2.1:4789", "this host's own addresses"),
+        ("127.0.0.1:4789", "this host's own addresses"),
+        ("0.0.0.0:4789", "not one host's address"),
+        ("255.255.255.255:4789", "not one host's address"),
+        ("239.1.1.1:4789", "not one host's address"),
+    ] {
+        let addr: SocketAddr = peer.parse().expect("addr");
+        let e = peer_add(w.view(), addr, OWN).expect_err(peer);
+        assert!(e.to_string().contains(why), "{peer}: {e}");
+        assert!(e.to_string().contains("give another host's"), "{peer}: {e}");
+        assert!(
+            startup(State::empty(), &[addr], OWN).is_err(),
+            "--peer {peer}"
+        );
+    }
+    assert!(peer_add(w.view(), "192.0.2.9:4789".parse().expect("addr"), OWN).is_ok());
 }
 
 #[test]
@@ -518,6 +545,7 @@ fn startup_merges_command_line_peers_by_ip() {
             "192.0.2.2:5000".parse().expect("addr"),
             "192.0.2.3:4789".parse().expect("addr"),
         ],
+        OWN,
     )
     .expect("ok");
     let peers: Vec<String> = s.peers.iter().map(|p| p.to_string()).collect();
