@@ -336,8 +336,8 @@ fn stats(out: &mut impl Write, s: &Stats) -> io::Result<()> {
     )?;
     writeln!(
         out,
-        "restart: {} ports taken back, {} dropped",
-        s.restore.readopted, s.restore.dropped
+        "ports: {} taken back at start, {} dropped at start, {} reaped (interface gone)",
+        s.restore.readopted, s.restore.dropped, s.restore.reaped
     )?;
     let st = &s.store;
     writeln!(
@@ -379,6 +379,7 @@ mod tests {
             restore: crate::control::RestoreStats {
                 readopted: 2,
                 dropped: 1,
+                reaped: 4,
             },
         };
         st.networks.push(crate::control::NetworkStats {
@@ -423,7 +424,7 @@ mod tests {
         );
         assert!(text.contains("waiting for 192.0.2.2:4789"), "{text}");
         assert!(
-            text.contains("restart: 2 ports taken back, 1 dropped"),
+            text.contains("ports: 2 taken back at start, 1 dropped at start, 4 reaped"),
             "{text}"
         );
         // What the sealer refused is a drop of the network, counted by the switch.

@@ -309,11 +309,15 @@ pub struct StoreStats {
 }
 
 /// Ports a starting daemon found recorded: taken back, or dropped (logged) because their
-/// namespace, network or interface was gone.
+/// namespace, network or interface was gone; and ports reaped since.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestoreStats {
     pub readopted: u64,
     pub dropped: u64,
+    /// Ports removed while the daemon ran because their interface went away (a namespace
+    /// deleted without `detach`).
+    #[serde(default)]
+    pub reaped: u64,
 }
 
 /// `stats`.

@@ -305,8 +305,11 @@ fn with_offloads(tap: &Tap) -> std::io::Result<()> {
 /// descriptor (ours; the data path's went with the port) removes it.
 fn delete_tap(inner: &mut Inner, id: PortId) {
     if let Some(tap) = inner.taps.remove(&id) {
-        if let Err(e) = tap.set_persist(false) {
-            tracing::warn!("port {}: {e}; its interface may stay", id.0);
+        match tap.set_persist(false) {
+            Ok(()) => {}
+            // Detached by the kernel: the interface is gone already.
+            Err(e) if e.raw_os_error() == Some(libc::EBADFD) => {}
+            Err(e) => tracing::warn!("port {}: {e}; its interface may stay", id.0),
         }
     }
 }

@@ -269,6 +269,14 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
             }
         })
     });
+    let reaper = daemon.dataplane.gone_ports().map(|mut gone| {
+        let d = daemon.clone();
+        tokio::spawn(async move {
+            while let Some(id) = gone.recv().await {
+                d.reap(id).await;
+            }
+        })
+    });
     // The socket appears only now, when every request can be served.
     let socket = ControlSocket::bind(&config.socket)?;
     tracing::info!("control socket {}", socket.path().display());
@@ -280,9 +288,9 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
     }
     ticker.abort();
     let _ = ticker.await;
-    if let Some(w) = watcher {
-        w.abort();
-        let _ = w.await;
+    for task in watcher.into_iter().chain(reaper) {
+        task.abort();
+        let _ = task.await;
     }
     // The ports stay: their TAPs are persistent, and the next daemon takes them back
     // (`vswitch daemon --cleanup` removes them for good).
@@ -397,9 +405,21 @@ impl<S: StateStore> Handler for Daemon<S> {
             }
             Request::Attach(_) => unreachable!("handled above"),
             Request::Detach { netns, network } => {
-                let ns = resolve_container(&netns).await?;
-                let id = ns_id(&ns)?;
-                let d = rules::detach(inner.view(mtu), &netns, id, network.as_deref())?;
+                let d = match resolve_container(&netns).await {
+                    Ok(ns) => {
+                        let id = ns_id(&ns)?;
+                        rules::detach(inner.view(mtu), &netns, id, network.as_deref())?
+                    }
+                    Err(RequestError::Netns(
+                        netns::NetnsError::NotFound { .. } | netns::NetnsError::PathNotFound { .. },
+                    )) => {
+                        if let Some(n) = &network {
+                            inner.view(mtu).network(n)?;
+                        }
+                        rules::detach_vanished(inner.view(mtu), &netns, network.as_deref())
+                    }
+                    Err(e) => return Err(e),
+                };
                 // The addresses go back to the cluster first: with the store away, the
                 // detach is refused and nothing changes.
                 for p in &d.reply {

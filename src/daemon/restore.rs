@@ -10,6 +10,7 @@ use std::path::Path;
 use super::errors::RequestError;
 use super::rules;
 use super::{attach::port_ip, Daemon, DaemonError};
+use crate::core::PortId;
 use crate::netns::{self, NetnsRef};
 use crate::store::{AddressHolder, FileStore, PortEntry, StateStore};
 
@@ -71,6 +72,34 @@ impl<S: StateStore> Daemon<S> {
             self.save_ports(&inner).await?;
         }
         Ok(())
+    }
+
+    /// Removes a port whose TAP went away under the data path: releases its address, forgets
+    /// its MACs (with the port), logs and counts it.
+    pub(super) async fn reap(&self, id: PortId) {
+        let mut inner = self.inner.lock().await;
+        let Some(d) = rules::reap(inner.view(self.underlay_mtu), id) else {
+            return;
+        };
+        let p = d.reply;
+        if let Some(ip) = port_ip(&p) {
+            if let Err(e) = self.store.release_address(&p.network, ip).await {
+                tracing::warn!("{ip} stays claimed after its port went away: {e}");
+            }
+        }
+        if let Err(e) = self.apply(&mut inner, d.effects, None).await {
+            tracing::error!("cannot remove port {}: {e}", id.0);
+            return;
+        }
+        inner.restore.reaped += 1;
+        tracing::warn!(
+            "reaped port {} ({} in {} on {}): its interface is gone (namespace deleted without \
+             detach?)",
+            id.0,
+            p.ifname,
+            p.netns,
+            p.network
+        );
     }
 
     /// In a store that hands out addresses, claims a taken-back port's address again under

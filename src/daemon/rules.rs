@@ -511,7 +511,7 @@ mod restore;
 #[cfg(test)]
 mod tests;
 
-pub use restore::{entry, entry_ns, info, readopt, Lost};
+pub use restore::{detach_vanished, entry, entry_ns, info, readopt, reap, Lost};
 
 pub use attach::{
     attach_check, attach_commit, attach_network, detach, AddressChoice, AttachPlan, Claim,

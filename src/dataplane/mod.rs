@@ -97,6 +97,8 @@ struct Shared {
     start: Instant,
     stop: AtomicBool,
     counters: Counters,
+    /// Ports whose TAP went away under us (its namespace was deleted, or its interface).
+    gone: tokio::sync::mpsc::UnboundedSender<PortId>,
 }
 
 impl Shared {
@@ -142,6 +144,7 @@ impl Shared {
 pub struct Dataplane {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
+    gone: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<PortId>>>,
 }
 
 impl Dataplane {
@@ -162,6 +165,7 @@ impl Dataplane {
             .map(|s| s.local_addr().map(|a| a.port()))
             .collect::<io::Result<Vec<u16>>>()?;
         let sender = RawSender::new(BATCH)?;
+        let (gone, gone_rx) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             switch,
             ports: RwLock::new(HashMap::new()),
@@ -173,6 +177,7 @@ impl Dataplane {
             start,
             stop: AtomicBool::new(false),
             counters: Counters::default(),
+            gone,
         });
         let s1 = shared.clone();
         let s2 = shared.clone();
@@ -184,11 +189,22 @@ impl Dataplane {
                 .name("vswitch-underlay".into())
                 .spawn(move || underlay_worker(&s2))?,
         ];
-        Ok(Dataplane { shared, workers })
+        Ok(Dataplane {
+            shared,
+            workers,
+            gone: std::sync::Mutex::new(Some(gone_rx)),
+        })
     }
 
     pub fn now(&self) -> Timestamp {
         self.shared.now()
+    }
+
+    /// The ports whose TAP went away under the data path (the kernel detached it: its
+    /// namespace or its interface was deleted), each reported once and no longer polled. The
+    /// receiver is handed out once; `None` after that.
+    pub fn gone_ports(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<PortId>> {
+        crate::core::sync::lock(&self.gone).take()
     }
 
     /// The underlay UDP socket's local address.

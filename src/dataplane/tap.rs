@@ -216,10 +216,8 @@ impl Tap {
             )
         };
         if rc < 0 {
-            let err = io::Error::last_os_error();
-            return Err(with_context(err, || {
-                format!("cannot set persistence of TAP {}", self.name)
-            }));
+            // The bare errno: EBADFD means the kernel has detached the device already.
+            return Err(io::Error::last_os_error());
         }
         Ok(())
     }

@@ -167,8 +167,15 @@ pub(super) fn ports_worker(shared: &Shared, mut sender: RawSender) {
                     let n = match tap.read(&mut buf[HEADROOM - vnet_len..HEADROOM + MAX_FRAME]) {
                         Ok(n) => n,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(_) => {
+                        Err(e) => {
                             c.tap_read_errors.fetch_add(1, Ordering::Relaxed);
+                            // EBADFD: the kernel detached the TAP (its interface or its
+                            // namespace was deleted). It would poll ready forever: stop polling
+                            // it and tell the daemon, which reaps the port.
+                            if e.raw_os_error() == Some(libc::EBADFD) {
+                                let _ = shared.epoll.delete(tap.as_raw_fd());
+                                let _ = shared.gone.send(port);
+                            }
                             break;
                         }
                     };

@@ -352,3 +352,48 @@ fn a_second_daemon_on_the_same_port_says_so_once_and_logs_have_no_colour_codes()
     assert!(log.contains("control socket"), "{log}");
     assert!(!log.contains('\x1b'), "colour codes in a log file: {log:?}");
 }
+
+/// A container's namespace deleted without `detach` while the daemon runs: the port is reaped
+/// at once (address free, logged, counted, no busy loop on the dead TAP), and `detach` of the
+/// vanished namespace still succeeds, as CNI's DEL must.
+#[test]
+fn a_port_whose_namespace_is_deleted_is_reaped_at_once() {
+    let (lab, c1, _c2) = two_containers();
+    let a = &lab.hosts[0];
+    let c3 = lab.netns("c3");
+    a.attach(&c3, "live", &["--ip", "10.90.0.3/24"]);
+    sh_ok(&["ip", "netns", "del", &c3]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while a.json(&["stats"])["restore"]["reaped"].as_u64() != Some(1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "port not reaped within 3 s\n{}",
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(a.log_text().contains("reaped port"), "{}", a.log_text());
+    std::thread::sleep(Duration::from_millis(500));
+    let errors = a.json(&["stats"])["dataplane"]["tap_read_errors"]
+        .as_u64()
+        .expect("tap_read_errors");
+    assert!(
+        errors <= 2,
+        "the dead TAP is not polled again: {errors} read errors"
+    );
+    let ports = a.json(&["network", "inspect", "live"])["ports"].clone();
+    assert_eq!(
+        ports.as_array().map(Vec::len),
+        Some(1),
+        "only c1's: {ports}"
+    );
+    let gone = a.json(&["detach", &c3]);
+    assert_eq!(
+        gone,
+        serde_json::json!([]),
+        "detach of a vanished namespace succeeds"
+    );
+    let c4 = lab.netns("c4");
+    a.attach(&c4, "live", &["--ip", "10.90.0.3/24"]);
+    lab.assert_ping(&c1, "10.90.0.2");
+}

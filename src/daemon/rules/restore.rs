@@ -123,3 +123,34 @@ pub fn readopt(view: View<'_>, e: &PortEntry, ns_alive: bool) -> Result<Decision
         reply: info,
     })
 }
+
+/// A live port whose TAP went away under the data path (its namespace or its interface was
+/// deleted without `detach`): removed like a detach. `None` if the port is already gone.
+pub fn reap(view: View<'_>, id: PortId) -> Option<Decision<PortInfo>> {
+    let p = view.ports.get(&id)?;
+    Some(Decision {
+        effects: vec![Effect::DetachPort(id)],
+        reply: p.info.clone(),
+    })
+}
+
+/// `detach` of a namespace that no longer exists: its ports (known by the name the user gave,
+/// on `network` if given) are removed, and none is fine. CNI's DEL must be idempotent.
+pub fn detach_vanished(
+    view: View<'_>,
+    netns: &str,
+    network: Option<&str>,
+) -> Decision<Vec<PortInfo>> {
+    let ports: Vec<(&PortId, &PortRecord)> = view
+        .ports
+        .iter()
+        .filter(|(_, p)| p.info.netns == netns && network.is_none_or(|n| p.info.network == n))
+        .collect();
+    Decision {
+        effects: ports
+            .iter()
+            .map(|(id, _)| Effect::DetachPort(**id))
+            .collect(),
+        reply: ports.into_iter().map(|(_, p)| p.info.clone()).collect(),
+    }
+}

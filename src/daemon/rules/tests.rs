@@ -743,3 +743,31 @@ fn a_recorded_port_without_its_namespace_or_network_is_dropped() {
         Err(Lost::Duplicate(1))
     );
 }
+
+#[test]
+fn a_port_whose_interface_went_away_is_reaped_once() {
+    let w = World::new();
+    let d = reap(w.view(), PortId(1)).expect("c1's port");
+    assert_eq!(d.reply.netns, "c1");
+    assert!(matches!(
+        d.effects.as_slice(),
+        [Effect::DetachPort(PortId(1))]
+    ));
+    assert!(reap(w.view(), PortId(9)).is_none(), "already gone");
+}
+
+#[test]
+fn detach_of_a_vanished_namespace_removes_its_ports_by_name_or_nothing() {
+    let w = World::new();
+    let d = detach_vanished(w.view(), "c1", None);
+    assert_eq!(d.reply.len(), 1);
+    assert!(matches!(
+        d.effects.as_slice(),
+        [Effect::DetachPort(PortId(1))]
+    ));
+    assert!(detach_vanished(w.view(), "c1", Some("red"))
+        .effects
+        .is_empty());
+    let none = detach_vanished(w.view(), "gone", None);
+    assert!(none.effects.is_empty() && none.reply.is_empty());
+}
