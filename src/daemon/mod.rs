@@ -13,7 +13,7 @@
 //! writer of a shared store got there first.
 
 mod attach;
-use attach::{is_conflict, ns_id, port_ip, resolve_container};
+use attach::{is_conflict, port_ip};
 mod effects;
 pub mod errors;
 mod restore;
@@ -404,32 +404,9 @@ impl<S: StateStore> Handler for Daemon<S> {
                 Ok(Response::Rotation(views::seal_status(sealer, now)))
             }
             Request::Attach(_) => unreachable!("handled above"),
-            Request::Detach { netns, network } => {
-                let d = match resolve_container(&netns).await {
-                    Ok(ns) => {
-                        let id = ns_id(&ns)?;
-                        rules::detach(inner.view(mtu), &netns, id, network.as_deref())?
-                    }
-                    Err(RequestError::Netns(
-                        netns::NetnsError::NotFound { .. } | netns::NetnsError::PathNotFound { .. },
-                    )) => {
-                        if let Some(n) = &network {
-                            inner.view(mtu).network(n)?;
-                        }
-                        rules::detach_vanished(inner.view(mtu), &netns, network.as_deref())
-                    }
-                    Err(e) => return Err(e),
-                };
-                // The addresses go back to the cluster first: with the store away, the
-                // detach is refused and nothing changes.
-                for p in &d.reply {
-                    if let Some(ip) = port_ip(p) {
-                        self.store.release_address(&p.network, ip).await?;
-                    }
-                }
-                self.apply(&mut inner, d.effects, None).await?;
-                Ok(Response::Ports(d.reply))
-            }
+            Request::Detach { netns, network } => Ok(Response::Ports(
+                self.detach(&mut inner, &netns, network.as_deref()).await?,
+            )),
             Request::PeerAdd { addr } => {
                 let own = netns::local_addresses().await?;
                 let d = rules::peer_add(inner.view(mtu), addr, &own)?;
