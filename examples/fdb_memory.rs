@@ -38,11 +38,19 @@ fn main() {
         capacity: n as usize,
     });
     for i in 0..n {
-        fdb.learn(mac(i), Location::Port(PortId((i % 1024) as u32)), Timestamp(i));
+        fdb.learn(
+            mac(i),
+            Location::Port(PortId((i % 1024) as u32)),
+            Timestamp(i),
+        );
     }
     let full = rss_kib();
     for i in n..2 * n {
-        fdb.learn(mac(i), Location::Port(PortId((i % 1024) as u32)), Timestamp(i));
+        fdb.learn(
+            mac(i),
+            Location::Port(PortId((i % 1024) as u32)),
+            Timestamp(i),
+        );
     }
     let churned = rss_kib();
     assert_eq!(fdb.len() as u64, n, "the table stays at its capacity");
