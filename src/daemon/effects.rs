@@ -15,7 +15,7 @@ use crate::dataplane::tap::{Offload, Tap, TapOptions};
 use crate::dataplane::PortSink;
 use crate::netns::{self, NetnsRef};
 use crate::store::{State, StateStore};
-use crate::wire::{arp, Mac, Vni};
+use crate::wire::{arp, Vni};
 
 /// How to take back one done effect.
 #[derive(Debug)]
@@ -156,23 +156,9 @@ impl<S: StateStore> Daemon<S> {
             }
             Effect::ReopenTap { id, ifname, mac } => {
                 let ns = netns.ok_or_else(|| internal(&"no namespace to reopen the TAP in"))?;
-                let name = ifname.clone();
-                let tap = ns
-                    .run_inside(move || {
-                        let tap = Tap::reopen(&name, TapOptions::new().vnet_hdr(true))?;
-                        with_offloads(&tap)?;
-                        let found = tap.mac()?;
-                        if found != mac.0 {
-                            // Not the port's interface: leave it as it is (it stays
-                            // persistent; it is not ours to delete).
-                            return Err(std::io::Error::new(
-                                std::io::ErrorKind::InvalidData,
-                                format!("'{name}' has MAC {}, not the port's {mac}", Mac(found)),
-                            ));
-                        }
-                        Ok(tap)
-                    })
+                let tap = super::restore::reopen_tap(ns, &ifname, mac)
                     .await
+                    .and_then(|tap| with_offloads(&tap).map(|()| tap))
                     .map_err(|source| RequestError::Tap {
                         name: ifname,
                         source,

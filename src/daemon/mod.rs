@@ -106,7 +106,7 @@ pub enum DaemonError {
     )]
     Running(PathBuf),
     #[error("cannot remove the port in network namespace {0}: {1}")]
-    Cleanup(String, netns::NetnsError),
+    Cleanup(String, std::io::Error),
 }
 
 const HOSTNAME: &str = "/proc/sys/kernel/hostname";

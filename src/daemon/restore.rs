@@ -5,19 +5,50 @@
 //! the facts (does the recorded namespace still exist, as the same namespace?) and carries the
 //! decisions out through the same effects as `attach`.
 
+use std::io;
 use std::path::Path;
 
 use super::errors::RequestError;
 use super::rules;
 use super::{attach::port_ip, Daemon, DaemonError};
 use crate::core::PortId;
-use crate::netns::{self, NetnsRef};
+use crate::dataplane::tap::{Tap, TapOptions};
+use crate::netns::NetnsRef;
 use crate::store::{AddressHolder, FileStore, PortEntry, StateStore};
+use crate::wire::Mac;
 
 /// The recorded namespace of `e`, if it still exists and is the one the port was attached in.
 fn recorded_ns(e: &PortEntry) -> Option<NetnsRef> {
     let ns = NetnsRef::resolve(&e.netns).ok()?;
     (ns.id().ok()? == rules::entry_ns(e)).then_some(ns)
+}
+
+/// Opens the persistent TAP `ifname` in `ns` again, if it is there and has the port's `mac`:
+/// anything else by that name is not the port's, and is left alone.
+pub(super) async fn reopen_tap(ns: &NetnsRef, ifname: &str, mac: Mac) -> io::Result<Tap> {
+    let name = ifname.to_owned();
+    ns.run_inside(move || {
+        let tap = Tap::reopen(&name, TapOptions::new().vnet_hdr(true))?;
+        let found = tap.mac()?;
+        if found != mac.0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("'{name}' has MAC {}, not the port's {mac}", Mac(found)),
+            ));
+        }
+        Ok(tap)
+    })
+    .await
+}
+
+/// Deletes a recorded port's interface, if it is still there: `false` when it is not.
+async fn delete_recorded_tap(ns: &NetnsRef, e: &PortEntry) -> io::Result<bool> {
+    match reopen_tap(ns, &e.ifname, e.mac).await {
+        // Not persistent any more, so closing it (now) deletes it.
+        Ok(tap) => tap.set_persist(false).map(|()| true),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(err),
+    }
 }
 
 impl<S: StateStore> Daemon<S> {
@@ -33,10 +64,13 @@ impl<S: StateStore> Daemon<S> {
                 Err(lost) => Err(lost.to_string()),
                 Ok(d) => match self.reclaim(e).await {
                     Err(why) => Err(why),
-                    Ok(()) => self
-                        .apply(&mut inner, d.effects, ns.as_ref())
-                        .await
-                        .map_err(|err| err.to_string()),
+                    Ok(()) => match self.apply(&mut inner, d.effects, ns.as_ref()).await {
+                        Ok(()) => Ok(()),
+                        Err(err) => {
+                            self.release(e).await;
+                            Err(err.to_string())
+                        }
+                    },
                 },
             };
             match taken {
@@ -59,10 +93,11 @@ impl<S: StateStore> Daemon<S> {
                         e.netns,
                         e.network
                     );
-                    // Its interface, if the namespace is still the port's, is not left behind.
+                    // Its interface, if it is still there (the port's TAP, with its MAC), is not
+                    // left behind.
                     if let Some(ns) = &ns {
-                        if let Err(err) = netns::detach_port(ns, &e.ifname).await {
-                            tracing::warn!("{err}");
+                        if let Err(err) = delete_recorded_tap(ns, e).await {
+                            tracing::warn!("port {}: {} stays: {err}", e.id, e.ifname);
                         }
                     }
                 }
@@ -100,6 +135,16 @@ impl<S: StateStore> Daemon<S> {
             p.netns,
             p.network
         );
+    }
+
+    /// Gives back the address [`Daemon::reclaim`] took for a port that was not taken back after
+    /// all.
+    async fn release(&self, e: &PortEntry) {
+        if let Some(ip) = port_ip(&rules::info(e)) {
+            if let Err(err) = self.store.release_address(&e.network, ip).await {
+                tracing::warn!("{ip} stays claimed: {err}");
+            }
+        }
     }
 
     /// In a store that hands out addresses, claims a taken-back port's address again under
@@ -149,7 +194,7 @@ pub fn cleanup(state_dir: &Path, socket: &Path) -> Result<Cleanup, DaemonError> 
         let mut done = Cleanup::default();
         for e in &entries {
             let removed = match recorded_ns(e) {
-                Some(ns) => netns::detach_port(&ns, &e.ifname)
+                Some(ns) => delete_recorded_tap(&ns, e)
                     .await
                     .map_err(|err| DaemonError::Cleanup(e.netns.clone(), err))?,
                 None => false,
