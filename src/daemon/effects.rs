@@ -166,6 +166,14 @@ impl<S: StateStore> Daemon<S> {
                 inner.taps.insert(id, Arc::new(tap));
                 Undo::CloseTap(id)
             }
+            Effect::ForgetNeighbours { ifname } => {
+                if let Some(ns) = netns {
+                    if let Err(e) = netns::forget_neighbours(ns, &ifname).await {
+                        tracing::warn!("{e}");
+                    }
+                }
+                Undo::Nothing
+            }
             Effect::Announce { id, mac, ip } => {
                 self.dataplane.inject(id, &arp::announcement(mac, ip));
                 Undo::Nothing

@@ -117,6 +117,12 @@ pub enum Effect {
         ifname: String,
         mac: Mac,
     },
+    /// Forget the container's dynamic ARP/NDP entries on the port's interface (a port taken
+    /// back after a restart: entries left unresolved while no daemon ran would hold traffic up
+    /// to their next retry). Best effort.
+    ForgetNeighbours {
+        ifname: String,
+    },
     /// Send a gratuitous ARP (an ARP announcement, RFC 5227) from the port's address into its
     /// network, so that peers with a stale ARP entry for it recover at once.
     Announce {

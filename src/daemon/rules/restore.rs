@@ -115,6 +115,9 @@ pub fn readopt(view: View<'_>, e: &PortEntry, ns_alive: bool) -> Result<Decision
             },
             add_port(id, network.vni, e.mtu, e.mac, ip, e.port_security),
             Effect::StartPort { id },
+            Effect::ForgetNeighbours {
+                ifname: e.ifname.clone(),
+            },
             Effect::RecordPort { id, record },
         ]
         .into_iter()

@@ -713,11 +713,15 @@ fn a_recorded_port_is_taken_back_as_it_was() {
         mtu,
         security: Some(sec),
         ..
-    }, Effect::StartPort { .. }, Effect::RecordPort { record, .. }, Effect::Announce { ip, .. }] =
+    }, Effect::StartPort { .. }, Effect::ForgetNeighbours { ifname: forget }, Effect::RecordPort { record, .. }, Effect::Announce { ip, .. }] =
         d.effects.as_slice()
     else {
-        panic!("reopen, add, start, record, announce: {:?}", d.effects)
+        panic!(
+            "reopen, add, start, forget neighbours, record, announce: {:?}",
+            d.effects
+        )
     };
+    assert_eq!(forget, "eth0");
     assert_eq!((*id, ifname.as_str(), *mac), (PortId(5), "eth0", e.mac));
     assert_eq!((v.get(), *mtu), (200, 1450));
     assert_eq!(sec.ipv4, vec![ip.to_owned()]);
