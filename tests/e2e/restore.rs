@@ -396,4 +396,8 @@ fn a_port_whose_namespace_is_deleted_is_reaped_at_once() {
     let c4 = lab.netns("c4");
     a.attach(&c4, "live", &["--ip", "10.90.0.3/24"]);
     lab.assert_ping(&c1, "10.90.0.2");
+    // Nothing of the reaped port blocks `network rm` once the live ports are detached.
+    a.ok(&["detach", &c1]);
+    a.ok(&["detach", &c4]);
+    a.ok(&["network", "rm", "live"]);
 }
