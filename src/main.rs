@@ -34,6 +34,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let json = cli.json();
     let request = match cli.command {
+        Command::Daemon(a) if a.cleanup => {
+            let done = vswitch::daemon::cleanup(&a.state_dir, &cli.socket)?;
+            println!(
+                "removed {} ports ({} were already gone)",
+                done.removed, done.gone
+            );
+            return Ok(());
+        }
         Command::Daemon(a) => {
             init_tracing();
             let cluster = a.store.map(|url| vswitch::daemon::ClusterConfig {
@@ -159,9 +167,12 @@ fn absolute(p: std::path::PathBuf) -> anyhow::Result<std::path::PathBuf> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, never in a log file or a journal.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 

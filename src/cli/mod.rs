@@ -153,6 +153,10 @@ pub struct DaemonArgs {
     /// This host's name in the cluster (default: the kernel's hostname).
     #[arg(long, value_parser = parse_host_name)]
     pub name: Option<String>,
+    /// Instead of running: remove every port a stopped daemon left (their interfaces
+    /// disappear from the containers) and forget them, for a clean uninstall.
+    #[arg(long, conflicts_with_all = ["listen", "port", "peers", "underlay_mtu", "storm_limit", "store", "name"])]
+    pub cleanup: bool,
 }
 
 #[derive(Debug, Subcommand)]

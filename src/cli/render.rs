@@ -347,8 +347,13 @@ fn stats(out: &mut impl Write, s: &Stats) -> io::Result<()> {
     )?;
     writeln!(
         out,
-        "offloads: {} superframes segmented, {} coalesced, {} refused",
-        d.superframes_segmented, d.superframes_coalesced, d.offload_errors
+        "offloads: {} superframes segmented, {} coalesced, {} refused; {} partial checksums completed",
+        d.superframes_segmented, d.superframes_coalesced, d.offload_errors, d.checksums_completed
+    )?;
+    writeln!(
+        out,
+        "ports: {} taken back at start, {} dropped at start, {} reaped (interface gone)",
+        s.restore.readopted, s.restore.dropped, s.restore.reaped
     )?;
     let st = &s.store;
     writeln!(
@@ -396,6 +401,11 @@ mod tests {
                 last_error: Some("no answer to a listing within 2 s".into()),
                 ..Default::default()
             },
+            restore: crate::control::RestoreStats {
+                readopted: 2,
+                dropped: 1,
+                reaped: 4,
+            },
         };
         st.networks.push(crate::control::NetworkStats {
             name: "sec".into(),
@@ -441,6 +451,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("waiting for 192.0.2.2:4789"), "{text}");
+        assert!(
+            text.contains("ports: 2 taken back at start, 1 dropped at start, 4 reaped"),
+            "{text}"
+        );
         // What the sealer refused is a drop of the network, counted by the switch.
         assert!(text.contains("1 auth_failed"), "{text}");
         assert!(text.contains("in 28 s"), "{text}");

@@ -334,6 +334,18 @@ pub struct StoreStats {
     pub ignored_endpoints: usize,
 }
 
+/// Ports a starting daemon found recorded: taken back, or dropped (logged) because their
+/// namespace, network or interface was gone; and ports reaped since.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreStats {
+    pub readopted: u64,
+    pub dropped: u64,
+    /// Ports removed while the daemon ran because their interface went away (a namespace
+    /// deleted without `detach`).
+    #[serde(default)]
+    pub reaped: u64,
+}
+
 /// `stats`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
@@ -344,6 +356,8 @@ pub struct Stats {
     pub dataplane: DataplaneStats,
     #[serde(default)]
     pub store: StoreStats,
+    #[serde(default)]
+    pub restore: RestoreStats,
 }
 
 /// A row of `host ls`.

@@ -1,6 +1,7 @@
 //! Kernel-class offloads in userspace, without I/O: TCP segmentation of the superframes a TAP
 //! with TSO hands us, completion of partial checksums, and the reverse — coalescing consecutive
-//! TCP segments from the underlay into one superframe for the TAP (userspace GRO).
+//! TCP segments from the underlay into one superframe for the TAP (userspace GRO), after
+//! [`complete_partial_checksum`] finished what a checksum-offloading sender left partial.
 //!
 //! # Transmit: [`segment`]
 //!
@@ -39,8 +40,8 @@ use std::ops::Range;
 use crate::wire::ethernet::HEADER_LEN as ETH_LEN;
 pub use crate::wire::tcpip::{fold, sum, TcpFrame};
 use crate::wire::tcpip::{
-    pseudo_sum, MAX_IP_LEN, TCP_ACK, TCP_CHECKSUM_OFFSET, TCP_CWR, TCP_ECE, TCP_FIN, TCP_PSH,
-    TCP_RST, TCP_SYN, TCP_URG,
+    pseudo_sum, L4Frame, MAX_IP_LEN, TCP_ACK, TCP_CHECKSUM_OFFSET, TCP_CWR, TCP_ECE, TCP_FIN,
+    TCP_PSH, TCP_RST, TCP_SYN, TCP_URG,
 };
 use crate::wire::virtio_net::{self, VnetHdr};
 
@@ -84,6 +85,50 @@ pub fn complete_checksum(frame: &mut [u8], hdr: &VnetHdr) -> Result<(), OffloadE
     };
     frame[field..field + 2].copy_from_slice(&c.to_be_bytes());
     Ok(())
+}
+
+/// Completes, in place, the TCP or UDP checksum of a frame from the underlay that a sender with
+/// checksum offload left partial: the field holds only the pseudo-header sum
+/// (`CHECKSUM_PARTIAL`), as the kernel's vxlan device sends it when the underlay device (a veth)
+/// never computes it. A kernel receiver trusts such a frame because the skb says so; the bytes
+/// we hand to a TAP carry no such flag, so the container would drop it as corrupt. Returns
+/// whether the frame was completed.
+///
+/// **Why this cannot bless corruption.** Only a frame whose checksum field equals the
+/// pseudo-header sum *and* fails verification is touched; everything else is left for the
+/// receiver to judge. A frame that left its sender with a full checksum and was damaged on
+/// the way reaches this test only if the damage turned the field into exactly the pseudo-header
+/// sum of the (possibly also damaged) addresses and length: one value in 65 536, the same odds
+/// as damage that the 16-bit checksum itself fails to notice. A frame whose sender never
+/// computed a checksum had no end-to-end check to fail; completing it gives it the protection
+/// from here on that it would have had from a NIC, and no less than the kernel's own receiver
+/// (which trusts the partial checksum) would give it.
+pub fn complete_partial_checksum(frame: &mut [u8]) -> bool {
+    let Some(l4) = L4Frame::parse(frame) else {
+        return false;
+    };
+    let Some(field) = l4.checksum_field() else {
+        return false;
+    };
+    let pseudo = l4.pseudo_sum(frame);
+    let value = u16::from_be_bytes([frame[field.start], frame[field.start + 1]]);
+    if value != fold(pseudo) {
+        return false;
+    }
+    let segment = &frame[l4.l4..l4.end];
+    if fold(sum(segment, pseudo)) == 0xffff {
+        // A full checksum that happens to equal the pseudo-header sum: valid as it is.
+        return false;
+    }
+    // The field already holds the pseudo-header sum, so the sum over the segment is the
+    // whole checksum (RFC 1071; what a NIC does from `csum_start`). 0 is sent as 0xffff: UDP
+    // reserves 0 for "no checksum", and in one's complement both mean zero.
+    let c = match !fold(sum(segment, 0)) {
+        0 => 0xffff,
+        c => c,
+    };
+    frame[field].copy_from_slice(&c.to_be_bytes());
+    true
 }
 
 /// Where [`segment`] put its segments in the arena.

@@ -87,6 +87,38 @@ impl<S: StateStore> Daemon<S> {
         Ok(info)
     }
 
+    /// `detach`: the ports of a namespace, or of one that no longer exists (by the name the
+    /// user gave).
+    pub(super) async fn detach(
+        &self,
+        inner: &mut super::Inner,
+        netns: &str,
+        network: Option<&str>,
+    ) -> Result<Vec<crate::control::PortInfo>, RequestError> {
+        let view = inner.view(self.underlay_mtu);
+        let d = match resolve_container(netns).await {
+            Ok(ns) => rules::detach(view, netns, ns_id(&ns)?, network)?,
+            Err(RequestError::Netns(
+                netns::NetnsError::NotFound { .. } | netns::NetnsError::PathNotFound { .. },
+            )) => {
+                if let Some(n) = network {
+                    view.network(n)?;
+                }
+                rules::detach_vanished(view, netns, network)
+            }
+            Err(e) => return Err(e),
+        };
+        // The addresses go back to the cluster first: with the store away, the detach is
+        // refused and nothing changes.
+        for p in &d.reply {
+            if let Some(ip) = port_ip(p) {
+                self.store.release_address(&p.network, ip).await?;
+            }
+        }
+        self.apply(inner, d.effects, None).await?;
+        Ok(d.reply)
+    }
+
     /// Takes the requested address, or the next free one, from the store. An address held
     /// elsewhere refuses a requested one (naming the holder) and is skipped otherwise.
     async fn claim_address(&self, plan: &mut rules::AttachPlan) -> Result<Ipv4Addr, RequestError> {
@@ -184,7 +216,7 @@ pub(super) fn port_ip(p: &crate::control::PortInfo) -> Option<Ipv4Addr> {
 }
 
 /// Resolves a user's NETNS off the runtime thread (a path could be slow to open).
-pub(super) async fn resolve_container(arg: &str) -> Result<NetnsRef, RequestError> {
+async fn resolve_container(arg: &str) -> Result<NetnsRef, RequestError> {
     let arg = arg.to_owned();
     tokio::task::spawn_blocking(move || NetnsRef::resolve_container(&arg))
         .await
@@ -192,7 +224,7 @@ pub(super) async fn resolve_container(arg: &str) -> Result<NetnsRef, RequestErro
         .map_err(RequestError::Netns)
 }
 
-pub(super) fn ns_id(ns: &NetnsRef) -> Result<crate::netns::NsId, RequestError> {
+fn ns_id(ns: &NetnsRef) -> Result<crate::netns::NsId, RequestError> {
     ns.id().map_err(|source| {
         RequestError::Netns(crate::netns::NetnsError::Open {
             ns: ns.to_string(),

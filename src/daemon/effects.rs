@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::errors::RequestError;
-use super::rules::{Effect, KeySource};
+use super::rules::{self, Effect, KeySource};
 use super::{new_sealer, Daemon, Inner};
 use crate::core::seal::NetworkKey;
 use crate::core::sync::{read, write};
@@ -15,7 +15,7 @@ use crate::dataplane::tap::{Offload, Tap, TapOptions};
 use crate::dataplane::PortSink;
 use crate::netns::{self, NetnsRef};
 use crate::store::{State, StateStore};
-use crate::wire::Vni;
+use crate::wire::{arp, Vni};
 
 /// How to take back one done effect.
 #[derive(Debug)]
@@ -154,19 +154,40 @@ impl<S: StateStore> Daemon<S> {
                 Undo::AddPeer(addr)
             }
             Effect::CreateTap { id, name } => {
-                // The virtio-net header and TSO/checksum offloads: the container's kernel
-                // sends us 64 KiB TCP superframes with partial checksums and takes coalesced
-                // ones back (see `dataplane` "Offloads").
+                // Persistent: the port outlives the daemon (see `dataplane::tap`, "Lifetime").
                 let tap = Tap::create(&name, TapOptions::new().vnet_hdr(true))
                     .and_then(|tap| {
-                        tap.set_offload(
-                            Offload::CSUM | Offload::TSO4 | Offload::TSO6 | Offload::TSO_ECN,
-                        )?;
+                        with_offloads(&tap)?;
+                        tap.set_persist(true)?;
                         Ok(tap)
                     })
                     .map_err(|source| RequestError::Tap { name, source })?;
                 inner.taps.insert(id, Arc::new(tap));
                 Undo::CloseTap(id)
+            }
+            Effect::ReopenTap { id, ifname, mac } => {
+                let ns = netns.ok_or_else(|| internal(&"no namespace to reopen the TAP in"))?;
+                let tap = super::restore::reopen_tap(ns, &ifname, mac)
+                    .await
+                    .and_then(|tap| with_offloads(&tap).map(|()| tap))
+                    .map_err(|source| RequestError::Tap {
+                        name: ifname,
+                        source,
+                    })?;
+                inner.taps.insert(id, Arc::new(tap));
+                Undo::CloseTap(id)
+            }
+            Effect::ForgetNeighbours { ifname } => {
+                if let Some(ns) = netns {
+                    if let Err(e) = netns::forget_neighbours(ns, &ifname).await {
+                        tracing::warn!("{e}");
+                    }
+                }
+                Undo::Nothing
+            }
+            Effect::Announce { id, mac, ip } => {
+                self.dataplane.inject(id, &arp::announcement(mac, ip));
+                Undo::Nothing
             }
             Effect::MoveTap { id, config } => {
                 let tap = inner
@@ -208,6 +229,10 @@ impl<S: StateStore> Daemon<S> {
             Effect::RecordPort { id, record } => {
                 inner.ports.insert(id, record);
                 inner.next_port = inner.next_port.max(id.0.saturating_add(1));
+                if let Err(e) = self.save_ports(inner).await {
+                    inner.ports.remove(&id);
+                    return Err(e);
+                }
                 Undo::ForgetPort(id)
             }
             e @ (Effect::SetEndpoint { .. }
@@ -225,7 +250,11 @@ impl<S: StateStore> Daemon<S> {
                 self.dataplane.remove_port(id);
                 let _ = write(&self.switch).remove_port(id);
                 inner.ports.remove(&id);
-                inner.taps.remove(&id);
+                delete_tap(inner, id);
+                if let Err(e) = self.save_ports(inner).await {
+                    // The port is gone; a restarted daemon finds no TAP and drops the record.
+                    tracing::warn!("port {} removed, but its record stays: {e}", id.0);
+                }
                 Undo::Nothing
             }
         })
@@ -255,9 +284,7 @@ impl<S: StateStore> Daemon<S> {
             Undo::RemovePeer(addr) => {
                 let _ = write(&self.switch).remove_peer(addr.ip());
             }
-            Undo::CloseTap(id) => {
-                inner.taps.remove(&id);
-            }
+            Undo::CloseTap(id) => delete_tap(inner, id),
             Undo::RemovePort(id) => {
                 let _ = write(&self.switch).remove_port(id);
             }
@@ -266,8 +293,39 @@ impl<S: StateStore> Daemon<S> {
             }
             Undo::ForgetPort(id) => {
                 inner.ports.remove(&id);
+                self.save_ports(inner).await?;
             }
         }
         Ok(())
+    }
+
+    /// Records every live port in the store, so a restarted daemon takes them back.
+    pub(super) async fn save_ports(&self, inner: &Inner) -> Result<(), RequestError> {
+        let entries: Vec<_> = inner
+            .ports
+            .iter()
+            .map(|(id, r)| rules::entry(*id, r))
+            .collect();
+        Ok(self.store.save_ports(&entries).await?)
+    }
+}
+
+/// The virtio-net header and TSO/checksum offloads: the container's kernel sends us 64 KiB TCP
+/// superframes with partial checksums and takes coalesced ones back (see `dataplane`
+/// "Offloads").
+fn with_offloads(tap: &Tap) -> std::io::Result<()> {
+    tap.set_offload(Offload::CSUM | Offload::TSO4 | Offload::TSO6 | Offload::TSO_ECN)
+}
+
+/// Forgets a port's TAP and deletes its interface: persistence off, so closing the last
+/// descriptor (ours; the data path's went with the port) removes it.
+fn delete_tap(inner: &mut Inner, id: PortId) {
+    if let Some(tap) = inner.taps.remove(&id) {
+        match tap.set_persist(false) {
+            Ok(()) => {}
+            // Detached by the kernel: the interface is gone already.
+            Err(e) if e.raw_os_error() == Some(libc::EBADFD) => {}
+            Err(e) => tracing::warn!("port {}: {e}; its interface may stay", id.0),
+        }
     }
 }

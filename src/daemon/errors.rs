@@ -116,6 +116,16 @@ pub enum RequestError {
     PeerNotIpv4(SocketAddr),
     #[error("peer {0} has port 0; give the peer's VXLAN port (default 4789)")]
     PeerPortZero(SocketAddr),
+    #[error(
+        "peer {0} is one of this host's own addresses: a switch cannot be its own peer; give \
+         another host's underlay address"
+    )]
+    PeerIsSelf(SocketAddr),
+    #[error(
+        "peer {0} is not one host's address (0.0.0.0, broadcast or multicast); give another \
+         host's underlay address"
+    )]
+    PeerNotUnicast(SocketAddr),
     #[error("cannot create TAP {name}: {source}")]
     Tap {
         name: String,

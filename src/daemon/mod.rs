@@ -14,9 +14,11 @@
 
 mod adverts;
 mod attach;
-use attach::{is_conflict, ns_id, port_ip, resolve_container};
+use attach::{is_conflict, port_ip};
 mod effects;
 pub mod errors;
+mod restore;
+pub use restore::{cleanup, Cleanup};
 pub mod keys;
 pub mod probe;
 pub mod rules;
@@ -76,7 +78,7 @@ pub struct ClusterConfig {
 pub enum DaemonError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("cannot detect the underlay MTU ({0}); pass --underlay-mtu")]
     UnderlayMtu(netns::NetnsError),
@@ -99,6 +101,13 @@ pub enum DaemonError {
     },
     #[error("the hostname '{0}' cannot be a host name in the cluster; pass --name")]
     BadHostname(String),
+    #[error(
+        "a daemon is running on {}: it owns the ports; stop it first, then run the cleanup",
+        .0.display()
+    )]
+    Running(PathBuf),
+    #[error("cannot remove the port in network namespace {0}: {1}")]
+    Cleanup(String, std::io::Error),
 }
 
 const HOSTNAME: &str = "/proc/sys/kernel/hostname";
@@ -129,6 +138,8 @@ pub(crate) struct Inner {
     unusable: BTreeMap<String, String>,
     /// Other hosts' advertised endpoints and the flood lists, as installed in the switch.
     adverts: rules::adverts::Installed,
+    /// What startup did with the recorded ports.
+    restore: crate::control::RestoreStats,
 }
 
 impl Inner {
@@ -199,7 +210,10 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
 pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(), DaemonError> {
     let start = Instant::now();
     let loaded = store.load().await?;
-    let state = rules::startup(loaded.state, &config.peers).map_err(DaemonError::Restore)?;
+    let own = netns::local_addresses()
+        .await
+        .map_err(|e| DaemonError::Restore(e.into()))?;
+    let state = rules::startup(loaded.state, &config.peers, &own).map_err(DaemonError::Restore)?;
     let underlay_mtu = match config.underlay_mtu {
         Some(m) => m,
         None => netns::underlay_mtu(IpAddr::V4(config.listen))
@@ -236,10 +250,12 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
             next_port: 1,
             unusable: BTreeMap::new(),
             adverts: Default::default(),
+            restore: Default::default(),
         }),
         attaching: Mutex::new(()),
     });
     daemon.restore(state).await.map_err(DaemonError::Restore)?;
+    daemon.readopt().await.map_err(DaemonError::Restore)?;
     let ticker = {
         let d = daemon.clone();
         tokio::spawn(async move {
@@ -259,6 +275,14 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
             }
         })
     });
+    let reaper = daemon.dataplane.gone_ports().map(|mut gone| {
+        let d = daemon.clone();
+        tokio::spawn(async move {
+            while let Some(id) = gone.recv().await {
+                d.reap(id).await;
+            }
+        })
+    });
     // The socket appears only now, when every request can be served.
     let socket = ControlSocket::bind(&config.socket)?;
     tracing::info!("control socket {}", socket.path().display());
@@ -270,16 +294,19 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
     }
     ticker.abort();
     let _ = ticker.await;
-    if let Some(w) = watcher {
-        w.abort();
-        let _ = w.await;
+    for task in watcher.into_iter().chain(reaper) {
+        task.abort();
+        let _ = task.await;
     }
-    // Closing every TAP deletes the container interfaces.
-    let mut inner = daemon.inner.lock().await;
-    for (id, _) in std::mem::take(&mut inner.ports) {
-        daemon.dataplane.remove_port(id);
+    // The ports stay: their TAPs are persistent, and the next daemon takes them back
+    // (`vswitch daemon --cleanup` removes them for good).
+    let inner = daemon.inner.lock().await;
+    if !inner.ports.is_empty() {
+        tracing::info!(
+            "{} ports stay in their containers until the daemon is back",
+            inner.ports.len()
+        );
     }
-    inner.taps.clear();
     daemon.store.close().await;
     Ok(())
 }
@@ -384,22 +411,12 @@ impl<S: StateStore> Handler for Daemon<S> {
                 Ok(Response::Rotation(views::seal_status(sealer, now)))
             }
             Request::Attach(_) => unreachable!("handled above"),
-            Request::Detach { netns, network } => {
-                let ns = resolve_container(&netns).await?;
-                let id = ns_id(&ns)?;
-                let d = rules::detach(inner.view(mtu), &netns, id, network.as_deref())?;
-                // The addresses go back to the cluster first: with the store away, the
-                // detach is refused and nothing changes.
-                for p in &d.reply {
-                    if let Some(ip) = port_ip(p) {
-                        self.store.release_address(&p.network, ip).await?;
-                    }
-                }
-                self.apply(&mut inner, d.effects, None).await?;
-                Ok(Response::Ports(d.reply))
-            }
+            Request::Detach { netns, network } => Ok(Response::Ports(
+                self.detach(&mut inner, &netns, network.as_deref()).await?,
+            )),
             Request::PeerAdd { addr } => {
-                let d = rules::peer_add(inner.view(mtu), addr)?;
+                let own = netns::local_addresses().await?;
+                let d = rules::peer_add(inner.view(mtu), addr, &own)?;
                 self.apply(&mut inner, d.effects, None).await?;
                 // A static peer gets every flood (cluster mode's flood lists include it).
                 self.sync_adverts(&mut inner).await;
@@ -443,6 +460,7 @@ impl<S: StateStore> Handler for Daemon<S> {
                     dp,
                     self.store.health(),
                     &inner.adverts,
+                    inner.restore,
                     now,
                 ))))
             }

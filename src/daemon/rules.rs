@@ -8,7 +8,7 @@
 //! runs a decision's effects in order and undoes the done ones if a later one fails.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use super::errors::{list_or_none, RequestError};
@@ -18,7 +18,7 @@ use crate::core::seal::{NetworkKey, SEAL_OVERHEAD};
 use crate::core::{ipam, PortId, PortSecurity};
 use crate::netns::{NsId, PortConfig};
 use crate::store::{NetworkRecord, State};
-use crate::wire::{vxlan, Vni};
+use crate::wire::{vxlan, Mac, Vni};
 
 /// The smallest container MTU (IPv4's minimum).
 pub const MIN_MTU: u32 = 68;
@@ -108,7 +108,7 @@ pub enum Effect {
         id: PortId,
         record: PortRecord,
     },
-    /// Stop a port and close its TAP (the kernel deletes the interface).
+    /// Stop a port and delete its TAP (the interface disappears from the container).
     DetachPort(PortId),
     /// Install another host's advertised endpoint: a static FDB entry and an ARP answer.
     SetEndpoint {
@@ -126,6 +126,26 @@ pub enum Effect {
     SetFlood {
         vni: Vni,
         vteps: Option<Vec<SocketAddr>>,
+    },
+    /// Open a recorded port's persistent TAP again, from inside its namespace, where it is
+    /// called `ifname` and must still have `mac` (a restarted daemon taking its ports back).
+    ReopenTap {
+        id: PortId,
+        ifname: String,
+        mac: Mac,
+    },
+    /// Forget the container's dynamic ARP/NDP entries on the port's interface (a port taken
+    /// back after a restart: entries left unresolved while no daemon ran would hold traffic up
+    /// to their next retry). Best effort.
+    ForgetNeighbours {
+        ifname: String,
+    },
+    /// Send a gratuitous ARP (an ARP announcement, RFC 5227) from the port's address into its
+    /// network, so that peers with a stale ARP entry for it recover at once.
+    Announce {
+        id: PortId,
+        mac: Mac,
+        ip: std::net::Ipv4Addr,
     },
 }
 
@@ -193,23 +213,40 @@ fn check_name(name: &str) -> Result<(), RequestError> {
     }
 }
 
-/// A peer must be an IPv4 VTEP with a port.
-fn check_peer(addr: SocketAddr) -> Result<(), RequestError> {
-    match addr {
-        SocketAddr::V6(_) => Err(RequestError::PeerNotIpv4(addr)),
-        _ if addr.port() == 0 => Err(RequestError::PeerPortZero(addr)),
-        _ => Ok(()),
+/// A peer must be another host's IPv4 VTEP with a port: not IPv6 (yet), not an address that
+/// is not one host's (0.0.0.0, broadcast, multicast), and not one of this host's own addresses
+/// (`own`), which would make the switch its own peer: every frame it floods would come back
+/// and move its containers' MACs behind itself.
+fn check_peer(addr: SocketAddr, own: &[IpAddr]) -> Result<(), RequestError> {
+    let SocketAddr::V4(v4) = addr else {
+        return Err(RequestError::PeerNotIpv4(addr));
+    };
+    let ip = v4.ip();
+    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+        return Err(RequestError::PeerNotUnicast(addr));
     }
+    if own.contains(&IpAddr::V4(*ip)) || ip.is_loopback() {
+        return Err(RequestError::PeerIsSelf(addr));
+    }
+    if addr.port() == 0 {
+        return Err(RequestError::PeerPortZero(addr));
+    }
+    Ok(())
 }
 
 /// The state a daemon starts with: the stored one plus the `--peer`s it was given. A peer
-/// that could never carry traffic (IPv6, port 0), stored or given, is refused.
-pub fn startup(mut state: State, peers: &[SocketAddr]) -> Result<State, RequestError> {
+/// that could never carry traffic (IPv6, port 0, not another host's unicast address: `own` is
+/// this host's), stored or given, is refused.
+pub fn startup(
+    mut state: State,
+    peers: &[SocketAddr],
+    own: &[IpAddr],
+) -> Result<State, RequestError> {
     for &p in &state.peers {
-        check_peer(p)?;
+        check_peer(p, own)?;
     }
     for &p in peers {
-        check_peer(p)?;
+        check_peer(p, own)?;
         if !state.peers.iter().any(|q| q.ip() == p.ip()) {
             state.peers.push(p);
         }
@@ -400,8 +437,12 @@ pub fn rotate_key(
 }
 
 /// `peer add`.
-pub fn peer_add(view: View<'_>, addr: SocketAddr) -> Result<Decision<PeerInfo>, RequestError> {
-    check_peer(addr)?;
+pub fn peer_add(
+    view: View<'_>,
+    addr: SocketAddr,
+    own: &[IpAddr],
+) -> Result<Decision<PeerInfo>, RequestError> {
+    check_peer(addr, own)?;
     if let Some(p) = view.state.peers.iter().find(|p| p.ip() == addr.ip()) {
         return Err(RequestError::PeerExists {
             ip: addr.ip(),
@@ -481,7 +522,7 @@ pub fn reconcile(view: View<'_>, incoming: &State) -> Vec<Effect> {
         }
     }
     for p in &incoming.peers {
-        if !view.state.peers.contains(p) && check_peer(*p).is_ok() {
+        if !view.state.peers.contains(p) && check_peer(*p, &[]).is_ok() {
             effects.push(Effect::AddPeer(*p));
         }
     }
@@ -490,8 +531,11 @@ pub fn reconcile(view: View<'_>, incoming: &State) -> Vec<Effect> {
 
 pub mod adverts;
 mod attach;
+mod restore;
 #[cfg(test)]
 mod tests;
+
+pub use restore::{detach_vanished, entry, entry_ns, info, readopt, reap, Lost};
 
 pub use attach::{
     attach_check, attach_commit, attach_network, detach, AddressChoice, AttachPlan, Claim,

@@ -119,6 +119,7 @@ pub fn stats(
     dataplane: DataplaneStats,
     store: crate::store::StoreHealth,
     adverts: &crate::daemon::rules::adverts::Installed,
+    restore: crate::control::RestoreStats,
     now: Timestamp,
 ) -> Stats {
     let networks = view
@@ -170,6 +171,7 @@ pub fn stats(
             endpoints: adverts.endpoints.len(),
             ignored_endpoints: adverts.ignored,
         },
+        restore,
     }
 }
 

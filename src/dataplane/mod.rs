@@ -97,6 +97,8 @@ struct Shared {
     start: Instant,
     stop: AtomicBool,
     counters: Counters,
+    /// Ports whose TAP went away under us (its namespace was deleted, or its interface).
+    gone: tokio::sync::mpsc::UnboundedSender<PortId>,
 }
 
 impl Shared {
@@ -142,6 +144,7 @@ impl Shared {
 pub struct Dataplane {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
+    gone: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<PortId>>>,
 }
 
 impl Dataplane {
@@ -152,12 +155,7 @@ impl Dataplane {
         port: u16,
         start: Instant,
     ) -> io::Result<Dataplane> {
-        let udp = UdpSocket::bind(SocketAddrV4::new(listen, port)).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot bind the underlay UDP socket {listen}:{port}: {e}"),
-            )
-        })?;
+        let udp = bind_underlay(SocketAddrV4::new(listen, port))?;
         sys::set_recv_timeout(udp.as_raw_fd(), POLL)?;
         sys::set_buffer_sizes(udp.as_raw_fd(), 4 << 20);
         sys::enable_udp_gro(udp.as_raw_fd())?;
@@ -167,6 +165,7 @@ impl Dataplane {
             .map(|s| s.local_addr().map(|a| a.port()))
             .collect::<io::Result<Vec<u16>>>()?;
         let sender = RawSender::new(BATCH)?;
+        let (gone, gone_rx) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             switch,
             ports: RwLock::new(HashMap::new()),
@@ -178,6 +177,7 @@ impl Dataplane {
             start,
             stop: AtomicBool::new(false),
             counters: Counters::default(),
+            gone,
         });
         let s1 = shared.clone();
         let s2 = shared.clone();
@@ -189,11 +189,22 @@ impl Dataplane {
                 .name("vswitch-underlay".into())
                 .spawn(move || underlay_worker(&s2))?,
         ];
-        Ok(Dataplane { shared, workers })
+        Ok(Dataplane {
+            shared,
+            workers,
+            gone: std::sync::Mutex::new(Some(gone_rx)),
+        })
     }
 
     pub fn now(&self) -> Timestamp {
         self.shared.now()
+    }
+
+    /// The ports whose TAP went away under the data path (the kernel detached it: its
+    /// namespace or its interface was deleted), each reported once and no longer polled. The
+    /// receiver is handed out once; `None` after that.
+    pub fn gone_ports(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<PortId>> {
+        crate::core::sync::lock(&self.gone).take()
     }
 
     /// The underlay UDP socket's local address.
@@ -307,4 +318,39 @@ fn source_sockets(listen: Ipv4Addr) -> io::Result<Vec<UdpSocket>> {
         out.push(sock);
     }
     Ok(out)
+}
+
+/// How long a starting daemon waits for the underlay port while another process (typically
+/// the previous daemon, still exiting) holds it.
+const BIND_PATIENCE: Duration = Duration::from_secs(3);
+
+/// Binds the underlay UDP socket, retrying for [`BIND_PATIENCE`] while the address is in use;
+/// then fails with one message that says what holds it and what to do.
+fn bind_underlay(addr: SocketAddrV4) -> io::Result<UdpSocket> {
+    let start = Instant::now();
+    loop {
+        match UdpSocket::bind(addr) {
+            Ok(udp) => return Ok(udp),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && start.elapsed() < BIND_PATIENCE => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot bind the underlay UDP socket {addr}: it is in use (waited {} s); \
+                         another vswitch daemon or a kernel vxlan device on that port holds it: \
+                         stop it, or choose another --listen or --port",
+                        BIND_PATIENCE.as_secs()
+                    ),
+                ))
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot bind the underlay UDP socket {addr}: {e}"),
+                ))
+            }
+        }
+    }
 }

@@ -25,6 +25,10 @@ pub struct DataplaneStats {
     /// malformed virtio-net header, a non-TCP superframe, a bad checksum offset).
     #[serde(default)]
     pub offload_errors: u64,
+    /// Frames from the underlay whose TCP/UDP checksum a checksum-offloading sender left
+    /// partial (the pseudo-header sum only), completed before they went to a TAP.
+    #[serde(default)]
+    pub checksums_completed: u64,
 }
 
 /// The live counters behind [`DataplaneStats`], shared by the workers.
@@ -39,6 +43,7 @@ pub(crate) struct Counters {
     pub superframes_segmented: AtomicU64,
     pub superframes_coalesced: AtomicU64,
     pub offload_errors: AtomicU64,
+    pub checksums_completed: AtomicU64,
 }
 
 impl Counters {
@@ -54,6 +59,7 @@ impl Counters {
             superframes_segmented: get(&self.superframes_segmented),
             superframes_coalesced: get(&self.superframes_coalesced),
             offload_errors: get(&self.offload_errors),
+            checksums_completed: get(&self.checksums_completed),
         }
     }
 }

@@ -13,9 +13,12 @@
 //!
 //! # Lifetime
 //!
-//! The device is not persistent: it exists exactly as long as the [`Tap`] (its file
-//! descriptor). Dropping the `Tap` removes the link, also after it was moved into another
-//! network namespace — a crashed daemon leaves nothing behind in its containers.
+//! A new device exists as long as the [`Tap`] (its file descriptor): dropping the `Tap` removes
+//! the link, also after it was moved into another network namespace. The daemon makes its
+//! ports persistent ([`Tap::set_persist`]) so that they outlive it (a restart, an upgrade, a
+//! crash): the container keeps its interface, shown NO-CARRIER while no descriptor is attached,
+//! and a restarted daemon opens it again with [`Tap::reopen`] from inside the container's
+//! namespace. Removing a port turns persistence off first, so closing deletes it.
 //!
 //! # Naming
 //!
@@ -175,6 +178,75 @@ impl Tap {
     /// Fails if an interface with that name already exists: the daemon never adopts a device
     /// someone else created (`IFF_TUN_EXCL`).
     pub fn create(name: &str, opts: TapOptions) -> io::Result<Tap> {
+        Tap::open_iff(name, libc::IFF_TUN_EXCL, opts, "create")
+    }
+
+    /// Opens the existing persistent TAP `name` of the calling thread's network namespace (the
+    /// kernel looks the name up there): how a restarted daemon takes its ports back. Only a
+    /// persistent TAP is adopted; where none exists, the device the open would have created is
+    /// closed (and so deleted) again and the error is `NotFound`.
+    pub fn reopen(name: &str, opts: TapOptions) -> io::Result<Tap> {
+        let tap = Tap::open_iff(name, 0, opts, "open")?;
+        let mut req = IfReq::new("", 0);
+        // SAFETY: TUNGETIFF writes one `struct ifreq` into the pointed-to buffer; `req` is a live,
+        // exclusively borrowed value of exactly that size.
+        let rc = unsafe { libc::ioctl(tap.as_raw_fd(), libc::TUNGETIFF, &mut req as *mut IfReq) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::c_int::from(req.flags) & libc::IFF_PERSIST == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no persistent TAP named '{name}' here"),
+            ));
+        }
+        Ok(tap)
+    }
+
+    /// Makes the device outlive its descriptors (`TUNSETPERSIST`), or not: a device that is
+    /// not persistent is deleted when its last descriptor closes.
+    pub fn set_persist(&self, on: bool) -> io::Result<()> {
+        // SAFETY: TUNSETPERSIST takes its argument by value (0 or 1) and touches no memory of
+        // ours.
+        let rc = unsafe {
+            libc::ioctl(
+                self.as_raw_fd(),
+                libc::TUNSETPERSIST,
+                libc::c_ulong::from(on),
+            )
+        };
+        if rc < 0 {
+            // The bare errno: EBADFD means the kernel has detached the device already.
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The device's MAC address (`SIOCGIFHWADDR` on the TAP's descriptor).
+    pub fn mac(&self) -> io::Result<[u8; 6]> {
+        let mut req = IfReq::new(&self.name, 0);
+        // SAFETY: SIOCGIFHWADDR on a TUN descriptor writes one `struct ifreq` (its `ifr_hwaddr`
+        // member) into the pointed-to buffer; `req` is a live, exclusively borrowed value of
+        // exactly that size.
+        let rc = unsafe {
+            libc::ioctl(
+                self.as_raw_fd(),
+                libc::SIOCGIFHWADDR,
+                &mut req as *mut IfReq,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // `ifr_hwaddr` is a `struct sockaddr` over the flags: 2 bytes of family, then the data.
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&req._pad[..6]);
+        Ok(mac)
+    }
+
+    /// `TUNSETIFF` on a fresh `/dev/net/tun` descriptor with `extra` flags; `verb` says what
+    /// was attempted, for errors.
+    fn open_iff(name: &str, extra: libc::c_int, opts: TapOptions, verb: &str) -> io::Result<Tap> {
         check_ifname(name).map_err(|why| invalid_input(format!("invalid TAP name: {why}")))?;
 
         let mut flags = libc::O_CLOEXEC;
@@ -192,7 +264,7 @@ impl Tap {
                 })
             })?;
 
-        let mut iff = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_TUN_EXCL;
+        let mut iff = libc::IFF_TAP | libc::IFF_NO_PI | extra;
         if opts.vnet_hdr {
             iff |= libc::IFF_VNET_HDR;
         }
@@ -205,18 +277,16 @@ impl Tap {
             let err = io::Error::last_os_error();
             let why = match err.raw_os_error() {
                 Some(libc::EBUSY) | Some(libc::EEXIST) => {
-                    format!(
-                        "cannot create TAP '{name}': an interface with that name already exists"
-                    )
+                    format!("cannot {verb} TAP '{name}': an interface with that name already exists or is in use")
                 }
                 Some(libc::EPERM) => {
-                    format!("cannot create TAP '{name}': permission denied (needs CAP_NET_ADMIN)")
+                    format!("cannot {verb} TAP '{name}': permission denied (needs CAP_NET_ADMIN)")
                 }
                 Some(libc::EINVAL) => format!(
-                    "cannot create TAP '{name}': the kernel rejected it (the name may belong to \
+                    "cannot {verb} TAP '{name}': the kernel rejected it (the name may belong to \
                      an interface that is not a TAP)"
                 ),
-                _ => format!("cannot create TAP '{name}'"),
+                _ => format!("cannot {verb} TAP '{name}'"),
             };
             return Err(with_context(err, || why));
         }

@@ -182,8 +182,15 @@ pub(super) fn ports_worker(shared: &Shared, mut sender: RawSender) {
                     let n = match tap.read(&mut buf[HEADROOM - vnet_len..HEADROOM + MAX_FRAME]) {
                         Ok(n) => n,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(_) => {
+                        Err(e) => {
                             c.tap_read_errors.fetch_add(1, Ordering::Relaxed);
+                            // EBADFD: the kernel detached the TAP (its interface or its
+                            // namespace was deleted). It would poll ready forever: stop polling
+                            // it and tell the daemon, which reaps the port.
+                            if e.raw_os_error() == Some(libc::EBADFD) {
+                                let _ = shared.epoll.delete(tap.as_raw_fd());
+                                let _ = shared.gone.send(port);
+                            }
                             break;
                         }
                     };
@@ -315,6 +322,15 @@ pub(super) fn underlay_worker(shared: &Shared) {
                     batch
                         .switch
                         .datagram_from_vtep(batch.now, from, datagram, &mut fwd);
+                    if !fwd.ports.is_empty()
+                        && offload::complete_partial_checksum(&mut datagram[fwd.frame.clone()])
+                    {
+                        batch
+                            .shared
+                            .counters
+                            .checksums_completed
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
                     let frame = &datagram[fwd.frame.clone()];
                     if let [port] = fwd.ports[..] {
                         if let Some(PortSink::Tap(tap)) = batch.ports.get(&port) {

@@ -149,6 +149,26 @@ impl NetnsRef {
         Ok(self.id()? == other.id()?)
     }
 
+    /// Runs `f` on a short-lived thread that first joins this namespace (the thread ends with
+    /// its membership, so no runtime thread ever changes namespace): for the few calls whose
+    /// effect depends on the caller's namespace, such as opening a TAP by name.
+    pub async fn run_inside<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        let fd = self.file.as_fd().try_clone_to_owned()?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("vswitch-netns".into())
+            .spawn(move || {
+                let result = sys::enter_netns(fd.as_fd()).and_then(|()| f());
+                // The receiver only goes away if the caller was cancelled.
+                let _ = tx.send(result);
+            })?;
+        rx.await
+            .map_err(|_| io::Error::other("the namespace helper thread ended without an answer"))?
+    }
+
     /// The namespace's identity (its nsfs device and inode), comparable without the file.
     pub fn id(&self) -> io::Result<NsId> {
         let m = self.file.metadata()?;

@@ -52,6 +52,16 @@ pub async fn underlay_mtu(listen: IpAddr) -> Result<u32, NetnsError> {
     Ok(mtu_for_unspecified(&ifaces, defaults.first().copied()))
 }
 
+/// Every address of the daemon's namespace (what a peer must not be).
+pub async fn local_addresses() -> Result<Vec<IpAddr>, NetnsError> {
+    let nl = Netlink::here()?;
+    Ok(address_holders(&nl)
+        .await?
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect())
+}
+
 async fn ifaces(nl: &Netlink) -> Result<Vec<Iface>, NetnsError> {
     let links = nl.links().await.map_err(|source| NetnsError::Netlink {
         op: "listing interfaces".into(),

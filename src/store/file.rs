@@ -11,10 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{keyhex, records, Revision, Snapshot, State, StateStore, StoreError};
+use super::{keyhex, records, PortEntry, Revision, Snapshot, State, StateStore, StoreError};
 use crate::core::seal::NetworkKey;
 
 const FILE: &str = "state.json";
+/// This host's ports (see [`super::PortEntry`]).
+const PORTS_FILE: &str = "ports.json";
 /// More than a key's text (64 hex digits and a newline) is never read.
 const KEY_TEXT_MAX: u64 = 128;
 
@@ -165,6 +167,33 @@ impl StateStore for FileStore {
         self.blocking(move |dir| write_atomic(dir, FILE, &bytes, 0o600))
             .await?;
         Ok(Revision(self.revision.fetch_add(1, Ordering::AcqRel) + 1))
+    }
+
+    async fn ports(&self) -> Result<Vec<PortEntry>, StoreError> {
+        self.blocking(|dir| {
+            let path = dir.join(PORTS_FILE);
+            match fs::read(&path) {
+                Ok(bytes) => records::decode_ports(&bytes)
+                    .map_err(|source| StoreError::Corrupt { path, source }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                Err(source) => Err(StoreError::Io { path, source }),
+            }
+        })
+        .await
+    }
+
+    async fn save_ports(&self, ports: &[PortEntry]) -> Result<(), StoreError> {
+        let file = records::PortsFile {
+            version: records::VERSION,
+            ports: ports.to_vec(),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&file).map_err(|e| StoreError::Corrupt {
+            path: self.dir.join(PORTS_FILE),
+            source: records::DecodeError::Json(e.to_string()),
+        })?;
+        bytes.push(b'\n');
+        self.blocking(move |dir| write_atomic(dir, PORTS_FILE, &bytes, 0o600))
+            .await
     }
 
     async fn put_key(&self, network: &str, key: &NetworkKey) -> Result<(), StoreError> {

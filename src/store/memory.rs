@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use super::{
-    AddressHolder, Advert, Cluster, HostEntry, Revision, Snapshot, State, StateStore, StoreError,
+    AddressHolder, Advert, Cluster, HostEntry, PortEntry, Revision, Snapshot, State, StateStore,
+    StoreError,
 };
 use crate::core::seal::NetworkKey;
 use crate::core::sync::lock;
@@ -24,6 +25,7 @@ use crate::core::sync::lock;
 struct Inner {
     snapshot: Option<Snapshot>,
     keys: BTreeMap<String, NetworkKey>,
+    ports: Vec<PortEntry>,
     /// Each watcher with the host it watches for (`None`: a store without a registry).
     watchers: Vec<(Option<String>, mpsc::Sender<Snapshot>)>,
     /// When set, every call fails as if the backend were unreachable.
@@ -183,6 +185,19 @@ impl StateStore for MemoryStore {
             revision,
         });
         Ok(revision)
+    }
+
+    async fn ports(&self) -> Result<Vec<PortEntry>, StoreError> {
+        let inner = lock(&self.inner);
+        Self::check_up(&inner)?;
+        Ok(inner.ports.clone())
+    }
+
+    async fn save_ports(&self, ports: &[PortEntry]) -> Result<(), StoreError> {
+        let mut inner = lock(&self.inner);
+        Self::check_up(&inner)?;
+        inner.ports = ports.to_vec();
+        Ok(())
     }
 
     async fn put_key(&self, network: &str, key: &NetworkKey) -> Result<(), StoreError> {

@@ -1,5 +1,5 @@
-//! Persistent state: the networks and peers a daemon was told about, and the keys of encrypted
-//! networks, so a restarted daemon has them again.
+//! Persistent state: the networks and peers a daemon was told about, the keys of encrypted
+//! networks, and this host's ports, so a restarted daemon has them again.
 //!
 //! The daemon reads and writes through [`StateStore`]. Today's backend is the state dir
 //! ([`FileStore`], the embedded default); [`MemoryStore`] serves tests and the simulator. The
@@ -29,7 +29,9 @@ use std::path::PathBuf;
 pub use etcd::{EtcdConfig, EtcdStore, TlsFiles};
 pub use file::FileStore;
 pub use memory::MemoryStore;
-pub use records::{decode, Advert, Cluster, DecodeError, NetworkRecord, State, VERSION};
+pub use records::{
+    decode, decode_ports, Advert, Cluster, DecodeError, NetworkRecord, PortEntry, State, VERSION,
+};
 
 use crate::core::seal::NetworkKey;
 
@@ -154,6 +156,16 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Forgets the key of `network` (absent is fine).
     fn remove_key(&self, network: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// This host's ports, as last saved (empty when none were).
+    fn ports(&self) -> impl Future<Output = Result<Vec<PortEntry>, StoreError>> + Send;
+
+    /// Replaces this host's saved ports. Host-local in every backend: a port is this host's
+    /// business, and a restarted daemon takes its ports back from here.
+    fn save_ports(
+        &self,
+        ports: &[PortEntry],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Changes made by other writers, newest last; `None` for a store nobody else writes.
     fn watch(&self) -> Option<tokio::sync::mpsc::Receiver<Snapshot>>;

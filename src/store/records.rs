@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use crate::wire::Vni;
+use crate::wire::{Mac, Vni};
 
 /// The file format's version; a newer file is refused rather than misread.
 pub const VERSION: u32 = 1;
@@ -97,6 +97,47 @@ impl NetworkRecord {
     }
 }
 
+/// A port as stored, so that a restarted daemon can take it back: host-local (the state dir's
+/// ports file, in cluster mode too), never shared with other hosts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortEntry {
+    pub id: u32,
+    pub network: String,
+    /// The namespace as the user named it (`NAME`, `/run/netns/NAME`, `/proc/PID/ns/net`).
+    pub netns: String,
+    /// The namespace's identity when the port was attached (nsfs device and inode): a name
+    /// that now leads to another namespace is not the port's.
+    pub ns_dev: u64,
+    pub ns_ino: u64,
+    pub ifname: String,
+    pub mac: Mac,
+    /// CIDR notation.
+    #[serde(default)]
+    pub ip: Option<String>,
+    pub mtu: u32,
+    #[serde(default)]
+    pub port_security: bool,
+}
+
+/// The ports file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortsFile {
+    pub version: u32,
+    pub ports: Vec<PortEntry>,
+}
+
+/// Parses a ports file's bytes.
+pub fn decode_ports(bytes: &[u8]) -> Result<Vec<PortEntry>, DecodeError> {
+    let file: PortsFile =
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+    if file.version != VERSION {
+        return Err(DecodeError::Version(file.version));
+    }
+    Ok(file.ports)
+}
+
 /// Why a state file's bytes are not a state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -131,6 +172,33 @@ mod tests {
             br#"{"version":1,"networks":[{"name":"x","vni":0,"subnet":"10.0.0.0/24"}],"peers":[]}"#
         )
         .is_err());
+    }
+
+    #[test]
+    fn ports_file_round_trips_and_refuses_garbage() {
+        let entry = PortEntry {
+            id: 3,
+            network: "blue".into(),
+            netns: "c1".into(),
+            ns_dev: 4,
+            ns_ino: 4026532000,
+            ifname: "eth0".into(),
+            mac: Mac([2, 0, 0, 0, 0, 1]),
+            ip: Some("10.0.0.2/24".into()),
+            mtu: 1450,
+            port_security: true,
+        };
+        let bytes = serde_json::to_vec(&PortsFile {
+            version: VERSION,
+            ports: vec![entry.clone()],
+        })
+        .expect("encodes");
+        assert_eq!(decode_ports(&bytes), Ok(vec![entry]));
+        assert!(decode_ports(b"[]").is_err());
+        assert_eq!(
+            decode_ports(br#"{"version":9,"ports":[]}"#),
+            Err(DecodeError::Version(9))
+        );
     }
 
     /// A file written by the previous release (which stored the control API's `NetworkSpec`)

@@ -10,10 +10,21 @@ use super::{EtherType, Mac};
 /// An ARP probe (RFC 5227 §2.1.1): "who has `target`?", asked from `sender` with a zero sender
 /// IP address so no one's cache learns anything, broadcast.
 pub fn probe(sender: Mac, target: Ipv4Addr) -> Vec<u8> {
+    request(sender, Ipv4Addr::UNSPECIFIED, target)
+}
+
+/// An ARP announcement (RFC 5227 §2.3, a gratuitous ARP): a broadcast request for `ip` from
+/// `ip` itself, so every neighbour that has an entry for `ip` updates it to `sender`.
+pub fn announcement(sender: Mac, ip: Ipv4Addr) -> Vec<u8> {
+    request(sender, ip, ip)
+}
+
+/// A broadcast ARP request.
+fn request(sender: Mac, sender_ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
     let arp = ArpEthIpv4Packet {
         operation: ArpOperation::REQUEST,
         sender_mac: sender.0,
-        sender_ipv4: [0; 4],
+        sender_ipv4: sender_ip.octets(),
         target_mac: [0; 6],
         target_ipv4: target.octets(),
     };
@@ -82,6 +93,18 @@ mod tests {
         assert_eq!(&f[20..22], &[0, 1], "request");
         assert_eq!(&f[28..32], &[0, 0, 0, 0], "sender IP");
         assert_eq!(&f[38..42], &IP.octets());
+    }
+
+    #[test]
+    fn announcement_is_a_broadcast_request_for_its_own_address() {
+        let f = announcement(A, IP);
+        assert_eq!(&f[..6], &[0xff; 6]);
+        assert_eq!(&f[6..12], &A.0);
+        assert_eq!(&f[20..22], &[0, 1], "request");
+        assert_eq!(&f[22..28], &A.0, "sender MAC");
+        assert_eq!(&f[28..32], &IP.octets(), "sender IP");
+        assert_eq!(&f[38..42], &IP.octets(), "target IP");
+        assert!(claims(&f, IP, B), "an announcement claims the address");
     }
 
     #[test]

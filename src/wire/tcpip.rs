@@ -21,6 +21,7 @@ use super::ethernet::HEADER_LEN as ETH_LEN;
 pub const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
 pub const ETHERTYPE_IPV6: [u8; 2] = [0x86, 0xdd];
 pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
@@ -31,6 +32,8 @@ pub const TCP_ECE: u8 = 0x40;
 pub const TCP_CWR: u8 = 0x80;
 /// Offset of the checksum inside the TCP header.
 pub const TCP_CHECKSUM_OFFSET: usize = 16;
+/// Offset of the checksum inside the UDP header.
+pub const UDP_CHECKSUM_OFFSET: usize = 6;
 /// The largest IP packet (IPv4 total length, IPv6 payload length + 40 both stay under this).
 pub const MAX_IP_LEN: usize = 65_535;
 
@@ -69,31 +72,10 @@ impl TcpFrame {
     /// Finds the TCP segment in an untagged Ethernet frame. `None` for anything else: non-IP,
     /// non-TCP, IPv4 fragments, IPv6 extension headers, inconsistent lengths.
     pub fn parse(frame: &[u8]) -> Option<TcpFrame> {
-        let ethertype = frame.get(12..14)?;
-        let ip = frame.get(ETH_LEN..)?;
-        let (v6, ip_hl, ip_len) = if ethertype == ETHERTYPE_IPV4 {
-            let h = ip.get(..20)?;
-            let ihl = usize::from(h[0] & 0x0f) * 4;
-            let fragment = u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0;
-            if h[0] >> 4 != 4 || ihl < 20 || h[9] != PROTO_TCP || fragment {
-                return None;
-            }
-            (false, ihl, usize::from(u16::from_be_bytes([h[2], h[3]])))
-        } else if ethertype == ETHERTYPE_IPV6 {
-            let h = ip.get(..IPV6_HEADER_LEN)?;
-            if h[0] >> 4 != 6 || h[6] != PROTO_TCP {
-                return None;
-            }
-            (
-                true,
-                IPV6_HEADER_LEN,
-                IPV6_HEADER_LEN + usize::from(u16::from_be_bytes([h[4], h[5]])),
-            )
-        } else {
+        let L4Frame { v6, proto, l4, end } = L4Frame::parse(frame)?;
+        if proto != PROTO_TCP {
             return None;
-        };
-        let l4 = ETH_LEN + ip_hl;
-        let end = ETH_LEN + ip_len;
+        }
         let doff = usize::from(*frame.get(l4 + field::DATA_OFFSET)? >> 4) * 4;
         let payload = l4 + doff;
         if doff < 20 || payload > end || end > frame.len() {
@@ -234,6 +216,71 @@ impl TcpFrame {
     }
 }
 
+/// Where the transport header of an untagged Ethernet + IPv4/IPv6 frame lies, whatever the
+/// transport: the part of the parse that TCP and UDP share (offsets from the frame start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct L4Frame {
+    pub v6: bool,
+    /// The IP protocol (IPv4) or next header (IPv6).
+    pub proto: u8,
+    /// Start of the transport header.
+    pub l4: usize,
+    /// End of the IP packet; bytes after it are Ethernet padding.
+    pub end: usize,
+}
+
+impl L4Frame {
+    /// `None` for non-IP frames, IPv4 fragments (the transport header is in the first one
+    /// only, and its checksum covers all of them), IPv6 extension headers (then `proto` would
+    /// not be the transport) and lengths that do not fit the frame.
+    pub fn parse(frame: &[u8]) -> Option<L4Frame> {
+        let ethertype = frame.get(12..14)?;
+        let ip = frame.get(ETH_LEN..)?;
+        let (v6, proto, ip_hl, ip_len) = if ethertype == ETHERTYPE_IPV4 {
+            let h = ip.get(..20)?;
+            let ihl = usize::from(h[0] & 0x0f) * 4;
+            let fragment = u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0;
+            if h[0] >> 4 != 4 || ihl < 20 || fragment {
+                return None;
+            }
+            (
+                false,
+                h[9],
+                ihl,
+                usize::from(u16::from_be_bytes([h[2], h[3]])),
+            )
+        } else if ethertype == ETHERTYPE_IPV6 {
+            let h = ip.get(..IPV6_HEADER_LEN)?;
+            if h[0] >> 4 != 6 || !matches!(h[6], PROTO_TCP | PROTO_UDP) {
+                return None;
+            }
+            let len = IPV6_HEADER_LEN + usize::from(u16::from_be_bytes([h[4], h[5]]));
+            (true, h[6], IPV6_HEADER_LEN, len)
+        } else {
+            return None;
+        };
+        let l4 = ETH_LEN + ip_hl;
+        let end = ETH_LEN + ip_len;
+        (l4 <= end && end <= frame.len()).then_some(L4Frame { v6, proto, l4, end })
+    }
+
+    /// Where the transport checksum lies, for TCP and UDP (whose headers are long enough to
+    /// hold it); `None` for other protocols.
+    pub fn checksum_field(&self) -> Option<Range<usize>> {
+        let at = match self.proto {
+            PROTO_TCP => self.l4 + TCP_CHECKSUM_OFFSET,
+            PROTO_UDP => self.l4 + UDP_CHECKSUM_OFFSET,
+            _ => return None,
+        };
+        (at + 2 <= self.end).then_some(at..at + 2)
+    }
+
+    /// The pseudo-header sum (addresses, protocol, transport length) of this frame's segment.
+    pub fn pseudo_sum(&self, frame: &[u8]) -> u64 {
+        addresses_sum(frame, self.v6, self.proto, self.end - self.l4)
+    }
+}
+
 // ---- checksums (RFC 1071) ----
 
 /// Adds `data` to a one's-complement sum kept in a `u64` (fold with [`fold`]). Big-endian
@@ -260,12 +307,16 @@ pub fn fold(mut acc: u64) -> u16 {
 
 /// The TCP pseudo-header sum for a TCP segment of `tcp_len` bytes in `frame`.
 pub fn pseudo_sum(frame: &[u8], t: &TcpFrame, tcp_len: usize) -> u64 {
-    let addrs = if t.v6 {
+    addresses_sum(frame, t.v6, PROTO_TCP, tcp_len)
+}
+
+fn addresses_sum(frame: &[u8], v6: bool, proto: u8, l4_len: usize) -> u64 {
+    let addrs = if v6 {
         &frame[TcpFrame::ip(field::V6_ADDRS)]
     } else {
         &frame[TcpFrame::ip(field::V4_ADDRS)]
     };
-    sum(addrs, u64::from(PROTO_TCP) + tcp_len as u64)
+    sum(addrs, u64::from(proto) + l4_len as u64)
 }
 
 #[cfg(test)]

@@ -464,8 +464,9 @@ fn three_hosts_share_networks_and_peers_through_etcd() {
     );
     // And a new attach works again, its address from etcd.
     let port = lab.hosts[0].attach(&late, "blue", &[]);
-    // .1 and .2 are held on hosts A and B; host C's .3 went back when host C stopped.
-    assert_eq!(jstr(&port, "ip"), "10.10.0.3/24", "{port}");
+    // .1, .2 and .3 are held on hosts A, B and C: host C's restarted daemon took its port
+    // back, and claimed its address again.
+    assert_eq!(jstr(&port, "ip"), "10.10.0.4/24", "{port}");
 }
 
 /// Concurrent creates of one name on two hosts: exactly one wins, the other is told it exists.
@@ -1355,4 +1356,58 @@ fn a_container_moved_to_another_host_is_reached_within_a_second() {
     assert_eq!(ping(&ns[0], "10.10.0.2", 1), 1);
     assert_eq!(neigh_mac(&ns[0], "10.10.0.2").as_deref(), Some(&*macs[1]));
     assert_eq!(flood_of(&lab.hosts[0], "blue"), BTreeSet::from([vtep(2)]));
+}
+
+/// Live restore in cluster mode: a host killed and restarted takes its container's port back
+/// and claims its address again under its new lease (one claim, not two), so the address stays
+/// taken after the old lease expires and traffic between hosts flows again.
+#[test]
+fn a_restarted_host_takes_its_ports_and_their_addresses_back() {
+    let (mut lab, _etcd) = cluster_lab(&["rs-a", "rs-b"]);
+    lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &[]);
+    eventually("blue on host B", Duration::from_secs(3), &lab, || {
+        network_names(&lab.hosts[1]).contains("blue").then_some(())
+    });
+    let ca = lab.netns("ca");
+    let cb = lab.netns("cb");
+    assert_eq!(
+        jstr(&lab.hosts[0].attach(&ca, "blue", &[]), "ip"),
+        "10.10.0.1/24"
+    );
+    assert_eq!(
+        jstr(&lab.hosts[1].attach(&cb, "blue", &[]), "ip"),
+        "10.10.0.2/24"
+    );
+    lab.assert_ping(&cb, "10.10.0.1");
+
+    lab.hosts[0].kill();
+    lab.hosts[0].respawn();
+    let stats = lab.hosts[0].json(&["stats"]);
+    assert_eq!(stats["restore"]["readopted"].as_u64(), Some(1), "{stats}");
+    lab.assert_ping(&cb, "10.10.0.1");
+    // Past the killed run's lease (TTL 10 s): the claim lives under the new one.
+    std::thread::sleep(Duration::from_secs(11));
+    let claims = |h: &Host| -> Vec<(String, String)> {
+        let detail = h.json(&["network", "inspect", "blue"]);
+        detail["endpoints"]
+            .as_array()
+            .unwrap_or_else(|| panic!("inspect has no endpoints: {detail}"))
+            .iter()
+            .map(|e| (jstr(e, "host"), jstr(e, "ip")))
+            .collect()
+    };
+    assert_eq!(
+        claims(&lab.hosts[1]),
+        vec![
+            ("rs-a".to_string(), "10.10.0.1".to_string()),
+            ("rs-b".to_string(), "10.10.0.2".to_string())
+        ]
+    );
+    let cc = lab.netns("cc");
+    assert_eq!(
+        jstr(&lab.hosts[1].attach(&cc, "blue", &[]), "ip"),
+        "10.10.0.3/24",
+        "the taken-back port's address stays taken"
+    );
+    lab.assert_ping(&cb, "10.10.0.1");
 }

@@ -435,3 +435,23 @@ fn nothing_sent_to_the_source_port_sockets_is_queued() {
     let queues = row.split_whitespace().nth(4).expect("queues");
     assert!(queues.ends_with(":00000000"), "nothing queued: {row}");
 }
+
+/// `peer add` refuses the daemon's own address (the switch would be its own peer, and its
+/// containers' MACs would move behind it), 0.0.0.0 and multicast, changing nothing.
+#[test]
+fn peers_that_cannot_be_peers_are_refused() {
+    let mut lab = Lab::new(2);
+    lab.start_mesh();
+    let a = &lab.hosts[0];
+    let before = a.json(&["peer", "ls"]);
+    for peer in [a.ip.as_str(), "127.0.0.1", "0.0.0.0", "239.1.2.3"] {
+        let out = a.vs(&["peer", "add", peer]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "peer add {peer}: {err}");
+        assert!(
+            err.starts_with("error: peer ") && err.contains("give another host's underlay address"),
+            "peer add {peer}: {err}"
+        );
+    }
+    assert_eq!(a.json(&["peer", "ls"]), before, "nothing changed");
+}

@@ -41,7 +41,20 @@ fn stats_and_fdb_json_have_the_documented_fields() {
     has_fields(
         "stats",
         &s,
-        &["drops", "networks", "ports", "peers", "dataplane"],
+        &[
+            "drops",
+            "networks",
+            "ports",
+            "peers",
+            "dataplane",
+            "store",
+            "restore",
+        ],
+    );
+    has_fields(
+        "stats restore",
+        &s["restore"],
+        &["readopted", "dropped", "reaped"],
     );
     assert!(s["drops"].is_object(), "drops: {s}");
     let nets = s["networks"].as_array().expect("networks array");
@@ -93,6 +106,7 @@ fn stats_and_fdb_json_have_the_documented_fields() {
             "underlay_tx_datagrams",
             "underlay_send_errors",
             "underlay_recv_errors",
+            "checksums_completed",
         ],
     );
     assert!(

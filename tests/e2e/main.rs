@@ -28,4 +28,5 @@ mod json;
 mod lifecycle;
 mod not_sealed;
 mod overlay;
+mod restore;
 mod sealed;

@@ -613,10 +613,7 @@ impl Host {
 
     /// SIGTERM the daemon and wait (≤ 15 s) for it to exit; returns its status.
     pub fn stop(&mut self) -> ExitStatus {
-        let mut c = self
-            .daemon
-            .take()
-            .unwrap_or_else(|| panic!("no daemon running on host {}", self.label));
+        let mut c = self.take_daemon();
         let status = terminate(&mut c, Duration::from_secs(15));
         assert!(
             status.signal() != Some(libc::SIGKILL),
@@ -627,16 +624,26 @@ impl Host {
         status
     }
 
+    fn take_daemon(&mut self) -> Child {
+        self.daemon
+            .take()
+            .unwrap_or_else(|| panic!("no daemon running on host {}", self.label))
+    }
+
+    /// SIGKILL the daemon (a crash: nothing of its own shutdown runs) and reap it.
+    pub fn kill(&mut self) -> ExitStatus {
+        let mut c = self.take_daemon();
+        signal(&c, libc::SIGKILL);
+        c.wait().expect("reaping the killed daemon")
+    }
+
     pub fn running(&self) -> bool {
         self.daemon.is_some()
     }
 
     /// SIGINT the daemon (Ctrl-C) and wait (≤ 15 s) for it to exit; returns its status.
     pub fn interrupt(&mut self) -> ExitStatus {
-        let mut c = self
-            .daemon
-            .take()
-            .unwrap_or_else(|| panic!("no daemon running on host {}", self.label));
+        let mut c = self.take_daemon();
         signal(&c, libc::SIGINT);
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
@@ -912,14 +919,25 @@ impl Drop for Lab {
 
 /// ICMP echo with a raw socket: `dst count timeout_per_echo`; prints `ok/count`, exit 0 iff all
 /// echoes were answered. (The image has no `ping` binary; this is the same ICMP on the wire.)
-const PY_PING: &str = r#"
-import os, socket, struct, sys, time
-dst, count, tmo = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+/// The ICMP checksum, for the Python helpers that build echoes (`concat!` it in front).
+#[macro_export]
+macro_rules! py_icmp_csum {
+    () => {
+        r#"
+import os, select, socket, struct, sys, time
 def csum(b):
     if len(b) % 2: b += b'\0'
     s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
     s = (s >> 16) + (s & 0xffff); s += s >> 16
     return ~s & 0xffff
+"#
+    };
+}
+
+const PY_PING: &str = concat!(
+    py_icmp_csum!(),
+    r#"
+dst, count, tmo = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
 ident = (os.getpid() * 7919) & 0xffff
 ok = 0
@@ -949,7 +967,8 @@ for seq in range(count):
                 break
 print('%d/%d' % (ok, count))
 sys.exit(0 if ok == count else 1)
-"#;
+"#
+);
 
 /// Sends `count` ICMP echoes from netns `ns` to `dst`; returns how many were answered. Panics
 /// when the helper itself fails (no `answered/count` line, or an exit status that does not match

@@ -224,6 +224,113 @@ fn completes_partial_udp_and_tcp_checksums() {
     assert_eq!(tcp, before);
 }
 
+/// A frame as the kernel's vxlan device sends it over a veth: a full frame whose TCP or UDP
+/// checksum field holds only the pseudo-header sum (`CHECKSUM_PARTIAL`). Returns the frame and
+/// the full checksum it should have had.
+fn partial_from_kernel(v6: bool, udp: bool, payload: &[u8]) -> (Vec<u8>, [u8; 2]) {
+    let b = PacketBuilder::ethernet2(SRC, DST);
+    let b = if v6 {
+        b.ipv6([0xfd; 16], [0xfe; 16], 64)
+    } else {
+        b.ipv4([10, 9, 0, 1], [10, 9, 0, 2], 64)
+    };
+    let mut frame = Vec::new();
+    if udp {
+        b.udp(40000, 53).write(&mut frame, payload).expect("fits");
+    } else {
+        b.tcp(40000, 5201, SEQ, 502)
+            .ack(1)
+            .write(&mut frame, payload)
+            .expect("fits");
+    }
+    let l4 = if v6 { 54 } else { 34 };
+    let at = l4 + if udp { 6 } else { 16 };
+    let full = [frame[at], frame[at + 1]];
+    let addrs = if v6 { 22..54 } else { 26..34 };
+    let proto = if udp { 17 } else { 6 };
+    let pseudo = fold(sum(&frame[addrs], proto + (frame.len() - l4) as u64));
+    frame[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
+    (frame, full)
+}
+
+#[test]
+fn completes_what_a_checksum_offloading_sender_left_partial() {
+    for (v6, udp) in [(false, false), (false, true), (true, false), (true, true)] {
+        let (mut frame, full) = partial_from_kernel(v6, udp, b"partial, odd length");
+        let at = if v6 { 54 } else { 34 } + if udp { 6 } else { 16 };
+        assert_ne!([frame[at], frame[at + 1]], full, "v6 {v6} udp {udp}");
+        assert!(complete_partial_checksum(&mut frame), "v6 {v6} udp {udp}");
+        assert_eq!([frame[at], frame[at + 1]], full, "v6 {v6} udp {udp}");
+        if !udp {
+            check_segment(&frame);
+        }
+        let before = frame.clone();
+        assert!(
+            !complete_partial_checksum(&mut frame),
+            "a full checksum is left alone"
+        );
+        assert_eq!(frame, before);
+    }
+}
+
+#[test]
+fn completion_never_makes_a_corrupt_frame_valid() {
+    // A frame with a full checksum, damaged on the way: left as it is, and still invalid.
+    let (mut partial, full) = partial_from_kernel(false, false, &[7; 300]);
+    partial[50..52].copy_from_slice(&full);
+    let mut damaged = partial.clone();
+    damaged[100] ^= 0x10;
+    let before = damaged.clone();
+    assert!(!complete_partial_checksum(&mut damaged));
+    assert_eq!(damaged, before);
+    let t = TcpFrame::parse(&damaged).expect("tcp");
+    assert!(!t.tcp_checksum_ok(&damaged));
+
+    // A partial frame whose addresses were damaged: the field no longer matches the
+    // pseudo-header sum, so it is not completed (the container's kernel drops it).
+    let (mut partial, _) = partial_from_kernel(false, true, &[7; 300]);
+    partial[29] ^= 0x01;
+    let before = partial.clone();
+    assert!(!complete_partial_checksum(&mut partial));
+    assert_eq!(partial, before);
+
+    // A UDP frame without a checksum (0) stays without one; a fragment is not touched.
+    let (mut none, _) = partial_from_kernel(false, true, &[1; 10]);
+    none[40..42].copy_from_slice(&[0, 0]);
+    let before = none.clone();
+    assert!(!complete_partial_checksum(&mut none));
+    assert_eq!(none, before);
+    let (mut fragment, _) = partial_from_kernel(false, true, &[1; 10]);
+    fragment[20] = 0x20; // more fragments
+    assert!(!complete_partial_checksum(&mut fragment));
+}
+
+#[test]
+fn a_completed_segment_is_coalesced() {
+    let mut frames: Vec<Vec<u8>> = (0..3u32)
+        .map(|i| {
+            let (mut f, _) = partial_from_kernel(false, false, &[i as u8; 1000]);
+            let t = TcpFrame::parse(&f).expect("tcp");
+            t.set_seq(&mut f, SEQ.wrapping_add(1000 * i));
+            // The field is the pseudo-header sum, which the sequence number does not enter.
+            f
+        })
+        .collect();
+    let mut c = Coalescer::new();
+    assert_eq!(
+        c.push(1, &frames[0]),
+        Push::Unsuitable,
+        "a partial checksum"
+    );
+    for f in &mut frames {
+        assert!(complete_partial_checksum(f));
+    }
+    let written = coalesce(&frames, 1);
+    assert_eq!(written.len(), 1, "one superframe");
+    let expect: Vec<u8> = (0..3u8).flat_map(|i| [i; 1000]).collect();
+    assert_eq!(receive(&written), expect);
+}
+
 /// What the container's kernel would make of frames written to the TAP: checksums completed
 /// per the header and checked by etherparse, each frame starting at the sequence number where
 /// the previous one ended (the stream starts at [`SEQ`]); returns the TCP payload stream.
@@ -413,6 +520,7 @@ proptest! {
         let _ = c.push(0, &frame);
         let _ = c.take();
         let _ = complete_checksum(&mut frame, &hdr);
+        let _ = complete_partial_checksum(&mut frame);
     }
 
     #[test]
@@ -432,5 +540,6 @@ proptest! {
         let mut c = Coalescer::new();
         let _ = c.push(0, &frame);
         let _ = c.take();
+        let _ = complete_partial_checksum(&mut frame);
     }
 }

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::{Decision, Effect, PortRecord, View};
 use crate::control::{AttachRequest, PortInfo};
-use crate::core::{ipam, PortId, PortSecurity};
+use crate::core::{ipam, PortId};
 use crate::daemon::errors::{list_or_none, RequestError};
 use crate::netns::{NsId, PortConfig};
 use crate::store::{NetworkRecord, State};
@@ -247,18 +247,14 @@ pub fn attach_commit(
                 name: format!("vsw{}", id.0),
             },
             Effect::MoveTap { id, config },
-            Effect::AddPort {
-                id,
-                vni: network.vni,
-                mtu,
-                security: plan.port_security.then(|| PortSecurity {
-                    mac: plan.mac,
-                    ipv4: vec![ip],
-                    ipv6: vec![],
-                }),
-            },
+            super::restore::add_port(id, network.vni, mtu, plan.mac, Some(ip), plan.port_security),
             Effect::StartPort { id },
             Effect::RecordPort { id, record },
+            Effect::Announce {
+                id,
+                mac: plan.mac,
+                ip,
+            },
         ],
         reply: info,
     }

@@ -6,6 +6,11 @@ use crate::core::seal::KEY_LEN;
 use crate::wire::Mac;
 
 const UNDERLAY: u32 = 1500;
+/// This host's own addresses (its underlay address and loopback).
+const OWN: &[std::net::IpAddr] = &[
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)),
+    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+];
 
 fn vni(n: u32) -> Vni {
     Vni::new(n).expect("vni")
@@ -295,11 +300,20 @@ fn attach_picks_the_next_free_address_and_skips_conflicts() {
     let d = attach_commit(w.view(), plan, ip, PortId(7));
     assert_eq!(d.reply.ip.as_deref(), Some("10.10.0.3/24"));
     assert_eq!((d.reply.port, d.reply.mtu), (7, 1450));
-    let [Effect::CreateTap { id, name }, Effect::MoveTap { config, .. }, Effect::AddPort { vni: v, .. }, Effect::StartPort { .. }, Effect::RecordPort { record, .. }] =
-        d.effects.as_slice()
+    let [Effect::CreateTap { id, name }, Effect::MoveTap { config, .. }, Effect::AddPort { vni: v, .. }, Effect::StartPort { .. }, Effect::RecordPort { record, .. }, Effect::Announce {
+        mac, ip: announced, ..
+    }] = d.effects.as_slice()
     else {
-        panic!("create, move, add, start, record: {:?}", d.effects)
+        panic!(
+            "create, move, add, start, record, announce: {:?}",
+            d.effects
+        )
     };
+    assert_eq!(
+        (*mac, *announced),
+        (MAC, ip),
+        "a gratuitous ARP from the new address"
+    );
     assert_eq!(
         (*id, name.as_str(), v.get(), record.ns),
         (PortId(7), "vsw7", 100, ns(12))
@@ -457,11 +471,11 @@ fn detach_finds_the_ports_of_a_namespace() {
 fn peers_are_added_and_removed_by_ip() {
     let w = World::new();
     let new: SocketAddr = "192.0.2.3:4789".parse().expect("addr");
-    let d = peer_add(w.view(), new).expect("ok");
+    let d = peer_add(w.view(), new, OWN).expect("ok");
     assert!(
         matches!(d.effects.as_slice(), [Effect::AddPeer(a), Effect::Save(s)] if *a == new && s.peers.len() == 2)
     );
-    let e = peer_add(w.view(), "192.0.2.2:5000".parse().expect("addr")).expect_err("dup");
+    let e = peer_add(w.view(), "192.0.2.2:5000".parse().expect("addr"), OWN).expect_err("dup");
     assert_eq!(
         e.to_string(),
         "peer 192.0.2.2 already exists (as 192.0.2.2:4789)"
@@ -481,23 +495,45 @@ fn peers_are_added_and_removed_by_ip() {
 fn ipv6_and_port_zero_peers_are_refused_by_the_daemon_itself() {
     let w = World::new();
     let v6: SocketAddr = "[2001:db8::1]:4789".parse().expect("addr");
-    let e = peer_add(w.view(), v6).expect_err("v6");
+    let e = peer_add(w.view(), v6, OWN).expect_err("v6");
     assert!(
         e.to_string().contains("IPv6 underlays are not supported"),
         "{e}"
     );
-    let e = peer_add(w.view(), "192.0.2.9:0".parse().expect("addr")).expect_err("port 0");
+    let e = peer_add(w.view(), "192.0.2.9:0".parse().expect("addr"), OWN).expect_err("port 0");
     assert!(e.to_string().contains("port 0"), "{e}");
     assert!(
-        startup(State::empty(), &[v6]).is_err(),
+        startup(State::empty(), &[v6], OWN).is_err(),
         "--peer [v6] refused at start"
     );
     let mut stored = State::empty();
     stored.peers.push(v6);
     assert!(
-        startup(stored, &[]).is_err(),
+        startup(stored, &[], OWN).is_err(),
         "a v6 peer in the state file is refused"
     );
+}
+
+#[test]
+fn peers_that_cannot_be_peers_are_refused_naming_why() {
+    let w = World::new();
+    for (peer, why) in [
+        ("192.0.2.1:4789", "this host's own addresses"),
+        ("127.0.0.1:4789", "this host's own addresses"),
+        ("0.0.0.0:4789", "not one host's address"),
+        ("255.255.255.255:4789", "not one host's address"),
+        ("239.1.1.1:4789", "not one host's address"),
+    ] {
+        let addr: SocketAddr = peer.parse().expect("addr");
+        let e = peer_add(w.view(), addr, OWN).expect_err(peer);
+        assert!(e.to_string().contains(why), "{peer}: {e}");
+        assert!(e.to_string().contains("give another host's"), "{peer}: {e}");
+        assert!(
+            startup(State::empty(), &[addr], OWN).is_err(),
+            "--peer {peer}"
+        );
+    }
+    assert!(peer_add(w.view(), "192.0.2.9:4789".parse().expect("addr"), OWN).is_ok());
 }
 
 #[test]
@@ -509,6 +545,7 @@ fn startup_merges_command_line_peers_by_ip() {
             "192.0.2.2:5000".parse().expect("addr"),
             "192.0.2.3:4789".parse().expect("addr"),
         ],
+        OWN,
     )
     .expect("ok");
     let peers: Vec<String> = s.peers.iter().map(|p| p.to_string()).collect();
@@ -654,4 +691,87 @@ fn a_rotation_records_the_new_keys_check() {
         saved.network("red").and_then(|n| n.key_check.clone()),
         Some(new.check_value())
     );
+}
+
+// ---- live restore
+
+fn stored(id: u32, network: &str, netns: &str, ino: u64, ip: &str) -> crate::store::PortEntry {
+    let mut r = port(network, netns, ino, ip, id as u8);
+    r.info.port = id;
+    entry(PortId(id), &r)
+}
+
+#[test]
+fn a_recorded_port_is_taken_back_as_it_was() {
+    let w = World::new();
+    let e = stored(5, "red", "c5", 55, "10.20.0.5/24");
+    assert_eq!(entry_ns(&e), ns(55));
+    let d = readopt(w.view(), &e, true).expect("taken back");
+    assert_eq!(d.reply.ip.as_deref(), Some("10.20.0.5/24"));
+    let [Effect::ReopenTap { id, ifname, mac }, Effect::AddPort {
+        vni: v,
+        mtu,
+        security: Some(sec),
+        ..
+    }, Effect::StartPort { .. }, Effect::ForgetNeighbours { ifname: forget }, Effect::RecordPort { record, .. }, Effect::Announce { ip, .. }] =
+        d.effects.as_slice()
+    else {
+        panic!(
+            "reopen, add, start, forget neighbours, record, announce: {:?}",
+            d.effects
+        )
+    };
+    assert_eq!(forget, "eth0");
+    assert_eq!((*id, ifname.as_str(), *mac), (PortId(5), "eth0", e.mac));
+    assert_eq!((v.get(), *mtu), (200, 1450));
+    assert_eq!(sec.ipv4, vec![ip.to_owned()]);
+    assert_eq!(ip.to_string(), "10.20.0.5");
+    assert_eq!((record.ns, entry(PortId(5), record)), (ns(55), e));
+}
+
+#[test]
+fn a_recorded_port_without_its_namespace_or_network_is_dropped() {
+    let w = World::new();
+    let e = stored(5, "red", "c5", 55, "10.20.0.5/24");
+    assert_eq!(
+        readopt(w.view(), &e, false).map(|d| d.reply),
+        Err(Lost::NamespaceGone("c5".into()))
+    );
+    let gone = stored(6, "green", "c6", 66, "10.30.0.6/24");
+    let lost = readopt(w.view(), &gone, true).expect_err("no such network");
+    assert_eq!(lost, Lost::NetworkGone("green".into()));
+    assert_eq!(lost.to_string(), "its network 'green' no longer exists");
+    let twice = stored(1, "blue", "c1", 11, "10.10.0.1/24");
+    assert_eq!(
+        readopt(w.view(), &twice, true).map(|d| d.reply),
+        Err(Lost::Duplicate(1))
+    );
+}
+
+#[test]
+fn a_port_whose_interface_went_away_is_reaped_once() {
+    let w = World::new();
+    let d = reap(w.view(), PortId(1)).expect("c1's port");
+    assert_eq!(d.reply.netns, "c1");
+    assert!(matches!(
+        d.effects.as_slice(),
+        [Effect::DetachPort(PortId(1))]
+    ));
+    assert!(reap(w.view(), PortId(9)).is_none(), "already gone");
+}
+
+#[test]
+fn detach_of_a_vanished_namespace_removes_its_ports_by_name_or_nothing() {
+    let w = World::new();
+    let d = detach_vanished(w.view(), "c1", None);
+    assert_eq!(d.reply.len(), 1);
+    assert!(matches!(
+        d.effects.as_slice(),
+        [Effect::DetachPort(PortId(1))]
+    ));
+    assert!(detach_vanished(w.view(), "c1", Some("red"))
+        .effects
+        .is_empty());
+    let none = detach_vanished(w.view(), "gone", None);
+    assert!(none.effects.is_empty() && none.reply.is_empty());
 }

@@ -39,8 +39,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{
-    AddressHolder, FileStore, HostEntry, Revision, Snapshot, State, StateStore, StoreError,
-    StoreHealth, VERSION,
+    AddressHolder, FileStore, HostEntry, PortEntry, Revision, Snapshot, State, StateStore,
+    StoreError, StoreHealth, VERSION,
 };
 use crate::core::seal::NetworkKey;
 use crate::core::sync::lock;
@@ -383,6 +383,14 @@ impl StateStore for EtcdStore {
 
     async fn put_key(&self, network: &str, key: &NetworkKey) -> Result<(), StoreError> {
         self.local.put_key(network, key).await
+    }
+
+    async fn ports(&self) -> Result<Vec<PortEntry>, StoreError> {
+        self.local.ports().await
+    }
+
+    async fn save_ports(&self, ports: &[PortEntry]) -> Result<(), StoreError> {
+        self.local.save_ports(ports).await
     }
 
     async fn key(&self, network: &str) -> Result<Option<NetworkKey>, StoreError> {
