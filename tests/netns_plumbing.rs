@@ -186,11 +186,27 @@ impl TestNetns {
 }
 
 impl Drop for TestNetns {
+    /// `ip netns del`, bounded: a hung `ip` is killed after 10 s rather than hanging the
+    /// test's teardown.
     fn drop(&mut self) {
-        let _ = Command::new("ip")
+        let Ok(mut child) = Command::new("ip")
             .args(["netns", "del", &self.name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status();
+            .spawn()
+        else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 

@@ -19,6 +19,7 @@
 //! create (prefix `vse<pid>_<n>`); every namespace is deleted on drop, panics included.
 
 mod support;
+mod watchdog;
 
 mod cli;
 mod cluster;

@@ -775,6 +775,7 @@ pub struct Lab {
     pub hosts: Vec<Host>,
     containers: Mutex<Vec<Netns>>,
     lan: Option<Netns>,
+    watch: crate::watchdog::Watch,
 }
 
 pub const UNDERLAY_DEV: &str = "ul0";
@@ -792,6 +793,7 @@ impl Lab {
             hosts: Vec::new(),
             containers: Mutex::new(Vec::new()),
             lan: None,
+            watch: crate::watchdog::Watch::start(dir.clone()),
         };
         let lan = Netns::new(format!("{prefix}lan"));
         sh_ok(&[
@@ -807,6 +809,7 @@ impl Lab {
             plug_into_lan(&lan_name, &format!("p{i}"), &ns.name, &ip);
             let hdir = dir.join(&label);
             fs::create_dir_all(&hdir).expect("host dir");
+            lab.watch.log(hdir.join("daemon.log"));
             lab.hosts.push(Host {
                 label,
                 ns,
