@@ -353,6 +353,16 @@ fn record(from: &Host, to: &Host, file: &Path, during: impl FnOnce()) -> u64 {
         .unwrap_or_else(|| panic!("capture printed no count: {:?} {:?}", r.out, r.err))
 }
 
+/// The sender ids (16 hex digits) of the sealed datagrams `record` put in `file`.
+fn sender_ids(file: &Path) -> std::collections::BTreeSet<String> {
+    let text = std::fs::read_to_string(file).expect("recording");
+    text.lines()
+        .filter(|l| l.len() >= 40)
+        // VXLAN header (8 bytes), then the envelope: version, key, accept, flags, sender id.
+        .map(|l| l[24..40].to_string())
+        .collect()
+}
+
 /// Sends what `record` put in `file` `times` over, from `from`'s address to `to`.
 fn resend(from: &Host, to: &Host, file: &Path, times: u32) {
     let path = file.to_str().expect("utf-8 path");
@@ -376,6 +386,10 @@ fn resend(from: &Host, to: &Host, file: &Path, times: u32) {
 fn a_recording_replayed_after_the_receiver_restarts_is_never_delivered() {
     let (mut lab, c1, c2) = sealed_pair("k", "k");
     lab.assert_ping(&c1, "10.30.0.2");
+    let a_before = lab.dir.join("a-before.hex");
+    record(&lab.hosts[0], &lab.hosts[1], &a_before, || {
+        assert_eq!(ping(&c1, "10.30.0.2", 2), 2);
+    });
     let recording = lab.dir.join("recording.hex");
     let mark = marker("restart-replay");
     let seen = count_frames(&c1, "eth0", 8.0, Some(MARK_ETHERTYPE), Some(&mark), None);
@@ -398,6 +412,15 @@ fn a_recording_replayed_after_the_receiver_restarts_is_never_delivered() {
     lab.hosts[0].respawn();
     lab.hosts[0].attach(&c1, "sec", &["--ip", "10.30.0.1/24"]);
     lab.assert_ping(&c1, "10.30.0.2");
+    // The restarted daemon seals as a new sender (so under new subkeys: no nonce is reused).
+    let a_after = lab.dir.join("a-after.hex");
+    record(&lab.hosts[0], &lab.hosts[1], &a_after, || {
+        assert_eq!(ping(&c1, "10.30.0.2", 2), 2);
+    });
+    let (before, after) = (sender_ids(&a_before), sender_ids(&a_after));
+    assert_eq!(before.len(), 1, "one sender id per run: {before:?}");
+    assert_eq!(after.len(), 1, "one sender id per run: {after:?}");
+    assert_ne!(before, after, "a restarted daemon draws a fresh sender id");
     let a = &lab.hosts[0];
     let seal = seal_stats(a);
     assert!(
