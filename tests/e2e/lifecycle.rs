@@ -322,3 +322,42 @@ fn ports_mtu_paths_ifnames_detach_rm_and_sigint_do_what_readme_says() {
     assert!(status.success(), "exit on SIGINT: {status}");
     assert!(links(&c2).iter().any(|l| l == "eth0"), "{:?}", links(&c2));
 }
+
+/// README: "`--network` may be left out when the daemon has exactly one network". With none,
+/// or with two, attach without it is refused with a message that names the fix, and changes
+/// nothing.
+#[test]
+fn attach_without_network_takes_the_only_one_and_never_guesses() {
+    let mut lab = Lab::new(1);
+    let args = lab.mesh_args(0);
+    lab.hosts[0].start(&args);
+    let a = &lab.hosts[0];
+    let c1 = lab.netns("c1");
+    let refused = |ns: &str, needle: &str| {
+        let out = a.vs(&["attach", ns]);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "refused: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "names the fix ({needle:?}): {stderr}"
+        );
+        assert_eq!(
+            links(ns),
+            vec!["lo".to_string()],
+            "nothing attached in {ns}"
+        );
+    };
+    refused(&c1, "network create");
+    a.create_network("only", 710, "10.71.0.0/24", &[]);
+    let port = a.json(&["attach", &c1]);
+    assert_eq!(port["network"], "only", "{port}");
+    let ip = port["ip"].as_str().expect("an address").to_string();
+    assert!(
+        ip.starts_with("10.71.0."),
+        "an address of the only network: {port}"
+    );
+    assert_eq!(addrs4(&c1, "eth0"), vec![ip]);
+    a.create_network("second", 711, "10.72.0.0/24", &[]);
+    let c2 = lab.netns("c2");
+    refused(&c2, "--network");
+}
