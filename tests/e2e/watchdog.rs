@@ -53,8 +53,34 @@ fn watch() {
                 let text = std::fs::read_to_string(log).unwrap_or_default();
                 let _ = writeln!(err, "--- {} ---\n{text}", log.display());
             }
+            end_children();
             let _ = std::fs::remove_dir_all(&w.dir);
             std::process::exit(124);
+        }
+    }
+}
+
+/// Kills this process's children (the daemons, helpers and tools the tests started), which
+/// would otherwise outlive the run.
+fn end_children() {
+    let me = std::process::id().to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid ...: comm may hold spaces, so read after the last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+        if ppid == Some(me.as_str()) {
+            // SAFETY: kill(2) with a PID read from /proc and a signal number; no memory involved.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
         }
     }
 }
