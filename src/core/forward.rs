@@ -23,6 +23,9 @@ pub struct Forward {
     pub frame: Range<usize>,
     /// Set when the frame was dropped (and counted).
     pub dropped: Option<DropReason>,
+    /// The frame is for the network's own gateway host (and for nothing else); see
+    /// [`crate::core::gateway`].
+    pub gateway: bool,
 }
 
 impl Forward {
@@ -32,6 +35,7 @@ impl Forward {
         self.vteps.clear();
         self.frame = 0..0;
         self.dropped = None;
+        self.gateway = false;
     }
 
     pub(super) fn drop(&mut self, reason: DropReason) {

@@ -6,6 +6,7 @@
 pub mod counters;
 pub mod fdb;
 pub mod forward;
+pub mod gateway;
 pub mod ipam;
 pub mod offload;
 pub mod seal;

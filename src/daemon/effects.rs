@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::errors::RequestError;
 use super::rules::{Effect, KeySource};
 use super::{new_sealer, Daemon, Inner};
-use crate::core::seal::NetworkKey;
+use crate::core::seal::{generate_sender_id, NetworkKey};
 use crate::core::sync::{read, write};
 use crate::core::{PortId, Vtep};
 use crate::dataplane::tap::{Offload, Tap, TapOptions};
@@ -84,7 +84,12 @@ impl<S: StateStore> Daemon<S> {
                 }
                 Undo::Nothing
             }
-            Effect::AddNetwork { vni, network, key } => {
+            Effect::AddNetwork {
+                vni,
+                network,
+                key,
+                gateway,
+            } => {
                 let key = match key {
                     KeySource::Plain => None,
                     KeySource::Given(k) => Some(k),
@@ -103,12 +108,22 @@ impl<S: StateStore> Daemon<S> {
                 if let Some(s) = sealer {
                     sw.set_sealer(vni, Some(s)).map_err(|e| internal(&e))?;
                 }
+                drop(sw);
+                if gateway.is_some() {
+                    let rng = ring::rand::SystemRandom::new();
+                    let seed = generate_sender_id(&rng).map_err(|e| internal(&e))?;
+                    if let Err(e) = self.dataplane.set_gateway(vni, gateway, seed) {
+                        let _ = write(&self.switch).remove_network(vni);
+                        return Err(internal(&e));
+                    }
+                }
                 Undo::RemoveNetwork(vni)
             }
             Effect::RemoveNetwork { vni } => {
                 write(&self.switch)
                     .remove_network(vni)
                     .map_err(|e| internal(&e))?;
+                self.dataplane.forget_gateway(vni);
                 Undo::Nothing
             }
             Effect::RotateKey {
@@ -226,6 +241,7 @@ impl<S: StateStore> Daemon<S> {
             } => self.store.remove_key(&network).await?,
             Undo::RemoveNetwork(vni) => {
                 let _ = write(&self.switch).remove_network(vni);
+                self.dataplane.forget_gateway(vni);
             }
             Undo::AddPeer(addr) => {
                 let _ = write(&self.switch).add_peer(Vtep(addr));

@@ -447,6 +447,7 @@ impl<S: StateStore> Daemon<S> {
     /// Puts the stored networks and peers into the switch.
     async fn restore(&self, state: State) -> Result<(), RequestError> {
         let mut inner = self.inner.lock().await;
+        let view = inner.view(self.underlay_mtu);
         let mut effects: Vec<Effect> = state
             .networks
             .iter()
@@ -458,6 +459,7 @@ impl<S: StateStore> Daemon<S> {
                 } else {
                     KeySource::Plain
                 },
+                gateway: view.gateway(n),
             })
             .collect();
         effects.extend(state.peers.iter().map(|p| Effect::AddPeer(*p)));

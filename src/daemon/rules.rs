@@ -14,6 +14,7 @@ use std::path::Path;
 use super::errors::{list_or_none, RequestError};
 use super::keys::KeyFileError;
 use crate::control::{NetworkSpec, PeerInfo, PortInfo};
+use crate::core::gateway::GatewayAddr;
 use crate::core::seal::{NetworkKey, SEAL_OVERHEAD};
 use crate::core::{ipam, PortId, PortSecurity};
 use crate::netns::{NsId, PortConfig};
@@ -68,6 +69,8 @@ pub enum Effect {
         vni: Vni,
         network: String,
         key: KeySource,
+        /// The network's gateway host, which the switch runs (see `core::gateway`).
+        gateway: Option<GatewayAddr>,
     },
     RemoveNetwork {
         vni: Vni,
@@ -127,6 +130,13 @@ impl View<'_> {
             overhead += SEAL_OVERHEAD as u32;
         }
         self.underlay_mtu.saturating_sub(overhead)
+    }
+
+    /// The gateway host the switch runs for `network`, when it has a gateway address.
+    pub fn gateway(&self, network: &NetworkRecord) -> Option<GatewayAddr> {
+        let ip = network.gateway?;
+        let prefix = network.subnet.prefix_len();
+        Some(GatewayAddr::new(network.vni, ip, prefix, self.mtu(network)))
     }
 
     /// The container MTU of `network`.
@@ -220,6 +230,7 @@ pub fn network_create(
     if let Some(gw) = spec.gateway {
         ipam::assignable(spec.subnet, None, gw).map_err(RequestError::Gateway)?;
     }
+    let gateway = spec.gateway.or_else(|| ipam::default_gateway(spec.subnet));
     let key = match (spec.encrypted, &spec.key_file) {
         (false, None) => None,
         (true, Some(path)) => Some(read_key(path)?),
@@ -229,7 +240,7 @@ pub fn network_create(
         name: spec.name,
         vni: spec.vni,
         subnet: spec.subnet,
-        gateway: spec.gateway,
+        gateway,
         mtu: spec.mtu,
         encrypted: spec.encrypted,
         key_file: spec.key_file,
@@ -266,6 +277,7 @@ pub fn network_create(
         vni: record.vni,
         network: record.name.clone(),
         key,
+        gateway: view.gateway(&record),
     });
     effects.push(Effect::Save(state));
     Ok(Decision {
@@ -285,7 +297,13 @@ pub fn network_join(
     let stored = view.network(&spec.name)?.clone();
     let same = stored.vni == spec.vni
         && stored.subnet == spec.subnet
-        && stored.gateway == spec.gateway
+        && match spec.gateway {
+            Some(g) => stored.gateway == Some(g),
+            // A record from before gateways were the default has none.
+            None => stored
+                .gateway
+                .is_none_or(|g| Some(g) == ipam::default_gateway(spec.subnet)),
+        }
         && stored.mtu == spec.mtu
         && stored.encrypted
         && spec.encrypted;
@@ -310,6 +328,7 @@ pub fn network_join(
                 vni: stored.vni,
                 network: stored.name.clone(),
                 key: KeySource::Given(key),
+                gateway: view.gateway(&stored),
             },
         ],
         reply: stored,
@@ -455,6 +474,7 @@ pub fn reconcile(view: View<'_>, incoming: &State) -> Vec<Effect> {
                 } else {
                     KeySource::Plain
                 },
+                gateway: view.gateway(new),
             });
         }
     }

@@ -40,6 +40,7 @@
 //! over the handful of equal-cost paths an underlay has.
 
 mod segmenter;
+mod services;
 mod stats;
 pub mod sys;
 pub mod tap;
@@ -56,13 +57,16 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::core::gateway::GatewayAddr;
 use crate::core::switch::{HEADROOM, TAILROOM};
 use crate::core::{Forward, PortId, Switch, Timestamp};
 use crate::wire::virtio_net::VnetHdr;
+use crate::wire::Vni;
 use sys::{Epoll, RawSender};
 use workers::{ports_worker, underlay_worker};
 
@@ -97,6 +101,8 @@ struct Shared {
     start: Instant,
     stop: AtomicBool,
     counters: Counters,
+    /// Frames for gateways and gateway changes, to the services worker.
+    services: SyncSender<services::Message>,
 }
 
 impl Shared {
@@ -167,6 +173,7 @@ impl Dataplane {
             .map(|s| s.local_addr().map(|a| a.port()))
             .collect::<io::Result<Vec<u16>>>()?;
         let sender = RawSender::new(BATCH)?;
+        let (services, services_rx) = std::sync::mpsc::sync_channel(services::QUEUE);
         let shared = Arc::new(Shared {
             switch,
             ports: RwLock::new(HashMap::new()),
@@ -178,9 +185,11 @@ impl Dataplane {
             start,
             stop: AtomicBool::new(false),
             counters: Counters::default(),
+            services,
         });
         let s1 = shared.clone();
         let s2 = shared.clone();
+        let s3 = shared.clone();
         let workers = vec![
             std::thread::Builder::new()
                 .name("vswitch-ports".into())
@@ -188,6 +197,9 @@ impl Dataplane {
             std::thread::Builder::new()
                 .name("vswitch-underlay".into())
                 .spawn(move || underlay_worker(&s2))?,
+            std::thread::Builder::new()
+                .name("vswitch-services".into())
+                .spawn(move || services::services_worker(&s3, services_rx))?,
         ];
         Ok(Dataplane { shared, workers })
     }
@@ -267,6 +279,32 @@ impl Dataplane {
             };
         });
         switch.announce_within()
+    }
+
+    /// Gives network `vni` its gateway host (or takes it away with `None`): in the switch,
+    /// which then steers the gateway's frames to it, and in the services worker, which runs
+    /// it. `seed` is the gateway host's randomness (TCP initial sequence numbers).
+    pub fn set_gateway(
+        &self,
+        vni: Vni,
+        gateway: Option<GatewayAddr>,
+        seed: u64,
+    ) -> Result<(), crate::core::SwitchError> {
+        write(&self.shared.switch).set_gateway(vni, gateway)?;
+        // The worker ends only with the dataplane; a send cannot fail before then.
+        let _ = self
+            .shared
+            .services
+            .send(services::Message::Gateway(vni, gateway, seed));
+        Ok(())
+    }
+
+    /// Stops running network `vni`'s gateway host (the network has left the switch).
+    pub fn forget_gateway(&self, vni: Vni) {
+        let _ = self
+            .shared
+            .services
+            .send(services::Message::Gateway(vni, None, 0));
     }
 
     pub fn stats(&self) -> DataplaneStats {

@@ -25,6 +25,10 @@ pub struct DataplaneStats {
     /// malformed virtio-net header, a non-TCP superframe, a bad checksum offset).
     #[serde(default)]
     pub offload_errors: u64,
+    /// Frames for a network's gateway (ARP, ping, DNS) dropped because the services worker's
+    /// queue, or the gateway's own, was full.
+    #[serde(default)]
+    pub gateway_queue_full: u64,
 }
 
 /// The live counters behind [`DataplaneStats`], shared by the workers.
@@ -39,6 +43,7 @@ pub(crate) struct Counters {
     pub superframes_segmented: AtomicU64,
     pub superframes_coalesced: AtomicU64,
     pub offload_errors: AtomicU64,
+    pub gateway_queue_full: AtomicU64,
 }
 
 impl Counters {
@@ -54,6 +59,7 @@ impl Counters {
             superframes_segmented: get(&self.superframes_segmented),
             superframes_coalesced: get(&self.superframes_coalesced),
             offload_errors: get(&self.offload_errors),
+            gateway_queue_full: get(&self.gateway_queue_full),
         }
     }
 }

@@ -208,7 +208,7 @@ fn three_hosts_share_networks_and_peers_through_etcd() {
 
     // A network created on host 1 is listed by hosts 2 and 3 within 1 s (polled; failing
     // after 3 s leaves room for a loaded machine).
-    lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &[]);
+    lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &["--gateway", "10.10.0.254"]);
     for h in &lab.hosts[1..] {
         eventually(
             &format!("network blue listed on {}", h.label),
@@ -630,7 +630,7 @@ fn cluster_over_tls_with_client_certificates() {
         &lab,
         || (hosts(&lab.hosts[1]).iter().filter(|h| h.2).count() == 2).then_some(()),
     );
-    lab.hosts[0].create_network("tls", 300, "10.30.0.0/24", &[]);
+    lab.hosts[0].create_network("tls", 300, "10.30.0.0/24", &["--gateway", "10.30.0.254"]);
     eventually(
         "network tls on host B",
         Duration::from_secs(3),
@@ -727,7 +727,7 @@ fn without_a_store_host_ls_is_this_host_and_stats_shows_the_state_dir() {
     let text = lab.hosts[0].ok(&["stats"]);
     assert!(text.contains("store: file state dir"), "{text}");
     // `inspect` lists this host's endpoints.
-    lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &[]);
+    lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &["--gateway", "10.10.0.254"]);
     let c = lab.netns("c");
     lab.hosts[0].attach(&c, "blue", &["--ip", "10.10.0.7/24"]);
     let detail = lab.hosts[0].json(&["network", "inspect", "blue"]);
@@ -898,7 +898,7 @@ fn concurrent_attaches_on_three_hosts_get_distinct_addresses() {
 #[test]
 fn a_killed_host_is_gone_after_its_lease_expires() {
     let (lab, _etcd) = cluster_lab(&["ttl-a", "ttl-b"]);
-    lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &[]);
+    lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &["--gateway", "10.10.0.254"]);
     eventually("blue on host B", Duration::from_secs(3), &lab, || {
         network_names(&lab.hosts[1]).contains("blue").then_some(())
     });
@@ -971,6 +971,8 @@ fn an_encrypted_network_needs_its_key_on_each_host() {
         "--encrypted",
         "--key-file",
         &key_s,
+        "--gateway",
+        "10.30.0.254",
     ];
     lab.hosts[0].ok(&create);
     eventually("sec listed on host B", Duration::from_secs(3), &lab, || {

@@ -29,3 +29,4 @@ mod lifecycle;
 mod not_sealed;
 mod overlay;
 mod sealed;
+mod services;

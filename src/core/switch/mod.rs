@@ -24,6 +24,7 @@ use std::sync::Arc;
 use super::counters::{DropCounters, DropReason, Traffic, TrafficSnapshot};
 use super::fdb::{Fdb, FdbConfig, FdbEntry, Learned, Location, PortId, Vtep};
 pub use super::forward::{Encapsulated, Forward, Sends};
+use super::gateway::GatewayAddr;
 use super::seal::{Sealer, ANNOUNCEMENT_LEN};
 use super::time::Timestamp;
 use crate::wire::sealed::{self, SEAL_OVERHEAD};
@@ -78,6 +79,8 @@ pub struct Network {
     pub traffic: Traffic,
     /// Present when the network is encrypted.
     seal: Option<Arc<Sealer<SocketAddr>>>,
+    /// The network's own gateway host, when it has one (see [`Switch::set_gateway`]).
+    gateway: Option<GatewayAddr>,
 }
 
 impl Network {
@@ -174,6 +177,7 @@ impl Switch {
                 ports: Vec::new(),
                 traffic: Traffic::default(),
                 seal: None,
+                gateway: None,
             },
         );
         Ok(())
@@ -358,6 +362,10 @@ impl Switch {
             Ok(dst) => dst,
             Err(reason) => return self.drop_frame(out, reason, &scopes),
         };
+        if gateway::steers(network, dst, frame) {
+            out.gateway = true;
+            return;
+        }
         match (dst.is_multicast(), network.fdb.lookup(dst, now)) {
             (false, Some(Location::Port(q))) if q == port => {
                 return self.drop_frame(out, DropReason::SamePort, &scopes)
@@ -586,6 +594,7 @@ impl Switch {
 }
 
 mod announce;
+mod gateway;
 mod guard;
 #[cfg(test)]
 mod tests;

@@ -655,3 +655,64 @@ fn a_rotation_records_the_new_keys_check() {
         Some(new.check_value())
     );
 }
+
+// ---- the network's gateway
+
+#[test]
+fn create_defaults_the_gateway_to_the_first_host_and_runs_it_in_the_switch() {
+    let w = World::new();
+    let d = network_create(w.view(), spec("green", 300, "10.30.0.0/24"), no_key).expect("ok");
+    let gw: std::net::Ipv4Addr = "10.30.0.1".parse().expect("ip");
+    assert_eq!(
+        d.reply.gateway,
+        Some(gw),
+        "Docker's default: the first host address"
+    );
+    assert_eq!(saved(&d.effects).networks[2].gateway, Some(gw));
+    let Some(Effect::AddNetwork {
+        gateway: Some(host),
+        ..
+    }) = d.effects.first()
+    else {
+        panic!("the switch runs the gateway: {:?}", d.effects)
+    };
+    assert_eq!(host.ip, gw);
+    assert_eq!(host.prefix, 24);
+    assert_eq!(host.mtu, 1450, "the network's MTU");
+    assert_eq!(host.mac, crate::core::gateway::anycast_mac(vni(300)));
+    // An explicit gateway is kept; IPAM never hands the default out either.
+    let mut s = spec("pink", 400, "10.40.0.0/24");
+    s.gateway = Some("10.40.0.254".parse().expect("ip"));
+    let d = network_create(w.view(), s, no_key).expect("ok");
+    assert_eq!(d.reply.gateway, Some("10.40.0.254".parse().expect("ip")));
+}
+
+#[test]
+fn the_default_gateway_is_not_handed_out() {
+    let mut w = World::new();
+    let d = network_create(w.view(), spec("green", 300, "10.30.0.0/24"), no_key).expect("ok");
+    w.state = saved(&d.effects).clone();
+    let plan = attach_check(w.view(), &req("c2", Some("green")), facts(12), MAC).expect("ok");
+    assert_eq!(plan.candidate().expect("free").to_string(), "10.30.0.2");
+    let mut asked = req("c2", Some("green"));
+    asked.ip = Some("10.30.0.1".parse().expect("ip"));
+    let e = attach_check(w.view(), &asked, facts(12), MAC).expect_err("the gateway");
+    assert!(e.to_string().contains("gateway"), "{e}");
+}
+
+#[test]
+fn reconcile_runs_the_gateway_of_a_network_another_host_created() {
+    let w = World::new();
+    let mut incoming = w.state.clone();
+    let mut green = record("green", 300, "10.30.0.0/24");
+    green.gateway = Some("10.30.0.1".parse().expect("ip"));
+    incoming.networks.push(green);
+    let effects = reconcile(w.view(), &incoming);
+    assert!(
+        matches!(
+            effects.as_slice(),
+            [Effect::AddNetwork { gateway: Some(g), .. }] if g.ip.to_string() == "10.30.0.1"
+        ),
+        "{effects:?}"
+    );
+}
