@@ -51,6 +51,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 state_dir: a.state_dir,
                 underlay_mtu: a.underlay_mtu,
                 storm_limit: a.storm_limit,
+                dns_upstreams: a.dns_upstreams,
                 socket: cli.socket,
                 name: a.name,
                 cluster,
@@ -92,6 +93,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     mac,
                     ifname,
                     no_port_security,
+                    name,
+                    aliases,
+                    no_dns,
                 },
             ..
         } => Request::Attach(control::AttachRequest {
@@ -102,6 +106,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             mac,
             ifname: Some(ifname),
             no_port_security,
+            name,
+            aliases,
+            no_dns,
         }),
         Command::Detach { netns, network, .. } => Request::Detach { netns, network },
         Command::Peer { command, .. } => match command {

@@ -141,6 +141,11 @@ fn offload_corpus() {
     replay("offload", fuzzing::parsers::offload);
 }
 
+#[test]
+fn dns_query_corpus() {
+    replay("dns_query", fuzzing::services::dns_query);
+}
+
 /// The sealed seeds really open (so the fuzzer starts from datagrams that pass
 /// authentication, and mutates from there).
 #[test]

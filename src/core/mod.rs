@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod counters;
+pub mod dns;
 pub mod fdb;
 pub mod forward;
 pub mod gateway;

@@ -33,6 +33,7 @@ enum Undo {
     RemovePort(PortId),
     StopPort(PortId),
     ForgetPort(PortId),
+    RemoveFile(std::path::PathBuf),
 }
 
 impl<S: StateStore> Daemon<S> {
@@ -210,15 +211,29 @@ impl<S: StateStore> Daemon<S> {
                 Undo::StopPort(id)
             }
             Effect::RecordPort { id, record } => {
+                let network = record.info.network.clone();
                 inner.ports.insert(id, record);
                 inner.next_port = inner.next_port.max(id.0.saturating_add(1));
+                self.publish_names(inner, &network).await;
                 Undo::ForgetPort(id)
             }
             Effect::DetachPort(id) => {
                 self.dataplane.remove_port(id);
                 let _ = write(&self.switch).remove_port(id);
-                inner.ports.remove(&id);
+                let network = inner.ports.remove(&id).map(|p| p.info.network);
                 inner.taps.remove(&id);
+                if let Some(n) = network {
+                    self.publish_names(inner, &n).await;
+                }
+                Undo::Nothing
+            }
+            Effect::WriteResolvConf { path, text } => {
+                super::services::write_resolv_conf(&path, &text)
+                    .map_err(|e| internal(&format_args!("cannot write {}: {e}", path.display())))?;
+                Undo::RemoveFile(path)
+            }
+            Effect::RemoveResolvConf { path } => {
+                super::services::remove_resolv_conf(&path);
                 Undo::Nothing
             }
         })
@@ -259,8 +274,11 @@ impl<S: StateStore> Daemon<S> {
                 self.dataplane.remove_port(id);
             }
             Undo::ForgetPort(id) => {
-                inner.ports.remove(&id);
+                if let Some(p) = inner.ports.remove(&id) {
+                    self.publish_names(inner, &p.info.network).await;
+                }
             }
+            Undo::RemoveFile(path) => super::services::remove_resolv_conf(&path),
         }
         Ok(())
     }

@@ -113,6 +113,15 @@ pub enum Effect {
     },
     /// Stop a port and close its TAP (the kernel deletes the interface).
     DetachPort(PortId),
+    /// Write a named namespace's resolv.conf (`/etc/netns/NAME/resolv.conf`).
+    WriteResolvConf {
+        path: std::path::PathBuf,
+        text: String,
+    },
+    /// Remove a resolv.conf vswitch wrote (one that starts with `services::RESOLV_MARK`).
+    RemoveResolvConf {
+        path: std::path::PathBuf,
+    },
 }
 
 /// What a rule decided: the effects to run, in order, and the reply once they all succeed.
@@ -492,6 +501,7 @@ pub fn reconcile(view: View<'_>, incoming: &State) -> Vec<Effect> {
 }
 
 mod attach;
+pub mod services;
 #[cfg(test)]
 mod tests;
 

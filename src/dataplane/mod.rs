@@ -41,6 +41,8 @@
 
 mod segmenter;
 mod services;
+
+pub use services::UPSTREAM_TIMEOUT;
 mod stats;
 pub mod sys;
 pub mod tap;
@@ -297,6 +299,22 @@ impl Dataplane {
             .services
             .send(services::Message::Gateway(vni, gateway, seed));
         Ok(())
+    }
+
+    /// The names network `vni`'s DNS answers for.
+    pub fn set_names(&self, vni: Vni, names: crate::core::dns::Names) {
+        let _ = self
+            .shared
+            .services
+            .send(services::Message::Names(vni, names));
+    }
+
+    /// The resolvers the gateways forward other names to.
+    pub fn set_dns_upstreams(&self, upstreams: Vec<SocketAddr>) {
+        let _ = self
+            .shared
+            .services
+            .send(services::Message::Upstreams(upstreams));
     }
 
     /// Stops running network `vni`'s gateway host (the network has left the switch).

@@ -18,7 +18,7 @@ const STORE: &str = "etcd://192.0.2.200:2379";
 const STORE_NAME: &str = "etcd at http://192.0.2.200:2379";
 
 /// A running etcd, killed (by PID) on drop.
-struct Etcd {
+pub(crate) struct Etcd {
     bg: Option<Bg>,
     /// The namespace it runs in.
     ns: String,
@@ -83,18 +83,24 @@ fn cluster_args(h: &Host, name: &str) -> Vec<String> {
 /// One host per name, each a daemon on the lab's etcd (plain, in its own namespace on the
 /// underlay) with no `--peer`. Keep the etcd handle beside the lab: it stops on drop.
 fn cluster_lab(names: &[&str]) -> (Lab, Etcd) {
+    cluster_lab_with(names, &[])
+}
+
+/// [`cluster_lab`], each daemon with `extra` arguments too.
+pub(crate) fn cluster_lab_with(names: &[&str], extra: &[&str]) -> (Lab, Etcd) {
     let mut lab = Lab::new(names.len());
     let etcd_ns = lab.underlay_node("etcd", ETCD_IP);
     let etcd = Etcd::start(&etcd_ns, &lab.dir.join("etcd"), None);
     for (i, name) in names.iter().enumerate() {
-        let args = cluster_args(&lab.hosts[i], name);
+        let mut args = cluster_args(&lab.hosts[i], name);
+        args.extend(extra.iter().map(|a| a.to_string()));
         lab.hosts[i].start(&args);
     }
     (lab, etcd)
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, failing with `what` after `within`.
-fn eventually<T>(
+pub(crate) fn eventually<T>(
     what: &str,
     within: Duration,
     lab: &Lab,

@@ -21,7 +21,7 @@
 mod support;
 
 mod cli;
-mod cluster;
+pub(crate) mod cluster;
 mod hardening;
 mod interop;
 mod json;

@@ -1,7 +1,8 @@
 //! One network's gateway host: a smoltcp interface over two frame queues. The caller pushes the
 //! frames [`super::steer`] picked ([`Host::receive`]), calls [`Host::poll`] with the time, and
 //! takes the frames the host sends ([`Host::transmit`]). smoltcp answers ARP for the gateway
-//! address and ICMP echo sent to it by itself.
+//! address and ICMP echo sent to it by itself; the DNS server ([`super::dns`]) answers on
+//! port 53, UDP and TCP.
 //!
 //! # Panics
 //!
@@ -15,7 +16,9 @@ use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 
+use super::dns::{DnsStats, Server, Upstream};
 use super::GatewayAddr;
+use crate::core::dns::Names;
 use crate::core::Timestamp;
 
 /// Frames waiting for the host: a bound, so a container cannot make it hoard memory.
@@ -29,6 +32,7 @@ pub struct Host {
     iface: Interface,
     device: Queues,
     sockets: SocketSet<'static>,
+    dns: Server,
 }
 
 impl std::fmt::Debug for Host {
@@ -53,11 +57,14 @@ impl Host {
             // One address: the vector has room for it.
             let _ = ips.push(IpCidr::new(IpAddress::Ipv4(addr.ip), addr.prefix));
         });
+        let mut sockets = SocketSet::new(Vec::new());
+        let dns = Server::new(&addr, &mut sockets);
         Host {
             addr,
             iface,
             device,
-            sockets: SocketSet::new(Vec::new()),
+            sockets,
+            dns,
         }
     }
 
@@ -74,10 +81,35 @@ impl Host {
         true
     }
 
-    /// Lets the host handle what it received and what is due by `now`.
+    /// Lets the host handle what it received and what is due by `now`: frames, DNS queries,
+    /// and the answers they produce.
     pub fn poll(&mut self, now: Timestamp) {
         self.iface
             .poll(instant(now), &mut self.device, &mut self.sockets);
+        self.dns.serve(&mut self.sockets);
+        self.iface
+            .poll(instant(now), &mut self.device, &mut self.sockets);
+    }
+
+    /// The names the DNS server answers for.
+    pub fn set_names(&mut self, names: Names) {
+        self.dns.set_names(names);
+    }
+
+    /// The next query the host's resolvers should answer (see [`Host::upstream_answer`]).
+    pub fn take_upstream(&mut self) -> Option<Upstream> {
+        self.dns.take_upstream()
+    }
+
+    /// The host's resolvers' answer to query `token`, or `None` (no answer in time): the
+    /// client gets it, or SERVFAIL, at the next [`Host::poll`].
+    pub fn upstream_answer(&mut self, token: u64, reply: Option<Vec<u8>>) {
+        self.dns.answered(&mut self.sockets, token, reply);
+    }
+
+    /// What the DNS server counted since the last call.
+    pub fn take_dns_stats(&mut self) -> DnsStats {
+        self.dns.take_stats()
     }
 
     /// The next frame the host sent, oldest first.

@@ -11,12 +11,16 @@
 //!   the gateway? Only frames addressed to the gateway MAC and ARP requests for the gateway
 //!   address do; everything else never meets the gateway (it stays off the fast path).
 //! - [`Host`] is the gateway itself, a small IP stack (smoltcp) per network, sans-IO like the
-//!   rest of the core: frames in, frames out, time passed in. It answers ARP and ICMP echo.
+//!   rest of the core: frames in, frames out, time passed in. It answers ARP and ICMP echo,
+//!   and DNS for the network's names on port 53 (UDP and TCP), handing other names to the
+//!   caller for the host's resolvers.
 
 #![forbid(unsafe_code)]
 
+mod dns;
 mod host;
 
+pub use dns::{DnsStats, Upstream, PORT as DNS_PORT};
 pub use host::Host;
 
 use std::net::Ipv4Addr;

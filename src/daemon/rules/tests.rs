@@ -52,6 +52,7 @@ fn port(network: &str, netns: &str, ino: u64, ip: &str, mac: u8) -> PortRecord {
             ip: Some(ip.into()),
             mtu: 1450,
             port_security: true,
+            names: vec![netns.into()],
         },
         ns: ns(ino),
     }
@@ -267,6 +268,9 @@ fn req(netns: &str, network: Option<&str>) -> AttachRequest {
         mac: None,
         ifname: None,
         no_port_security: false,
+        name: None,
+        aliases: Vec::new(),
+        no_dns: false,
     }
 }
 
@@ -715,4 +719,46 @@ fn reconcile_runs_the_gateway_of_a_network_another_host_created() {
         ),
         "{effects:?}"
     );
+}
+
+#[test]
+fn attach_names_the_port_and_writes_resolv_conf_and_detach_removes_it() {
+    let w = World::new();
+    let mut r = req("c2", Some("red"));
+    r.aliases = vec!["web".into()];
+    let plan = attach_check(w.view(), &r, facts(12), MAC).expect("ok");
+    let d = attach_commit(w.view(), plan, "10.20.0.5".parse().expect("ip"), PortId(2));
+    assert_eq!(d.reply.names, ["c2", "web"]);
+    // red has no gateway in this world: no resolv.conf.
+    assert!(!d
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::WriteResolvConf { .. })));
+    let mut w = w;
+    w.state.networks[1].gateway = Some("10.20.0.1".parse().expect("ip"));
+    let plan = attach_check(w.view(), &r, facts(12), MAC).expect("ok");
+    let d = attach_commit(w.view(), plan, "10.20.0.5".parse().expect("ip"), PortId(2));
+    let Some(Effect::WriteResolvConf { path, text }) = d.effects.last() else {
+        panic!("resolv.conf written last: {:?}", d.effects)
+    };
+    assert_eq!(path.to_str(), Some("/etc/netns/c2/resolv.conf"));
+    assert!(text.ends_with("nameserver 10.20.0.1\n"), "{text}");
+    r.no_dns = true;
+    let plan = attach_check(w.view(), &r, facts(12), MAC).expect("ok");
+    let d = attach_commit(w.view(), plan, "10.20.0.5".parse().expect("ip"), PortId(2));
+    assert!(!d
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::WriteResolvConf { .. })));
+    // A bad --name is refused before anything happens.
+    r.name = Some("no_underscores".into());
+    let e = attach_check(w.view(), &r, facts(12), MAC).expect_err("bad name");
+    assert!(e.to_string().contains("is not a DNS name"), "{e}");
+
+    let d = detach(w.view(), "c1", ns(11), None).expect("ok");
+    assert!(matches!(
+        d.effects.as_slice(),
+        [Effect::DetachPort(PortId(1)), Effect::RemoveResolvConf { path }]
+            if path.to_str() == Some("/etc/netns/c1/resolv.conf")
+    ));
 }
