@@ -59,6 +59,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 state_dir: a.state_dir,
                 underlay_mtu: a.underlay_mtu,
                 storm_limit: a.storm_limit,
+                dns_upstreams: a.dns_upstreams,
                 socket: cli.socket,
                 name: a.name,
                 cluster,
@@ -100,6 +101,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     mac,
                     ifname,
                     no_port_security,
+                    name,
+                    aliases,
+                    no_dns,
                 },
             ..
         } => Request::Attach(control::AttachRequest {
@@ -110,6 +114,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             mac,
             ifname: Some(ifname),
             no_port_security,
+            name,
+            aliases,
+            no_dns,
         }),
         Command::Detach { netns, network, .. } => Request::Detach { netns, network },
         Command::Peer { command, .. } => match command {

@@ -141,6 +141,7 @@ impl Cluster {
             netns: format!("c{h}"),
             ifname: "eth0".into(),
             mac: m,
+            names: vec![],
         };
         block(self.members[h].store.claim_address("blue", addr, holder)).expect("claimed");
         self.sync();

@@ -150,6 +150,11 @@ fn offload_corpus() {
     replay("offload", fuzzing::parsers::offload);
 }
 
+#[test]
+fn dns_query_corpus() {
+    replay("dns_query", fuzzing::services::dns_query);
+}
+
 /// The sealed seeds really open (so the fuzzer starts from datagrams that pass
 /// authentication and the handshake, and mutates from there). Set `VSWITCH_WRITE_SEEDS=1` to
 /// (re)write them after a change to the envelope or the handshake.

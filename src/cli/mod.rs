@@ -134,6 +134,10 @@ pub struct DaemonArgs {
     /// twice as many); 0 turns it off.
     #[arg(long, default_value_t = 1000)]
     pub storm_limit: u32,
+    /// A resolver the networks' DNS forwards other names to, IP or IP:PORT (repeatable;
+    /// default: the nameservers of /etc/resolv.conf).
+    #[arg(long = "dns-upstream", value_name = "IP[:PORT]", value_parser = parse_dns_upstream)]
+    pub dns_upstreams: Vec<SocketAddr>,
     /// Cluster mode: keep networks and the host registry in etcd, e.g.
     /// etcd://192.0.2.10:2379[,HOST:PORT...]. Needs --listen with this host's address.
     #[arg(long, value_name = "etcd://HOST:PORT[,HOST:PORT...]", value_parser = parse_store)]
@@ -250,6 +254,23 @@ pub struct AttachArgs {
     /// stations); by default it may send only as the MAC and address it was given.
     #[arg(long)]
     pub no_port_security: bool,
+    /// The container's name in the network's DNS (default: NETNS, when it is a named
+    /// namespace).
+    #[arg(long, value_parser = parse_dns_name)]
+    pub name: Option<String>,
+    /// Another name for the container in the network's DNS (repeatable; several containers
+    /// may share one).
+    #[arg(long = "alias", value_parser = parse_dns_name)]
+    pub aliases: Vec<String>,
+    /// Do not write /etc/netns/NETNS/resolv.conf (the gateway as nameserver).
+    #[arg(long)]
+    pub no_dns: bool,
+}
+
+fn parse_dns_name(s: &str) -> Result<String, String> {
+    crate::core::dns::check_name(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -352,6 +373,15 @@ pub fn parse_ifname(s: &str) -> Result<String, String> {
 }
 
 /// `IP` or `IP:PORT` (IPv4; the port defaults to 4789).
+fn parse_dns_upstream(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    s.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| format!("'{s}' is not a resolver address (IP or IP:PORT)"))
+}
+
 pub fn parse_peer(s: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = s.parse::<SocketAddr>() {
         return match addr {

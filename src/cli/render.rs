@@ -161,18 +161,23 @@ fn detail(out: &mut impl Write, n: &NetworkDetail) -> io::Result<()> {
     if !n.endpoints.is_empty() {
         writeln!(
             out,
-            "  endpoints:\n  {:<20} {:<20} {:<8} {:<17}  IP",
-            "HOST", "NETNS", "IFNAME", "MAC"
+            "  endpoints:\n  {:<20} {:<20} {:<8} {:<17}  {:<15}  NAMES",
+            "HOST", "NETNS", "IFNAME", "MAC", "IP"
         )?;
         for e in &n.endpoints {
             writeln!(
                 out,
-                "  {:<20} {:<20} {:<8} {:<17}  {}",
+                "  {:<20} {:<20} {:<8} {:<17}  {:<15}  {}",
                 e.host,
                 e.netns,
                 e.ifname,
                 e.mac.to_string(),
-                e.ip
+                e.ip.to_string(),
+                if e.names.is_empty() {
+                    "-".to_string()
+                } else {
+                    e.names.join(",")
+                }
             )?;
         }
     }

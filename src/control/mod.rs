@@ -87,6 +87,15 @@ pub struct AttachRequest {
     /// Let the port send from any MAC and address.
     #[serde(default)]
     pub no_port_security: bool,
+    /// The container's DNS name (default: the netns name, when it is a named namespace).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// More DNS names for the container.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Do not write the namespace's resolv.conf.
+    #[serde(default)]
+    pub no_dns: bool,
 }
 
 /// The daemon's answer on the wire: `{"ok": RESPONSE}` or `{"error": "…"}`.
@@ -241,6 +250,9 @@ pub struct EndpointInfo {
     pub ifname: String,
     pub mac: Mac,
     pub ip: Ipv4Addr,
+    /// The endpoint's names in the network's DNS.
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
 /// A port, as `attach` reports it and `inspect` lists it.
@@ -257,6 +269,9 @@ pub struct PortInfo {
     /// The port may send only as its own MAC and address.
     #[serde(default)]
     pub port_security: bool,
+    /// The container's names in the network's DNS: its name first, then its aliases.
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

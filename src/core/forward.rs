@@ -23,6 +23,9 @@ pub struct Forward {
     pub frame: Range<usize>,
     /// Set when the frame was dropped (and counted).
     pub dropped: Option<DropReason>,
+    /// The frame is for the network's own gateway host (and for nothing else); see
+    /// [`crate::core::gateway`].
+    pub gateway: bool,
     /// Set when the switch answered the frame itself (proxy ARP): this reply, not the frame,
     /// goes to `ports` (the asking port).
     pub reply: Option<Reply>,
@@ -49,6 +52,7 @@ impl Forward {
         self.frame = 0..0;
         self.dropped = None;
         self.reply = None;
+        self.gateway = false;
     }
 
     pub(super) fn drop(&mut self, reason: DropReason) {

@@ -17,6 +17,11 @@ pub fn next_free(
         .find(|ip| Some(*ip) != gateway && !taken.contains(ip))
 }
 
+/// The default gateway of `subnet`: its first host address (Docker's choice too).
+pub fn default_gateway(subnet: Ipv4Net) -> Option<Ipv4Addr> {
+    subnet.hosts().next()
+}
+
 /// Why an address cannot be given to a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum IpamError {
@@ -52,6 +57,14 @@ mod tests {
 
     fn net(s: &str) -> Ipv4Net {
         s.parse().expect("cidr")
+    }
+
+    #[test]
+    fn the_default_gateway_is_the_first_host_address() {
+        let gw = |s| default_gateway(net(s));
+        assert_eq!(gw("10.0.0.0/24"), Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(gw("10.0.0.0/30"), Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(gw("10.8.0.0/13"), Some(Ipv4Addr::new(10, 8, 0, 1)));
     }
 
     #[test]

@@ -4,8 +4,10 @@
 #![forbid(unsafe_code)]
 
 pub mod counters;
+pub mod dns;
 pub mod fdb;
 pub mod forward;
+pub mod gateway;
 pub mod ipam;
 pub mod offload;
 pub mod seal;

@@ -130,7 +130,7 @@ impl<S: StateStore> Daemon<S> {
                     return Err(StoreError::AddressHeld {
                         network,
                         ip: *ip,
-                        holder: holder.clone(),
+                        holder: Box::new(holder.clone()),
                     }
                     .into());
                 }
@@ -150,6 +150,7 @@ impl<S: StateStore> Daemon<S> {
                         netns: plan.netns.clone(),
                         ifname: plan.ifname.clone(),
                         mac: plan.mac,
+                        names: plan.names.clone(),
                     },
                 )
                 .await

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::errors::RequestError;
 use super::rules::{self, Effect, KeySource};
 use super::{new_sealer, Daemon, Inner};
-use crate::core::seal::NetworkKey;
+use crate::core::seal::{generate_sender_id, NetworkKey};
 use crate::core::sync::{read, write};
 use crate::core::{PortId, Vtep};
 use crate::dataplane::tap::{Offload, Tap, TapOptions};
@@ -33,6 +33,7 @@ enum Undo {
     RemovePort(PortId),
     StopPort(PortId),
     ForgetPort(PortId),
+    RemoveFile(std::path::PathBuf),
 }
 
 impl<S: StateStore> Daemon<S> {
@@ -84,7 +85,12 @@ impl<S: StateStore> Daemon<S> {
                 }
                 Undo::Nothing
             }
-            Effect::AddNetwork { vni, network, key } => {
+            Effect::AddNetwork {
+                vni,
+                network,
+                key,
+                gateway,
+            } => {
                 let key = match key {
                     KeySource::Plain => None,
                     KeySource::Given(k) => Some(k),
@@ -111,6 +117,14 @@ impl<S: StateStore> Daemon<S> {
                     self.dataplane.tick();
                 }
                 inner.adverts.forget_network(vni);
+                if gateway.is_some() {
+                    let rng = ring::rand::SystemRandom::new();
+                    let seed = generate_sender_id(&rng).map_err(|e| internal(&e))?;
+                    if let Err(e) = self.dataplane.set_gateway(vni, gateway, seed) {
+                        let _ = write(&self.switch).remove_network(vni);
+                        return Err(internal(&e));
+                    }
+                }
                 Undo::RemoveNetwork(vni)
             }
             Effect::RemoveNetwork { vni } => {
@@ -118,6 +132,7 @@ impl<S: StateStore> Daemon<S> {
                     .remove_network(vni)
                     .map_err(|e| internal(&e))?;
                 inner.adverts.forget_network(vni);
+                self.dataplane.forget_gateway(vni);
                 Undo::Nothing
             }
             Effect::RotateKey {
@@ -227,12 +242,14 @@ impl<S: StateStore> Daemon<S> {
                 Undo::StopPort(id)
             }
             Effect::RecordPort { id, record } => {
+                let network = record.info.network.clone();
                 inner.ports.insert(id, record);
                 inner.next_port = inner.next_port.max(id.0.saturating_add(1));
                 if let Err(e) = self.save_ports(inner).await {
                     inner.ports.remove(&id);
                     return Err(e);
                 }
+                self.publish_names(inner, &network).await;
                 Undo::ForgetPort(id)
             }
             e @ (Effect::SetEndpoint { .. }
@@ -249,12 +266,24 @@ impl<S: StateStore> Daemon<S> {
             Effect::DetachPort(id) => {
                 self.dataplane.remove_port(id);
                 let _ = write(&self.switch).remove_port(id);
-                inner.ports.remove(&id);
+                let network = inner.ports.remove(&id).map(|p| p.info.network);
                 delete_tap(inner, id);
                 if let Err(e) = self.save_ports(inner).await {
                     // The port is gone; a restarted daemon finds no TAP and drops the record.
                     tracing::warn!("port {} removed, but its record stays: {e}", id.0);
                 }
+                if let Some(n) = network {
+                    self.publish_names(inner, &n).await;
+                }
+                Undo::Nothing
+            }
+            Effect::WriteResolvConf { path, text } => {
+                super::services::write_resolv_conf(&path, &text)
+                    .map_err(|e| internal(&format_args!("cannot write {}: {e}", path.display())))?;
+                Undo::RemoveFile(path)
+            }
+            Effect::RemoveResolvConf { path } => {
+                super::services::remove_resolv_conf(&path);
                 Undo::Nothing
             }
         })
@@ -277,6 +306,7 @@ impl<S: StateStore> Daemon<S> {
             } => self.store.remove_key(&network).await?,
             Undo::RemoveNetwork(vni) => {
                 let _ = write(&self.switch).remove_network(vni);
+                self.dataplane.forget_gateway(vni);
             }
             Undo::AddPeer(addr) => {
                 let _ = write(&self.switch).add_peer(Vtep(addr));
@@ -292,9 +322,12 @@ impl<S: StateStore> Daemon<S> {
                 self.dataplane.remove_port(id);
             }
             Undo::ForgetPort(id) => {
-                inner.ports.remove(&id);
+                if let Some(p) = inner.ports.remove(&id) {
+                    self.publish_names(inner, &p.info.network).await;
+                }
                 self.save_ports(inner).await?;
             }
+            Undo::RemoveFile(path) => super::services::remove_resolv_conf(&path),
         }
         Ok(())
     }

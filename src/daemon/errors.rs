@@ -23,6 +23,8 @@ pub enum RequestError {
     VniInUse { vni: Vni, network: String },
     #[error("gateway: {0}")]
     Gateway(IpamError),
+    #[error("{0}")]
+    DnsName(crate::core::dns::NameError),
     #[error("--encrypted and --key-file go together")]
     KeyWithoutEncryption,
     #[error(transparent)]

@@ -22,6 +22,7 @@ pub use restore::{cleanup, Cleanup};
 pub mod keys;
 pub mod probe;
 pub mod rules;
+mod services;
 mod views;
 
 use std::collections::BTreeMap;
@@ -59,6 +60,8 @@ pub struct DaemonConfig {
     pub socket: PathBuf,
     /// Storm control per port, broadcast/multicast frames per second (0: off).
     pub storm_limit: u32,
+    /// The resolvers the networks' DNS forwards other names to (empty: /etc/resolv.conf's).
+    pub dns_upstreams: Vec<SocketAddr>,
     /// This host's name (default: the kernel's hostname).
     pub name: Option<String>,
     /// Cluster mode: the etcd store (`None`: the state dir alone).
@@ -227,6 +230,12 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
         ..SwitchConfig::default()
     })));
     let dataplane = Dataplane::start(switch.clone(), config.listen, config.port, start)?;
+    let upstreams = match config.dns_upstreams.as_slice() {
+        [] => services::system_resolvers(),
+        given => given.to_vec(),
+    };
+    tracing::info!("DNS: other names go to {upstreams:?}");
+    dataplane.set_dns_upstreams(upstreams);
     tracing::info!(
         "underlay {}:{} (MTU {underlay_mtu}), {} networks, {} peers, {}",
         config.listen,
@@ -260,7 +269,13 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
         let d = daemon.clone();
         tokio::spawn(async move {
             const TICK: Duration = Duration::from_secs(1);
+            let mut named = Instant::now();
             loop {
+                // Other hosts' names, at most once a second (a key rotation ticks faster).
+                if named.elapsed() >= TICK {
+                    d.refresh_names().await;
+                    named = Instant::now();
+                }
                 let next = d.dataplane.tick().map_or(TICK, |soon| soon.min(TICK));
                 tokio::time::sleep(next).await;
             }
@@ -476,6 +491,7 @@ impl<S: StateStore> Daemon<S> {
     /// Puts the stored networks and peers into the switch.
     async fn restore(&self, state: State) -> Result<(), RequestError> {
         let mut inner = self.inner.lock().await;
+        let view = inner.view(self.underlay_mtu);
         let mut effects: Vec<Effect> = state
             .networks
             .iter()
@@ -487,6 +503,7 @@ impl<S: StateStore> Daemon<S> {
                 } else {
                     KeySource::Plain
                 },
+                gateway: view.gateway(n),
             })
             .collect();
         effects.extend(state.peers.iter().map(|p| Effect::AddPeer(*p)));
@@ -548,6 +565,7 @@ impl<S: StateStore> Daemon<S> {
                     ifname: h.ifname,
                     mac: h.mac,
                     ip,
+                    names: h.names,
                 })
                 .collect());
         }
@@ -562,6 +580,7 @@ impl<S: StateStore> Daemon<S> {
                     ifname: p.info.ifname.clone(),
                     mac: p.info.mac,
                     ip: port_ip(&p.info)?,
+                    names: p.info.names.clone(),
                 })
             })
             .collect();

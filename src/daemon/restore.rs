@@ -162,6 +162,7 @@ impl<S: StateStore> Daemon<S> {
             netns: e.netns.clone(),
             ifname: e.ifname.clone(),
             mac: e.mac,
+            names: e.names.clone(),
         };
         self.store
             .claim_address(&e.network, ip, holder)

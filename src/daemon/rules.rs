@@ -14,6 +14,7 @@ use std::path::Path;
 use super::errors::{list_or_none, RequestError};
 use super::keys::KeyFileError;
 use crate::control::{NetworkSpec, PeerInfo, PortInfo};
+use crate::core::gateway::GatewayAddr;
 use crate::core::seal::{NetworkKey, SEAL_OVERHEAD};
 use crate::core::{ipam, PortId, PortSecurity};
 use crate::netns::{NsId, PortConfig};
@@ -68,6 +69,8 @@ pub enum Effect {
         vni: Vni,
         network: String,
         key: KeySource,
+        /// The network's gateway host, which the switch runs (see `core::gateway`).
+        gateway: Option<GatewayAddr>,
     },
     RemoveNetwork {
         vni: Vni,
@@ -147,6 +150,15 @@ pub enum Effect {
         mac: Mac,
         ip: std::net::Ipv4Addr,
     },
+    /// Write a named namespace's resolv.conf (`/etc/netns/NAME/resolv.conf`).
+    WriteResolvConf {
+        path: std::path::PathBuf,
+        text: String,
+    },
+    /// Remove a resolv.conf vswitch wrote (one that starts with `services::RESOLV_MARK`).
+    RemoveResolvConf {
+        path: std::path::PathBuf,
+    },
 }
 
 /// What a rule decided: the effects to run, in order, and the reply once they all succeed.
@@ -164,6 +176,13 @@ impl View<'_> {
             overhead += SEAL_OVERHEAD as u32;
         }
         self.underlay_mtu.saturating_sub(overhead)
+    }
+
+    /// The gateway host the switch runs for `network`, when it has a gateway address.
+    pub fn gateway(&self, network: &NetworkRecord) -> Option<GatewayAddr> {
+        let ip = network.gateway?;
+        let prefix = network.subnet.prefix_len();
+        Some(GatewayAddr::new(network.vni, ip, prefix, self.mtu(network)))
     }
 
     /// The container MTU of `network`.
@@ -274,6 +293,7 @@ pub fn network_create(
     if let Some(gw) = spec.gateway {
         ipam::assignable(spec.subnet, None, gw).map_err(RequestError::Gateway)?;
     }
+    let gateway = spec.gateway.or_else(|| ipam::default_gateway(spec.subnet));
     let key = match (spec.encrypted, &spec.key_file) {
         (false, None) => None,
         (true, Some(path)) => Some(read_key(path)?),
@@ -283,7 +303,7 @@ pub fn network_create(
         name: spec.name,
         vni: spec.vni,
         subnet: spec.subnet,
-        gateway: spec.gateway,
+        gateway,
         mtu: spec.mtu,
         encrypted: spec.encrypted,
         key_file: spec.key_file,
@@ -320,6 +340,7 @@ pub fn network_create(
         vni: record.vni,
         network: record.name.clone(),
         key,
+        gateway: view.gateway(&record),
     });
     effects.push(Effect::Save(state));
     Ok(Decision {
@@ -339,7 +360,13 @@ pub fn network_join(
     let stored = view.network(&spec.name)?.clone();
     let same = stored.vni == spec.vni
         && stored.subnet == spec.subnet
-        && stored.gateway == spec.gateway
+        && match spec.gateway {
+            Some(g) => stored.gateway == Some(g),
+            // A record from before gateways were the default has none.
+            None => stored
+                .gateway
+                .is_none_or(|g| Some(g) == ipam::default_gateway(spec.subnet)),
+        }
         && stored.mtu == spec.mtu
         && stored.encrypted
         && spec.encrypted;
@@ -364,6 +391,7 @@ pub fn network_join(
                 vni: stored.vni,
                 network: stored.name.clone(),
                 key: KeySource::Given(key),
+                gateway: view.gateway(&stored),
             },
         ],
         reply: stored,
@@ -513,6 +541,7 @@ pub fn reconcile(view: View<'_>, incoming: &State) -> Vec<Effect> {
                 } else {
                     KeySource::Plain
                 },
+                gateway: view.gateway(new),
             });
         }
     }
@@ -532,6 +561,7 @@ pub fn reconcile(view: View<'_>, incoming: &State) -> Vec<Effect> {
 pub mod adverts;
 mod attach;
 mod restore;
+pub mod services;
 #[cfg(test)]
 mod tests;
 

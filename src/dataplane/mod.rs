@@ -40,6 +40,9 @@
 //! over the handful of equal-cost paths an underlay has.
 
 mod segmenter;
+mod services;
+
+pub use services::UPSTREAM_TIMEOUT;
 mod stats;
 pub mod sys;
 pub mod tap;
@@ -56,13 +59,16 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::core::gateway::GatewayAddr;
 use crate::core::switch::{HEADROOM, TAILROOM};
 use crate::core::{Forward, PortId, Switch, Timestamp};
 use crate::wire::virtio_net::VnetHdr;
+use crate::wire::Vni;
 use sys::{Epoll, RawSender};
 use workers::{ports_worker, underlay_worker};
 
@@ -99,6 +105,8 @@ struct Shared {
     counters: Counters,
     /// Ports whose TAP went away under us (its namespace was deleted, or its interface).
     gone: tokio::sync::mpsc::UnboundedSender<PortId>,
+    /// Frames for gateways and gateway changes, to the services worker.
+    services: SyncSender<services::Message>,
 }
 
 impl Shared {
@@ -166,6 +174,7 @@ impl Dataplane {
             .collect::<io::Result<Vec<u16>>>()?;
         let sender = RawSender::new(BATCH)?;
         let (gone, gone_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (services, services_rx) = std::sync::mpsc::sync_channel(services::QUEUE);
         let shared = Arc::new(Shared {
             switch,
             ports: RwLock::new(HashMap::new()),
@@ -178,9 +187,11 @@ impl Dataplane {
             stop: AtomicBool::new(false),
             counters: Counters::default(),
             gone,
+            services,
         });
         let s1 = shared.clone();
         let s2 = shared.clone();
+        let s3 = shared.clone();
         let workers = vec![
             std::thread::Builder::new()
                 .name("vswitch-ports".into())
@@ -188,6 +199,9 @@ impl Dataplane {
             std::thread::Builder::new()
                 .name("vswitch-underlay".into())
                 .spawn(move || underlay_worker(&s2))?,
+            std::thread::Builder::new()
+                .name("vswitch-services".into())
+                .spawn(move || services::services_worker(&s3, services_rx))?,
         ];
         Ok(Dataplane {
             shared,
@@ -269,6 +283,48 @@ impl Dataplane {
         switch.tick(now);
         self.shared.send_control(&switch, now);
         switch.announce_within()
+    }
+
+    /// Gives network `vni` its gateway host (or takes it away with `None`): in the switch,
+    /// which then steers the gateway's frames to it, and in the services worker, which runs
+    /// it. `seed` is the gateway host's randomness (TCP initial sequence numbers).
+    pub fn set_gateway(
+        &self,
+        vni: Vni,
+        gateway: Option<GatewayAddr>,
+        seed: u64,
+    ) -> Result<(), crate::core::SwitchError> {
+        write(&self.shared.switch).set_gateway(vni, gateway)?;
+        // The worker ends only with the dataplane; a send cannot fail before then.
+        let _ = self
+            .shared
+            .services
+            .send(services::Message::Gateway(vni, gateway, seed));
+        Ok(())
+    }
+
+    /// The names network `vni`'s DNS answers for.
+    pub fn set_names(&self, vni: Vni, names: crate::core::dns::Names) {
+        let _ = self
+            .shared
+            .services
+            .send(services::Message::Names(vni, names));
+    }
+
+    /// The resolvers the gateways forward other names to.
+    pub fn set_dns_upstreams(&self, upstreams: Vec<SocketAddr>) {
+        let _ = self
+            .shared
+            .services
+            .send(services::Message::Upstreams(upstreams));
+    }
+
+    /// Stops running network `vni`'s gateway host (the network has left the switch).
+    pub fn forget_gateway(&self, vni: Vni) {
+        let _ = self
+            .shared
+            .services
+            .send(services::Message::Gateway(vni, None, 0));
     }
 
     pub fn stats(&self) -> DataplaneStats {

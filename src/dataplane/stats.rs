@@ -29,6 +29,20 @@ pub struct DataplaneStats {
     /// partial (the pseudo-header sum only), completed before they went to a TAP.
     #[serde(default)]
     pub checksums_completed: u64,
+    /// Frames for a network's gateway (ARP, ping, DNS) dropped because the services worker's
+    /// queue, or the gateway's own, was full.
+    #[serde(default)]
+    pub gateway_queue_full: u64,
+    /// DNS queries the gateways received, forwarded to the host's resolvers, answered
+    /// SERVFAIL (no resolver answered in time), and dropped as malformed.
+    #[serde(default)]
+    pub dns_queries: u64,
+    #[serde(default)]
+    pub dns_forwarded: u64,
+    #[serde(default)]
+    pub dns_servfail: u64,
+    #[serde(default)]
+    pub dns_malformed: u64,
 }
 
 /// The live counters behind [`DataplaneStats`], shared by the workers.
@@ -44,6 +58,11 @@ pub(crate) struct Counters {
     pub superframes_coalesced: AtomicU64,
     pub offload_errors: AtomicU64,
     pub checksums_completed: AtomicU64,
+    pub gateway_queue_full: AtomicU64,
+    pub dns_queries: AtomicU64,
+    pub dns_forwarded: AtomicU64,
+    pub dns_servfail: AtomicU64,
+    pub dns_malformed: AtomicU64,
 }
 
 impl Counters {
@@ -60,6 +79,11 @@ impl Counters {
             superframes_coalesced: get(&self.superframes_coalesced),
             offload_errors: get(&self.offload_errors),
             checksums_completed: get(&self.checksums_completed),
+            gateway_queue_full: get(&self.gateway_queue_full),
+            dns_queries: get(&self.dns_queries),
+            dns_forwarded: get(&self.dns_forwarded),
+            dns_servfail: get(&self.dns_servfail),
+            dns_malformed: get(&self.dns_malformed),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod parsers;
 pub mod reference;
+pub mod services;
 pub mod switch_ops;
 
 use crate::wire::ethernet::{self, EtherType};

@@ -290,7 +290,7 @@ impl StateStore for MemoryStore {
                 return Err(StoreError::AddressHeld {
                     network: network.to_owned(),
                     ip,
-                    holder: h.clone(),
+                    holder: Box::new(h.clone()),
                 })
             }
             None => {}
@@ -364,6 +364,7 @@ mod tests {
             netns: "c".into(),
             ifname: "eth0".into(),
             mac: crate::wire::Mac([2, 0, 0, 0, 0, mac]),
+            names: vec![],
         };
         let ip: Ipv4Addr = "10.0.0.1".parse().expect("ip");
         block(a.claim_address("blue", ip, holder(1))).expect("claimed");

@@ -77,7 +77,8 @@ pub enum StoreError {
     AddressHeld {
         network: String,
         ip: std::net::Ipv4Addr,
-        holder: AddressHolder,
+        /// Boxed: a holder with names would make every store error large.
+        holder: Box<AddressHolder>,
     },
 }
 
@@ -90,6 +91,9 @@ pub struct AddressHolder {
     #[serde(default)]
     pub ifname: String,
     pub mac: crate::wire::Mac,
+    /// The endpoint's names in the network's DNS (left out when it has none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
 }
 
 impl std::fmt::Display for AddressHolder {

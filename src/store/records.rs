@@ -118,6 +118,9 @@ pub struct PortEntry {
     pub mtu: u32,
     #[serde(default)]
     pub port_security: bool,
+    /// The port's names in the network's DNS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
 }
 
 /// The ports file.
@@ -187,6 +190,7 @@ mod tests {
             ip: Some("10.0.0.2/24".into()),
             mtu: 1450,
             port_security: true,
+            names: vec!["web".into(), "db".into()],
         };
         let bytes = serde_json::to_vec(&PortsFile {
             version: VERSION,

@@ -18,7 +18,7 @@ const STORE: &str = "etcd://192.0.2.200:2379";
 const STORE_NAME: &str = "etcd at http://192.0.2.200:2379";
 
 /// A running etcd, killed (by PID) on drop.
-struct Etcd {
+pub(crate) struct Etcd {
     bg: Option<Bg>,
     /// The namespace it runs in.
     ns: String,
@@ -83,18 +83,24 @@ fn cluster_args(h: &Host, name: &str) -> Vec<String> {
 /// One host per name, each a daemon on the lab's etcd (plain, in its own namespace on the
 /// underlay) with no `--peer`. Keep the etcd handle beside the lab: it stops on drop.
 fn cluster_lab(names: &[&str]) -> (Lab, Etcd) {
+    cluster_lab_with(names, &[])
+}
+
+/// [`cluster_lab`], each daemon with `extra` arguments too.
+pub(crate) fn cluster_lab_with(names: &[&str], extra: &[&str]) -> (Lab, Etcd) {
     let mut lab = Lab::new(names.len());
     let etcd_ns = lab.underlay_node("etcd", ETCD_IP);
     let etcd = Etcd::start(&etcd_ns, &lab.dir.join("etcd"), None);
     for (i, name) in names.iter().enumerate() {
-        let args = cluster_args(&lab.hosts[i], name);
+        let mut args = cluster_args(&lab.hosts[i], name);
+        args.extend(extra.iter().map(|a| a.to_string()));
         lab.hosts[i].start(&args);
     }
     (lab, etcd)
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, failing with `what` after `within`.
-fn eventually<T>(
+pub(crate) fn eventually<T>(
     what: &str,
     within: Duration,
     lab: &Lab,
@@ -208,7 +214,7 @@ fn three_hosts_share_networks_and_peers_through_etcd() {
 
     // A network created on host 1 is listed by hosts 2 and 3 within 1 s (polled; failing
     // after 3 s leaves room for a loaded machine).
-    lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &[]);
+    lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &["--gateway", "10.10.0.254"]);
     for h in &lab.hosts[1..] {
         eventually(
             &format!("network blue listed on {}", h.label),
@@ -631,7 +637,7 @@ fn cluster_over_tls_with_client_certificates() {
         &lab,
         || (hosts(&lab.hosts[1]).iter().filter(|h| h.2).count() == 2).then_some(()),
     );
-    lab.hosts[0].create_network("tls", 300, "10.30.0.0/24", &[]);
+    lab.hosts[0].create_network("tls", 300, "10.30.0.0/24", &["--gateway", "10.30.0.254"]);
     eventually(
         "network tls on host B",
         Duration::from_secs(3),
@@ -728,7 +734,7 @@ fn without_a_store_host_ls_is_this_host_and_stats_shows_the_state_dir() {
     let text = lab.hosts[0].ok(&["stats"]);
     assert!(text.contains("store: file state dir"), "{text}");
     // `inspect` lists this host's endpoints.
-    lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &[]);
+    lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &["--gateway", "10.10.0.254"]);
     let c = lab.netns("c");
     lab.hosts[0].attach(&c, "blue", &["--ip", "10.10.0.7/24"]);
     let detail = lab.hosts[0].json(&["network", "inspect", "blue"]);
@@ -899,7 +905,7 @@ fn concurrent_attaches_on_three_hosts_get_distinct_addresses() {
 #[test]
 fn a_killed_host_is_gone_after_its_lease_expires() {
     let (lab, _etcd) = cluster_lab(&["ttl-a", "ttl-b"]);
-    lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &[]);
+    lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &["--gateway", "10.10.0.254"]);
     eventually("blue on host B", Duration::from_secs(3), &lab, || {
         network_names(&lab.hosts[1]).contains("blue").then_some(())
     });
@@ -980,6 +986,8 @@ fn an_encrypted_network_needs_its_key_on_each_host() {
         "--encrypted",
         "--key-file",
         &key_s,
+        "--gateway",
+        "10.30.0.254",
     ];
     lab.hosts[0].ok(&create);
     eventually("sec listed on host B", Duration::from_secs(3), &lab, || {
@@ -1155,7 +1163,7 @@ fn wait_static(lab: &Lab, h: usize, mac: &str, at: usize, within: Duration) {
 /// namespaces and the containers' MACs once every host has every other's endpoint.
 fn advertised_lab(names: &[&str]) -> (Lab, Etcd, Vec<String>, Vec<String>) {
     let (lab, etcd) = cluster_lab(names);
-    lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &[]);
+    lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &["--gateway", "10.10.0.254"]);
     let mut ns = Vec::new();
     let mut macs = Vec::new();
     for (i, h) in lab.hosts.iter().enumerate() {
@@ -1364,7 +1372,7 @@ fn a_container_moved_to_another_host_is_reached_within_a_second() {
 #[test]
 fn a_restarted_host_takes_its_ports_and_their_addresses_back() {
     let (mut lab, _etcd) = cluster_lab(&["rs-a", "rs-b"]);
-    lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &[]);
+    lab.hosts[0].create_network("blue", 100, "10.10.0.0/24", &["--gateway", "10.10.0.254"]);
     eventually("blue on host B", Duration::from_secs(3), &lab, || {
         network_names(&lab.hosts[1]).contains("blue").then_some(())
     });

@@ -12,7 +12,9 @@ fn two_hosts_with_network(vni: u32, subnet: &str) -> Lab {
     let mut lab = Lab::new(2);
     lab.start_mesh();
     for h in &lab.hosts {
-        h.create_network("n", vni, subnet, &[]);
+        // The gateway out of the way of the containers at .1 and .2.
+        let gateway = subnet.replace(".0/24", ".254");
+        h.create_network("n", vni, subnet, &["--gateway", &gateway]);
     }
     lab
 }
@@ -209,7 +211,7 @@ fn a_local_container_cannot_claim_addresses_it_was_not_given() {
     let args = lab.mesh_args(0);
     lab.hosts[0].start(&args);
     let h = &lab.hosts[0];
-    h.create_network("n", 60, "10.60.0.0/24", &[]);
+    h.create_network("n", 60, "10.60.0.0/24", &["--gateway", "10.60.0.254"]);
     let liar = lab.netns("liar");
     h.attach(
         &liar,

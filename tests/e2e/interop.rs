@@ -41,7 +41,7 @@ fn kernel_vxlan_lab(tx_csum_off: bool) -> Lab {
     let hb = lab.hosts[1].ns.name.clone();
     let (a_ip, b_ip) = (a.ip.clone(), lab.hosts[1].ip.clone());
 
-    a.create_network("ix", 4242, "10.42.42.0/24", &[]);
+    a.create_network("ix", 4242, "10.42.42.0/24", &["--gateway", "10.42.42.254"]);
     let ca = lab.netns("ca");
     let att = a.attach(
         &ca,

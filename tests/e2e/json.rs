@@ -26,7 +26,7 @@ fn stats_and_fdb_json_have_the_documented_fields() {
     let mut lab = Lab::new(2);
     lab.start_mesh();
     for h in &lab.hosts {
-        h.create_network("j", 900, "10.90.0.0/24", &[]);
+        h.create_network("j", 900, "10.90.0.0/24", &["--gateway", "10.90.0.254"]);
     }
     let c1 = lab.netns("j1");
     let c2 = lab.netns("j2");

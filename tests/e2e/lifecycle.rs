@@ -195,13 +195,14 @@ fn attach_allocates_addresses_and_mtu() {
     let x_ip = x.split('/').next().unwrap_or_default().to_string();
     lab.assert_ping(&c3, &x_ip);
 
-    // No gateway, no default route.
+    // Without --gateway the gateway is the first host address, never handed out, and the
+    // default route goes through it.
     let c4 = lab.netns("c4");
-    a.attach(&c4, "nogw", &[]);
+    assert_eq!(jstr(&a.attach(&c4, "nogw", &[]), "ip"), "10.71.0.2/24");
     let routes = default_routes(&c4);
     assert!(
-        routes.is_empty(),
-        "network without --gateway, yet a default route: {routes:?}"
+        routes.len() == 1 && routes[0]["gateway"].as_str() == Some("10.71.0.1"),
+        "network without --gateway: the default route goes via 10.71.0.1: {routes:?}"
     );
 
     // /30 with the gateway at .1: the only assignable address is .2; then the pool is empty.
@@ -268,7 +269,7 @@ fn ports_mtu_paths_ifnames_detach_rm_and_sigint_do_what_readme_says() {
         lab.hosts[i].start(&args);
     }
     for h in &lab.hosts {
-        h.create_network("n", 90, "10.90.0.0/24", &[]);
+        h.create_network("n", 90, "10.90.0.0/24", &["--gateway", "10.90.0.254"]);
         let ls = h.json(&["network", "ls"]);
         assert_eq!(ls[0]["mtu"], 1350, "--underlay-mtu 1400 leaves 1350: {ls}");
         let peers = h.json(&["peer", "ls"]);

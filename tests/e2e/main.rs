@@ -22,7 +22,7 @@ mod support;
 mod watchdog;
 
 mod cli;
-mod cluster;
+pub(crate) mod cluster;
 mod hardening;
 mod interop;
 mod json;
@@ -31,3 +31,4 @@ mod not_sealed;
 mod overlay;
 mod restore;
 mod sealed;
+mod services;

@@ -12,8 +12,8 @@ fn two_hosts_two_networks_same_subnet() {
     lab.start_mesh();
     let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
     for h in [a, b] {
-        h.create_network("blue", 100, "10.10.0.0/24", &[]);
-        h.create_network("red", 200, "10.10.0.0/24", &[]);
+        h.create_network("blue", 100, "10.10.0.0/24", &["--gateway", "10.10.0.254"]);
+        h.create_network("red", 200, "10.10.0.0/24", &["--gateway", "10.10.0.254"]);
     }
     let a1 = lab.netns("a1");
     let a2 = lab.netns("a2");
@@ -105,7 +105,7 @@ fn three_host_broadcast_exactly_once() {
     let mut lab = Lab::new(3);
     lab.start_mesh();
     for h in &lab.hosts {
-        h.create_network("bc", 300, "10.30.0.0/24", &[]);
+        h.create_network("bc", 300, "10.30.0.0/24", &["--gateway", "10.30.0.254"]);
     }
     let a1 = lab.netns("a1");
     let a2 = lab.netns("a2");
@@ -168,7 +168,7 @@ fn underlay_capture_shows_vxlan_with_vni() {
     let mut lab = Lab::new(2);
     lab.start_mesh();
     for h in &lab.hosts {
-        h.create_network("cap", 100, "10.100.0.0/24", &[]);
+        h.create_network("cap", 100, "10.100.0.0/24", &["--gateway", "10.100.0.254"]);
     }
     let ca = lab.netns("ca");
     let cb = lab.netns("cb");

@@ -277,7 +277,7 @@ fn attach_announces_the_address_so_stale_arp_entries_recover() {
     let mut lab = Lab::new(2);
     lab.start_mesh();
     for h in &lab.hosts {
-        h.create_network("arp", 910, "10.91.0.0/24", &[]);
+        h.create_network("arp", 910, "10.91.0.0/24", &["--gateway", "10.91.0.254"]);
     }
     let c2 = lab.netns("c2");
     lab.hosts[1].attach(&c2, "arp", &["--ip", "10.91.0.2/24"]);

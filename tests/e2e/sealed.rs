@@ -37,7 +37,7 @@ fn sealed_pair(key_a: &str, key_b: &str) -> (Lab, String, String) {
             "sec",
             300,
             "10.30.0.0/24",
-            &["--encrypted", "--key-file", k],
+            &["--encrypted", "--key-file", k, "--gateway", "10.30.0.254"],
         );
     }
     let c1 = lab.netns("s1");

@@ -426,6 +426,9 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         delete_netns(&self.name);
+        // What `vswitch attach` wrote for the namespace (its resolv.conf), if a failed test
+        // left it.
+        let _ = fs::remove_dir_all(Path::new("/etc/netns").join(&self.name));
     }
 }
 

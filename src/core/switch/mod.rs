@@ -22,6 +22,7 @@ use std::sync::Arc;
 use super::counters::{DropCounters, DropReason, Traffic, TrafficSnapshot};
 use super::fdb::{Fdb, FdbConfig, FdbEntry, Learned, Location, PortId, Vtep};
 pub use super::forward::{Encapsulated, Forward, Sends};
+use super::gateway::GatewayAddr;
 use super::seal::{Sealer, CONTROL_LEN};
 use super::time::Timestamp;
 use crate::wire::sealed::{self, SEAL_OVERHEAD};
@@ -82,6 +83,8 @@ pub struct Network {
     /// Present when the network is encrypted.
     seal: Option<Arc<Sealer<SocketAddr>>>,
     adverts: adverts::Adverts,
+    /// The network's own gateway host, when it has one (see [`Switch::set_gateway`]).
+    gateway: Option<GatewayAddr>,
 }
 
 impl Network {
@@ -150,6 +153,7 @@ impl Switch {
                 traffic: Traffic::default(),
                 seal: None,
                 adverts: adverts::Adverts::default(),
+                gateway: None,
             },
         );
         Ok(())
@@ -347,6 +351,10 @@ impl Switch {
             Ok(dst) => dst,
             Err(reason) => return self.drop_frame(out, reason, &scopes),
         };
+        if gateway::steers(network, dst, frame) {
+            out.gateway = true;
+            return;
+        }
         if self.proxy_arp(network, port, frame, out) {
             return self.count_tx(network, out, frame.len());
         }
@@ -579,6 +587,7 @@ impl Switch {
 
 mod adverts;
 mod announce;
+mod gateway;
 mod guard;
 mod idmap;
 pub use adverts::RemoteEndpoint;

@@ -67,6 +67,10 @@ pub struct AttachPlan {
     pub claims: u32,
     /// Lock the port to its MAC and address.
     pub port_security: bool,
+    /// The port's DNS names.
+    pub names: Vec<String>,
+    /// The resolv.conf to write into the namespace's /etc/netns dir, if any.
+    pub resolv_conf: Option<(std::path::PathBuf, String)>,
 }
 
 impl AttachPlan {
@@ -197,6 +201,8 @@ pub fn attach_check(
             network: network.name.clone(),
         });
     }
+    let names = super::services::port_names(req)?;
+    let resolv_conf = super::services::resolv_conf(req, &network);
     Ok(AttachPlan {
         network,
         netns: req.netns.clone(),
@@ -206,6 +212,8 @@ pub fn attach_check(
         address,
         claims: 0,
         port_security: !req.no_port_security,
+        names,
+        resolv_conf,
     })
 }
 
@@ -228,6 +236,7 @@ pub fn attach_commit(
         ip: Some(format!("{ip}/{prefix}")),
         mtu,
         port_security: plan.port_security,
+        names: plan.names,
     };
     let config = PortConfig {
         ifname: plan.ifname,
@@ -240,22 +249,26 @@ pub fn attach_commit(
         info: info.clone(),
         ns: plan.ns,
     };
+    let mut effects = vec![
+        Effect::CreateTap {
+            id,
+            name: format!("vsw{}", id.0),
+        },
+        Effect::MoveTap { id, config },
+        super::restore::add_port(id, network.vni, mtu, plan.mac, Some(ip), plan.port_security),
+        Effect::StartPort { id },
+        Effect::RecordPort { id, record },
+        Effect::Announce {
+            id,
+            mac: plan.mac,
+            ip,
+        },
+    ];
+    if let Some((path, text)) = plan.resolv_conf {
+        effects.push(Effect::WriteResolvConf { path, text });
+    }
     Decision {
-        effects: vec![
-            Effect::CreateTap {
-                id,
-                name: format!("vsw{}", id.0),
-            },
-            Effect::MoveTap { id, config },
-            super::restore::add_port(id, network.vni, mtu, plan.mac, Some(ip), plan.port_security),
-            Effect::StartPort { id },
-            Effect::RecordPort { id, record },
-            Effect::Announce {
-                id,
-                mac: plan.mac,
-                ip,
-            },
-        ],
+        effects,
         reply: info,
     }
 }
@@ -284,9 +297,19 @@ pub fn detach(
         (0, None) => Err(RequestError::NotAttached(netns.to_owned())),
         (2.., None) => Err(RequestError::AttachedToSeveral(netns.to_owned())),
         _ => Ok(Decision {
+            // The namespace's resolv.conf goes with its last port.
             effects: ports
                 .iter()
                 .map(|(id, _)| Effect::DetachPort(*id))
+                .chain(
+                    super::services::netns_name(netns)
+                        .filter(|_| {
+                            view.ports.values().filter(|p| p.ns == ns).count() == ports.len()
+                        })
+                        .map(|name| Effect::RemoveResolvConf {
+                            path: super::services::resolv_path(name),
+                        }),
+                )
                 .collect(),
             reply: ports.into_iter().map(|(_, p)| p.info.clone()).collect(),
         }),

@@ -57,6 +57,7 @@ fn port(network: &str, netns: &str, ino: u64, ip: &str, mac: u8) -> PortRecord {
             ip: Some(ip.into()),
             mtu: 1450,
             port_security: true,
+            names: vec![netns.into()],
         },
         ns: ns(ino),
     }
@@ -272,6 +273,9 @@ fn req(netns: &str, network: Option<&str>) -> AttachRequest {
         mac: None,
         ifname: None,
         no_port_security: false,
+        name: None,
+        aliases: Vec::new(),
+        no_dns: false,
     }
 }
 
@@ -748,6 +752,67 @@ fn a_recorded_port_without_its_namespace_or_network_is_dropped() {
     );
 }
 
+// ---- the network's gateway
+
+#[test]
+fn create_defaults_the_gateway_to_the_first_host_and_runs_it_in_the_switch() {
+    let w = World::new();
+    let d = network_create(w.view(), spec("green", 300, "10.30.0.0/24"), no_key).expect("ok");
+    let gw: std::net::Ipv4Addr = "10.30.0.1".parse().expect("ip");
+    assert_eq!(
+        d.reply.gateway,
+        Some(gw),
+        "Docker's default: the first host address"
+    );
+    assert_eq!(saved(&d.effects).networks[2].gateway, Some(gw));
+    let Some(Effect::AddNetwork {
+        gateway: Some(host),
+        ..
+    }) = d.effects.first()
+    else {
+        panic!("the switch runs the gateway: {:?}", d.effects)
+    };
+    assert_eq!(host.ip, gw);
+    assert_eq!(host.prefix, 24);
+    assert_eq!(host.mtu, 1450, "the network's MTU");
+    assert_eq!(host.mac, crate::core::gateway::anycast_mac(vni(300)));
+    // An explicit gateway is kept; IPAM never hands the default out either.
+    let mut s = spec("pink", 400, "10.40.0.0/24");
+    s.gateway = Some("10.40.0.254".parse().expect("ip"));
+    let d = network_create(w.view(), s, no_key).expect("ok");
+    assert_eq!(d.reply.gateway, Some("10.40.0.254".parse().expect("ip")));
+}
+
+#[test]
+fn the_default_gateway_is_not_handed_out() {
+    let mut w = World::new();
+    let d = network_create(w.view(), spec("green", 300, "10.30.0.0/24"), no_key).expect("ok");
+    w.state = saved(&d.effects).clone();
+    let plan = attach_check(w.view(), &req("c2", Some("green")), facts(12), MAC).expect("ok");
+    assert_eq!(plan.candidate().expect("free").to_string(), "10.30.0.2");
+    let mut asked = req("c2", Some("green"));
+    asked.ip = Some("10.30.0.1".parse().expect("ip"));
+    let e = attach_check(w.view(), &asked, facts(12), MAC).expect_err("the gateway");
+    assert!(e.to_string().contains("gateway"), "{e}");
+}
+
+#[test]
+fn reconcile_runs_the_gateway_of_a_network_another_host_created() {
+    let w = World::new();
+    let mut incoming = w.state.clone();
+    let mut green = record("green", 300, "10.30.0.0/24");
+    green.gateway = Some("10.30.0.1".parse().expect("ip"));
+    incoming.networks.push(green);
+    let effects = reconcile(w.view(), &incoming);
+    assert!(
+        matches!(
+            effects.as_slice(),
+            [Effect::AddNetwork { gateway: Some(g), .. }] if g.ip.to_string() == "10.30.0.1"
+        ),
+        "{effects:?}"
+    );
+}
+
 #[test]
 fn a_port_whose_interface_went_away_is_reaped_once() {
     let w = World::new();
@@ -774,4 +839,46 @@ fn detach_of_a_vanished_namespace_removes_its_ports_by_name_or_nothing() {
         .is_empty());
     let none = detach_vanished(w.view(), "gone", None);
     assert!(none.effects.is_empty() && none.reply.is_empty());
+}
+
+#[test]
+fn attach_names_the_port_and_writes_resolv_conf_and_detach_removes_it() {
+    let w = World::new();
+    let mut r = req("c2", Some("red"));
+    r.aliases = vec!["web".into()];
+    let plan = attach_check(w.view(), &r, facts(12), MAC).expect("ok");
+    let d = attach_commit(w.view(), plan, "10.20.0.5".parse().expect("ip"), PortId(2));
+    assert_eq!(d.reply.names, ["c2", "web"]);
+    // red has no gateway in this world: no resolv.conf.
+    assert!(!d
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::WriteResolvConf { .. })));
+    let mut w = w;
+    w.state.networks[1].gateway = Some("10.20.0.1".parse().expect("ip"));
+    let plan = attach_check(w.view(), &r, facts(12), MAC).expect("ok");
+    let d = attach_commit(w.view(), plan, "10.20.0.5".parse().expect("ip"), PortId(2));
+    let Some(Effect::WriteResolvConf { path, text }) = d.effects.last() else {
+        panic!("resolv.conf written last: {:?}", d.effects)
+    };
+    assert_eq!(path.to_str(), Some("/etc/netns/c2/resolv.conf"));
+    assert!(text.ends_with("nameserver 10.20.0.1\n"), "{text}");
+    r.no_dns = true;
+    let plan = attach_check(w.view(), &r, facts(12), MAC).expect("ok");
+    let d = attach_commit(w.view(), plan, "10.20.0.5".parse().expect("ip"), PortId(2));
+    assert!(!d
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::WriteResolvConf { .. })));
+    // A bad --name is refused before anything happens.
+    r.name = Some("no_underscores".into());
+    let e = attach_check(w.view(), &r, facts(12), MAC).expect_err("bad name");
+    assert!(e.to_string().contains("is not a DNS name"), "{e}");
+
+    let d = detach(w.view(), "c1", ns(11), None).expect("ok");
+    assert!(matches!(
+        d.effects.as_slice(),
+        [Effect::DetachPort(PortId(1)), Effect::RemoveResolvConf { path }]
+            if path.to_str() == Some("/etc/netns/c1/resolv.conf")
+    ));
 }

@@ -504,7 +504,7 @@ impl StateStore for EtcdStore {
                     return Err(StoreError::AddressHeld {
                         network: network.to_owned(),
                         ip,
-                        holder: h,
+                        holder: Box::new(h),
                     })
                 }
                 // Released in between: the caller tries again.
