@@ -413,8 +413,10 @@ mod tests {
             e.to_string().contains("too many control connections"),
             "{e}"
         );
-        // A liveness bound, not a benchmark: far below the client's 5 s timeout.
-        assert!(took < Duration::from_millis(250), "answered in {took:?}");
+        // A liveness bound, not a benchmark: a daemon that queued the request behind the
+        // silent clients would answer only at the client's 5 s timeout; 250 ms was exceeded
+        // on a loaded 2-core machine (287 ms) without anything queueing.
+        assert!(took < Duration::from_secs(2), "answered in {took:?}");
         let grown = rss_kib().saturating_sub(before);
         assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
         drop(idle);
