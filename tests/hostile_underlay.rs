@@ -4,8 +4,8 @@
 //! datagram (`replayed` stays 0 without duplicates) and must drop every duplicate, counted as
 //! `replayed`; a plain network carries whatever arrives. No root, no sockets, no sleeps.
 //!
-//! The end-to-end version of this (a checksummed TCP transfer through `tc netem`) needs the
-//! kernel's `sch_netem`; this fabric test checks the switch's own part on every machine.
+//! The end-to-end version (a checksummed 50 MB TCP transfer through an impairing relay, since
+//! this kernel has no `sch_netem`) is `tests/e2e/hostile.rs`.
 
 use std::collections::BTreeSet;
 
