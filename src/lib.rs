@@ -6,6 +6,7 @@
 //! core.
 
 pub mod cli;
+pub mod cni;
 pub mod control;
 pub mod core;
 pub mod daemon;

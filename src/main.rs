@@ -110,6 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             mac,
             ifname: Some(ifname),
             no_port_security,
+            container_id: None,
         }),
         Command::Detach { netns, network, .. } => Request::Detach { netns, network },
         Command::Peer { command, .. } => match command {

@@ -87,6 +87,10 @@ pub struct AttachRequest {
     /// Let the port send from any MAC and address.
     #[serde(default)]
     pub no_port_security: bool,
+    /// The container runtime's id for the container (CNI `CNI_CONTAINERID`), recorded with the
+    /// port so that CNI DEL and GC find it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
 }
 
 /// The daemon's answer on the wire: `{"ok": RESPONSE}` or `{"error": "…"}`.
@@ -257,6 +261,9 @@ pub struct PortInfo {
     /// The port may send only as its own MAC and address.
     #[serde(default)]
     pub port_security: bool,
+    /// The container runtime's id for the container, when a CNI plugin attached it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -118,6 +118,9 @@ pub struct PortEntry {
     pub mtu: u32,
     #[serde(default)]
     pub port_security: bool,
+    /// The container runtime's id (CNI), when a CNI plugin attached the port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
 }
 
 /// The ports file.
@@ -187,6 +190,7 @@ mod tests {
             ip: Some("10.0.0.2/24".into()),
             mtu: 1450,
             port_security: true,
+            container_id: Some("c0ffee".into()),
         };
         let bytes = serde_json::to_vec(&PortsFile {
             version: VERSION,

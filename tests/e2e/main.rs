@@ -22,6 +22,7 @@ mod support;
 
 mod cli;
 mod cluster;
+mod cni;
 mod hardening;
 mod interop;
 mod json;

@@ -67,6 +67,8 @@ pub struct AttachPlan {
     pub claims: u32,
     /// Lock the port to its MAC and address.
     pub port_security: bool,
+    /// The container runtime's id (CNI), recorded with the port.
+    pub container_id: Option<String>,
 }
 
 impl AttachPlan {
@@ -206,6 +208,7 @@ pub fn attach_check(
         address,
         claims: 0,
         port_security: !req.no_port_security,
+        container_id: req.container_id.clone(),
     })
 }
 
@@ -228,6 +231,7 @@ pub fn attach_commit(
         ip: Some(format!("{ip}/{prefix}")),
         mtu,
         port_security: plan.port_security,
+        container_id: plan.container_id,
     };
     let config = PortConfig {
         ifname: plan.ifname,

@@ -40,6 +40,7 @@ pub fn entry(id: PortId, r: &PortRecord) -> PortEntry {
         ip: r.info.ip.clone(),
         mtu: r.info.mtu,
         port_security: r.info.port_security,
+        container_id: r.info.container_id.clone(),
     }
 }
 
@@ -54,6 +55,7 @@ pub fn info(e: &PortEntry) -> PortInfo {
         ip: e.ip.clone(),
         mtu: e.mtu,
         port_security: e.port_security,
+        container_id: e.container_id.clone(),
     }
 }
 

@@ -57,6 +57,7 @@ fn port(network: &str, netns: &str, ino: u64, ip: &str, mac: u8) -> PortRecord {
             ip: Some(ip.into()),
             mtu: 1450,
             port_security: true,
+            container_id: None,
         },
         ns: ns(ino),
     }
@@ -272,6 +273,7 @@ fn req(netns: &str, network: Option<&str>) -> AttachRequest {
         mac: None,
         ifname: None,
         no_port_security: false,
+        container_id: None,
     }
 }
 
