@@ -21,6 +21,9 @@ ensure_pkgs iproute2 iperf3 tshark tcpdump iputils-ping:ping python3:python3 uti
 # etcd-server; etcdctl, from the etcd-client package, looks into it), each its own process on a
 # test namespace's address (see ensure_etcd).
 ensure_etcd
+# promtool (Debian's prometheus) checks the daemon's /metrics; the server's own service is kept
+# from starting.
+ensure_quiet_pkgs prometheus:promtool
 
 echo "== format and lints"
 cargo fmt --all -- --check

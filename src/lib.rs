@@ -14,6 +14,7 @@ pub mod dataplane;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod metrics;
 pub mod netns;
 #[cfg(feature = "sim")]
 pub mod sim;

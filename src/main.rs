@@ -62,6 +62,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 socket: cli.socket,
                 name: a.name,
                 cluster,
+                metrics: a.metrics,
             })?);
         }
         Command::Key(KeyCommand::Generate { out }) => return key_generate(out.as_deref()),

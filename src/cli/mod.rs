@@ -153,9 +153,12 @@ pub struct DaemonArgs {
     /// This host's name in the cluster (default: the kernel's hostname).
     #[arg(long, value_parser = parse_host_name)]
     pub name: Option<String>,
+    /// Serve Prometheus metrics on http://ADDR:PORT/metrics (default: no metrics server).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
     /// Instead of running: remove every port a stopped daemon left (their interfaces
     /// disappear from the containers) and forget them, for a clean uninstall.
-    #[arg(long, conflicts_with_all = ["listen", "port", "peers", "underlay_mtu", "storm_limit", "store", "name"])]
+    #[arg(long, conflicts_with_all = ["listen", "port", "peers", "underlay_mtu", "storm_limit", "store", "name", "metrics"])]
     pub cleanup: bool,
 }
 

@@ -27,6 +27,7 @@ mod hardening;
 mod interop;
 mod json;
 mod lifecycle;
+mod metrics;
 mod not_sealed;
 mod overlay;
 mod restore;
