@@ -26,7 +26,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let needs_root = !matches!(cli.command, Command::Key(_));
+    let needs_root = !matches!(
+        cli.command,
+        Command::Key(_) | Command::Completions { .. } | Command::Man { .. }
+    );
     if needs_root && !vswitch::user::is_root() {
         anyhow::bail!(
             "vswitch needs root (CAP_NET_ADMIN, and the control socket is root's): run it with sudo"
@@ -66,6 +69,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })?);
         }
         Command::Key(KeyCommand::Generate { out }) => return key_generate(out.as_deref()),
+        Command::Completions { shell } => {
+            vswitch::cli::docs::completions(shell, &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Man { dir } => return Ok(vswitch::cli::docs::man_pages(&dir)?),
         Command::Network { command, .. } => match command {
             NetworkCommand::Create {
                 name,

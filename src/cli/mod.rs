@@ -1,5 +1,6 @@
 //! The command line: the CLI contract in one place, and how replies are shown to people.
 
+pub mod docs;
 pub mod render;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -50,7 +51,10 @@ impl Cli {
                 | Command::Fdb { out, .. }
                 | Command::Host { out, .. }
                 | Command::Stats { out } => out.json,
-                Command::Daemon(_) | Command::Key(_) => false,
+                Command::Daemon(_)
+                | Command::Key(_)
+                | Command::Completions { .. }
+                | Command::Man { .. } => false,
             }
     }
 }
@@ -111,6 +115,10 @@ pub enum Command {
     /// Key material for encrypted networks.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages (vswitch.1, vswitch-network.1, …) into DIR.
+    Man { dir: PathBuf },
 }
 
 #[derive(Debug, Args)]

@@ -252,6 +252,10 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
     // The socket appears only now, when every request can be served.
     let socket = ControlSocket::bind(&config.socket)?;
     tracing::info!("control socket {}", socket.path().display());
+    // Under systemd (Type=notify) the service is up once the socket serves; no-op elsewhere.
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!("cannot tell systemd the daemon is ready: {e}");
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = socket.serve(daemon.clone()) => {}

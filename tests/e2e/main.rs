@@ -32,3 +32,4 @@ mod not_sealed;
 mod overlay;
 mod restore;
 mod sealed;
+mod systemd;
