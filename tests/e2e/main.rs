@@ -30,6 +30,7 @@ mod lifecycle;
 mod metrics;
 mod not_sealed;
 mod overlay;
+mod podman;
 mod restore;
 mod sealed;
 mod systemd;
