@@ -4,10 +4,15 @@
 //! pings the other through the overlay; `podman rm` and `run --rm` DEL their ports.
 //!
 //! Everything podman keeps (storage, run state, its config, the CNI configs and plugin dir) is
-//! under the lab's temp dir; the image is a busybox rootfs (Debian's busybox-static) put in with
-//! `podman import`, no registry. podman's default RLIMIT_NOFILE/NPROC (1048576) exceed this
-//! machine's hard limits, which runc may not raise; the containers get 1024 instead.
+//! under the lab's temp dir. The two places it has no option for, libcni's result cache
+//! (`/var/lib/cni`) and the image blob-info cache (`/var/lib/containers/cache`), get temp dirs
+//! bind-mounted over them in a mount namespace of each podman command's own; `/run/netns`, a
+//! shared mount, still carries the namespaces podman makes back to the daemons. The image is a
+//! busybox rootfs (Debian's busybox-static) put in with `podman import`, no registry. podman's
+//! default RLIMIT_NOFILE/NPROC (1048576) exceed this machine's hard limits, which runc may not
+//! raise; the containers get 1024 instead.
 
+use std::cell::RefCell;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -20,18 +25,39 @@ use crate::support::*;
 const PLUGIN: &str = env!("CARGO_BIN_EXE_vswitch-cni");
 const BUSYBOX: &str = "/bin/busybox";
 
+/// The fixed paths podman (4.3) and libcni write to whatever the options say, and the temp
+/// dirs mounted over them.
+const FIXED: [(&str, &str); 2] = [
+    ("cni-cache", "/var/lib/cni"),
+    ("containers-cache", "/var/lib/containers/cache"),
+];
+
 /// podman with all of its state under `dir`; removes its containers on drop.
 struct Podman {
     dir: PathBuf,
+    /// Empty mount points this test had to create, removed on drop.
+    made: RefCell<Vec<PathBuf>>,
 }
 
 impl Podman {
     fn new(dir: &Path) -> Podman {
-        let p = Podman {
-            dir: dir.to_owned(),
-        };
         for d in ["net.d", "cni-bin", "rootfs/bin", "tmp"] {
             fs::create_dir_all(dir.join(d)).expect("podman dirs");
+        }
+        let p = Podman {
+            dir: dir.to_owned(),
+            made: RefCell::default(),
+        };
+        for (mine, fixed) in FIXED {
+            fs::create_dir_all(dir.join(mine)).expect("cache dir");
+            let mut missing = Vec::new();
+            let mut at = Path::new(fixed);
+            while !at.exists() {
+                missing.push(at.to_owned());
+                at = at.parent().expect("under /");
+            }
+            fs::create_dir_all(fixed).expect("mount point");
+            p.made.borrow_mut().extend(missing);
         }
         fs::copy(PLUGIN, dir.join("cni-bin/vswitch-cni")).expect("install the plugin");
         fs::write(
@@ -49,8 +75,21 @@ impl Podman {
 
     fn cmd(&self, args: &[&str]) -> Output {
         let d = |s: &str| self.dir.join(s).display().to_string();
+        let script = "mount --bind \"$1\" /var/lib/cni && \
+                      mount --bind \"$2\" /var/lib/containers/cache && shift 2 && exec podman \"$@\"";
         run_cmd(
-            Command::new("podman")
+            Command::new("unshare")
+                .args([
+                    "--mount",
+                    "--propagation",
+                    "unchanged",
+                    "--",
+                    "sh",
+                    "-c",
+                    script,
+                    "sh",
+                ])
+                .args([d("cni-cache"), d("containers-cache")])
                 .env("CONTAINERS_CONF", d("containers.conf"))
                 .args([
                     "--root",
@@ -122,6 +161,10 @@ impl Podman {
 impl Drop for Podman {
     fn drop(&mut self) {
         let _ = self.cmd(&["rm", "--all", "--force", "--time", "0"]);
+        // Deepest first; each is empty (the caches were mounted over them elsewhere).
+        for dir in self.made.borrow().iter() {
+            let _ = fs::remove_dir(dir);
+        }
     }
 }
 
@@ -184,6 +227,11 @@ fn podman_containers_on_two_hosts_ping_through_vswitch() {
         &script,
     ]);
     let pinged = podman.ok(&run);
+    // libcni's cache went to the temp dir; the machine's is untouched.
+    assert!(
+        podman.dir.join("cni-cache/results").is_dir(),
+        "libcni cached elsewhere"
+    );
     assert!(pinged.contains("3 packets received"), "{pinged}");
     // `run --rm` ran DEL on host B, and `podman rm` on host A.
     assert_eq!(
