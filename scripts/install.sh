@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
+args=("$@")
 prefix=/usr/local
 cni_bin=/opt/cni/bin
 bin_dir=
@@ -30,7 +31,7 @@ while (($#)); do
     *) die "unknown option '$1' (see scripts/install.sh --help)" ;;
     esac
 done
-[[ -n $destdir ]] || need_root "$@"
+[[ -n $destdir ]] || need_root ${args[@]+"${args[@]}"}
 
 root=$destdir
 manifest=$root$prefix/share/vswitch/installed-files
