@@ -96,19 +96,23 @@ ensure_pkgs() {
         die "apt-get install failed for: ${missing[*]}"
 }
 
-# ensure_etcd — Debian's etcd-server, without its own service: the package's service must not
-# start (it would listen on the machine's loopback), so a policy-rc.d forbids it while
-# installing. Tests and demos run etcd themselves, in a namespace, on an address they assigned.
-ensure_etcd() {
-    command -v etcd >/dev/null 2>&1 && return 0
+# ensure_quiet_pkgs SPEC... — ensure_pkgs for packages that ship a service (etcd-server,
+# prometheus): the service must not start (it would listen on the machine's network), so a
+# policy-rc.d forbids it while installing. Tests run what they need themselves, in a namespace.
+ensure_quiet_pkgs() {
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
         printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
         chmod 0755 /usr/sbin/policy-rc.d
-        ensure_pkgs etcd-server:etcd
+        ensure_pkgs "$@"
         rm -f /usr/sbin/policy-rc.d
     else
-        ensure_pkgs etcd-server:etcd
+        ensure_pkgs "$@"
     fi
+}
+
+# ensure_etcd — Debian's etcd-server, without its own service.
+ensure_etcd() {
+    ensure_quiet_pkgs etcd-server:etcd
 }
 
 # start_etcd NS IP — one etcd member in namespace NS serving clients on IP:2379 (its peer port

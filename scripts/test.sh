@@ -21,6 +21,12 @@ ensure_pkgs iproute2 iperf3 tshark tcpdump iputils-ping:ping python3:python3 uti
 # etcd-server; etcdctl, from the etcd-client package, looks into it), each its own process on a
 # test namespace's address (see ensure_etcd).
 ensure_etcd
+# promtool (Debian's prometheus) checks the daemon's /metrics; the server's own service is kept
+# from starting.
+ensure_quiet_pkgs prometheus:promtool
+# The CNI end-to-end test runs podman (CNI backend) with an image imported from the static
+# busybox; its services are kept from starting too.
+ensure_quiet_pkgs podman:podman containernetworking-plugins busybox-static tar:tar
 
 echo "== format and lints"
 cargo fmt --all -- --check

@@ -6,6 +6,7 @@
 //! core.
 
 pub mod cli;
+pub mod cni;
 pub mod control;
 pub mod core;
 pub mod daemon;
@@ -13,6 +14,7 @@ pub mod dataplane;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod metrics;
 pub mod netns;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -26,7 +26,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let needs_root = !matches!(cli.command, Command::Key(_));
+    let needs_root = !matches!(
+        cli.command,
+        Command::Key(_) | Command::Completions { .. } | Command::Man { .. }
+    );
     if needs_root && !vswitch::user::is_root() {
         anyhow::bail!(
             "vswitch needs root (CAP_NET_ADMIN, and the control socket is root's): run it with sudo"
@@ -63,9 +66,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 socket: cli.socket,
                 name: a.name,
                 cluster,
+                metrics: a.metrics,
             })?);
         }
         Command::Key(KeyCommand::Generate { out }) => return key_generate(out.as_deref()),
+        Command::Completions { shell } => {
+            vswitch::cli::docs::completions(shell, &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Man { dir } => return Ok(vswitch::cli::docs::man_pages(&dir)?),
         Command::Network { command, .. } => match command {
             NetworkCommand::Create {
                 name,
@@ -117,6 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             aliases,
             no_dns,
+            container_id: None,
         }),
         Command::Detach { netns, network, .. } => Request::Detach { netns, network },
         Command::Peer { command, .. } => match command {

@@ -1,5 +1,6 @@
 //! The command line: the CLI contract in one place, and how replies are shown to people.
 
+pub mod docs;
 pub mod render;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -50,7 +51,10 @@ impl Cli {
                 | Command::Fdb { out, .. }
                 | Command::Host { out, .. }
                 | Command::Stats { out } => out.json,
-                Command::Daemon(_) | Command::Key(_) => false,
+                Command::Daemon(_)
+                | Command::Key(_)
+                | Command::Completions { .. }
+                | Command::Man { .. } => false,
             }
     }
 }
@@ -111,6 +115,10 @@ pub enum Command {
     /// Key material for encrypted networks.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages (vswitch.1, vswitch-network.1, …) into DIR.
+    Man { dir: PathBuf },
 }
 
 #[derive(Debug, Args)]
@@ -157,9 +165,12 @@ pub struct DaemonArgs {
     /// This host's name in the cluster (default: the kernel's hostname).
     #[arg(long, value_parser = parse_host_name)]
     pub name: Option<String>,
+    /// Serve Prometheus metrics on http://ADDR:PORT/metrics (default: no metrics server).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
     /// Instead of running: remove every port a stopped daemon left (their interfaces
     /// disappear from the containers) and forget them, for a clean uninstall.
-    #[arg(long, conflicts_with_all = ["listen", "port", "peers", "underlay_mtu", "storm_limit", "store", "name"])]
+    #[arg(long, conflicts_with_all = ["listen", "port", "peers", "underlay_mtu", "storm_limit", "store", "name", "metrics"])]
     pub cleanup: bool,
 }
 

@@ -96,6 +96,10 @@ pub struct AttachRequest {
     /// Do not write the namespace's resolv.conf.
     #[serde(default)]
     pub no_dns: bool,
+    /// The container runtime's id for the container (CNI `CNI_CONTAINERID`), recorded with the
+    /// port so that CNI DEL and GC find it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
 }
 
 /// The daemon's answer on the wire: `{"ok": RESPONSE}` or `{"error": "…"}`.
@@ -272,6 +276,9 @@ pub struct PortInfo {
     /// The container's names in the network's DNS: its name first, then its aliases.
     #[serde(default)]
     pub names: Vec<String>,
+    /// The container runtime's id for the container, when a CNI plugin attached it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,6 +2,7 @@
 //! the fix; a refused request changed nothing.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 
 use ipnet::Ipv4Net;
 
@@ -167,4 +168,41 @@ pub(crate) fn list_or_none<S: AsRef<str>>(names: &[S]) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// Why the daemon could not start (or stopped).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("cannot detect the underlay MTU ({0}); pass --underlay-mtu")]
+    UnderlayMtu(NetnsError),
+    #[error("the stored state cannot be restored: {0}")]
+    Restore(RequestError),
+    #[error(
+        "{0}; check that etcd runs at that address and, with TLS, that --store-ca, --store-cert \
+         and --store-key match its certificates"
+    )]
+    Cluster(StoreError),
+    #[error(
+        "cluster mode needs this host's own underlay address: pass --listen IP (not 0.0.0.0), \
+         the address other hosts reach this one at"
+    )]
+    ClusterListen,
+    #[error("cannot read this host's name from {path} ({source}); pass --name")]
+    Hostname {
+        path: &'static str,
+        source: std::io::Error,
+    },
+    #[error("the hostname '{0}' cannot be a host name in the cluster; pass --name")]
+    BadHostname(String),
+    #[error(
+        "a daemon is running on {}: it owns the ports; stop it first, then run the cleanup",
+        .0.display()
+    )]
+    Running(PathBuf),
+    #[error("cannot remove the port in network namespace {0}: {1}")]
+    Cleanup(String, std::io::Error),
 }

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
-pub use errors::RequestError;
+pub use errors::{DaemonError, RequestError};
 
 use crate::control::server::{ControlSocket, Handler};
 use crate::control::{Request, Response};
@@ -66,6 +66,8 @@ pub struct DaemonConfig {
     pub name: Option<String>,
     /// Cluster mode: the etcd store (`None`: the state dir alone).
     pub cluster: Option<ClusterConfig>,
+    /// Where to serve Prometheus metrics (`None`: nowhere).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// `--store etcd://…` and its options.
@@ -74,43 +76,6 @@ pub struct ClusterConfig {
     pub endpoints: Vec<String>,
     pub prefix: String,
     pub tls: Option<TlsFiles>,
-}
-
-/// Why the daemon could not start (or stopped).
-#[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-    #[error("cannot detect the underlay MTU ({0}); pass --underlay-mtu")]
-    UnderlayMtu(netns::NetnsError),
-    #[error("the stored state cannot be restored: {0}")]
-    Restore(RequestError),
-    #[error(
-        "{0}; check that etcd runs at that address and, with TLS, that --store-ca, --store-cert \
-         and --store-key match its certificates"
-    )]
-    Cluster(StoreError),
-    #[error(
-        "cluster mode needs this host's own underlay address: pass --listen IP (not 0.0.0.0), \
-         the address other hosts reach this one at"
-    )]
-    ClusterListen,
-    #[error("cannot read this host's name from {path} ({source}); pass --name")]
-    Hostname {
-        path: &'static str,
-        source: std::io::Error,
-    },
-    #[error("the hostname '{0}' cannot be a host name in the cluster; pass --name")]
-    BadHostname(String),
-    #[error(
-        "a daemon is running on {}: it owns the ports; stop it first, then run the cleanup",
-        .0.display()
-    )]
-    Running(PathBuf),
-    #[error("cannot remove the port in network namespace {0}: {1}")]
-    Cleanup(String, std::io::Error),
 }
 
 const HOSTNAME: &str = "/proc/sys/kernel/hostname";
@@ -298,9 +263,14 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
             }
         })
     });
+    let metrics = crate::metrics::server::start(config.metrics, daemon.clone()).await?;
     // The socket appears only now, when every request can be served.
     let socket = ControlSocket::bind(&config.socket)?;
     tracing::info!("control socket {}", socket.path().display());
+    // Under systemd (Type=notify) the service is up once the socket serves; no-op elsewhere.
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!("cannot tell systemd the daemon is ready: {e}");
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = socket.serve(daemon.clone()) => {}
@@ -309,7 +279,7 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
     }
     ticker.abort();
     let _ = ticker.await;
-    for task in watcher.into_iter().chain(reaper) {
+    for task in watcher.into_iter().chain(reaper).chain(metrics) {
         task.abort();
         let _ = task.await;
     }

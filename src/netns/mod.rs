@@ -11,12 +11,14 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 pub mod ifname;
+mod inspect;
 mod netlink;
 mod nsref;
 mod port;
 mod sys;
 mod underlay;
 
+pub use inspect::{interface_state_in, InterfaceState};
 pub use nsref::{NetnsRef, NsId, NETNS_RUN_DIR};
 pub use port::{
     attach_port, detach_port, forget_neighbours, interface_exists_in, PortConfig, MAX_MTU, MIN_MTU,

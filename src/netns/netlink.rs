@@ -97,6 +97,21 @@ impl Netlink {
         }
     }
 
+    /// The link called `name` in `ns` (the namespace this handle talks to), if there is one;
+    /// an error names what was looked for.
+    pub(crate) async fn link_in(
+        &self,
+        name: &str,
+        ns: &NetnsRef,
+    ) -> Result<Option<LinkMessage>, NetnsError> {
+        self.link_by_name(name)
+            .await
+            .map_err(|source| NetnsError::Netlink {
+                op: format!("looking up '{name}' in network namespace {ns}"),
+                source,
+            })
+    }
+
     /// The link with index `index`, if there is one.
     pub(crate) async fn link_by_index(&self, index: u32) -> Result<Option<LinkMessage>, io::Error> {
         let mut links = self.handle.link().get().match_index(index).execute();

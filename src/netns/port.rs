@@ -381,13 +381,7 @@ async fn configure(
 }
 
 async fn interface_exists(nl: &Netlink, ifname: &str, ns: &NetnsRef) -> Result<bool, NetnsError> {
-    nl.link_by_name(ifname)
-        .await
-        .map(|l| l.is_some())
-        .map_err(|source| NetnsError::Netlink {
-            op: format!("looking up '{ifname}' in network namespace {ns}"),
-            source,
-        })
+    nl.link_in(ifname, ns).await.map(|l| l.is_some())
 }
 
 /// Whether an interface called `ifname` exists in `ns`.
@@ -410,10 +404,7 @@ pub async fn forget_neighbours(ns: &NetnsRef, ifname: &str) -> Result<usize, Net
     use rtnetlink::packet_route::neighbour::NeighbourState;
     let nl = Netlink::inside(ns).await?;
     let failed = |op: String| move |source| NetnsError::Netlink { op, source };
-    let Some(link) = nl.link_by_name(ifname).await.map_err(failed(format!(
-        "looking up '{ifname}' in network namespace {ns}"
-    )))?
-    else {
+    let Some(link) = nl.link_in(ifname, ns).await? else {
         return Ok(0);
     };
     let entries: Vec<_> = nl

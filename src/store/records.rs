@@ -121,6 +121,9 @@ pub struct PortEntry {
     /// The port's names in the network's DNS.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub names: Vec<String>,
+    /// The container runtime's id (CNI), when a CNI plugin attached the port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
 }
 
 /// The ports file.
@@ -191,6 +194,7 @@ mod tests {
             mtu: 1450,
             port_security: true,
             names: vec!["web".into(), "db".into()],
+            container_id: Some("c0ffee".into()),
         };
         let bytes = serde_json::to_vec(&PortsFile {
             version: VERSION,

@@ -23,13 +23,17 @@ mod watchdog;
 
 mod cli;
 pub(crate) mod cluster;
+mod cni;
 mod hardening;
 mod hostile;
 mod interop;
 mod json;
 mod lifecycle;
+mod metrics;
 mod not_sealed;
 mod overlay;
+mod podman;
 mod restore;
 mod sealed;
 mod services;
+mod systemd;

@@ -71,6 +71,8 @@ pub struct AttachPlan {
     pub names: Vec<String>,
     /// The resolv.conf to write into the namespace's /etc/netns dir, if any.
     pub resolv_conf: Option<(std::path::PathBuf, String)>,
+    /// The container runtime's id (CNI), recorded with the port.
+    pub container_id: Option<String>,
 }
 
 impl AttachPlan {
@@ -214,6 +216,7 @@ pub fn attach_check(
         port_security: !req.no_port_security,
         names,
         resolv_conf,
+        container_id: req.container_id.clone(),
     })
 }
 
@@ -237,6 +240,7 @@ pub fn attach_commit(
         mtu,
         port_security: plan.port_security,
         names: plan.names,
+        container_id: plan.container_id,
     };
     let config = PortConfig {
         ifname: plan.ifname,

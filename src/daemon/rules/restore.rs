@@ -41,6 +41,7 @@ pub fn entry(id: PortId, r: &PortRecord) -> PortEntry {
         mtu: r.info.mtu,
         port_security: r.info.port_security,
         names: r.info.names.clone(),
+        container_id: r.info.container_id.clone(),
     }
 }
 
@@ -56,6 +57,7 @@ pub fn info(e: &PortEntry) -> PortInfo {
         mtu: e.mtu,
         port_security: e.port_security,
         names: e.names.clone(),
+        container_id: e.container_id.clone(),
     }
 }
 

@@ -96,6 +96,7 @@ mod tests {
             name: name.map(Into::into),
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
             no_dns: false,
+            container_id: None,
         }
     }
 
@@ -157,6 +158,7 @@ mod tests {
             mtu: 1450,
             port_security: true,
             names: names.iter().map(|n| n.to_string()).collect(),
+            container_id: None,
         };
         let ports = [
             port("10.5.0.2/24", &["a", "web"]),

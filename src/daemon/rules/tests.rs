@@ -58,6 +58,7 @@ fn port(network: &str, netns: &str, ino: u64, ip: &str, mac: u8) -> PortRecord {
             mtu: 1450,
             port_security: true,
             names: vec![netns.into()],
+            container_id: None,
         },
         ns: ns(ino),
     }
@@ -276,6 +277,7 @@ fn req(netns: &str, network: Option<&str>) -> AttachRequest {
         name: None,
         aliases: Vec::new(),
         no_dns: false,
+        container_id: None,
     }
 }
 
