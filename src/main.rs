@@ -62,6 +62,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 socket: cli.socket,
                 name: a.name,
                 cluster,
+                docker_plugin: a.docker_plugin,
             })?);
         }
         Command::Key(KeyCommand::Generate { out }) => return key_generate(out.as_deref()),
@@ -110,6 +111,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             mac,
             ifname: Some(ifname),
             no_port_security,
+            handoff: false,
         }),
         Command::Detach { netns, network, .. } => Request::Detach { netns, network },
         Command::Peer { command, .. } => match command {

@@ -87,6 +87,10 @@ pub struct AttachRequest {
     /// Let the port send from any MAC and address.
     #[serde(default)]
     pub no_port_security: bool,
+    /// Leave the TAP in the daemon's own namespace, named `ifname`, for the caller to move
+    /// (Docker moves it into the sandbox itself); `netns` is then only the port's label.
+    #[serde(default)]
+    pub handoff: bool,
 }
 
 /// The daemon's answer on the wire: `{"ok": RESPONSE}` or `{"error": "…"}`.

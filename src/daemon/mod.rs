@@ -63,6 +63,8 @@ pub struct DaemonConfig {
     pub name: Option<String>,
     /// Cluster mode: the etcd store (`None`: the state dir alone).
     pub cluster: Option<ClusterConfig>,
+    /// Serve Docker's driver protocol on this socket (`--docker-plugin`).
+    pub docker_plugin: Option<PathBuf>,
 }
 
 /// `--store etcd://…` and its options.
@@ -286,6 +288,11 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
     // The socket appears only now, when every request can be served.
     let socket = ControlSocket::bind(&config.socket)?;
     tracing::info!("control socket {}", socket.path().display());
+    let plugin = match &config.docker_plugin {
+        Some(path) => Some(crate::docker::PluginSocket::bind(path)?),
+        None => None,
+    }
+    .map(|p| tokio::spawn(p.serve(daemon.clone())));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = socket.serve(daemon.clone()) => {}
@@ -294,7 +301,7 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
     }
     ticker.abort();
     let _ = ticker.await;
-    for task in watcher.into_iter().chain(reaper) {
+    for task in watcher.into_iter().chain(reaper).chain(plugin) {
         task.abort();
         let _ = task.await;
     }

@@ -67,6 +67,8 @@ pub struct AttachPlan {
     pub claims: u32,
     /// Lock the port to its MAC and address.
     pub port_security: bool,
+    /// Leave the TAP in the daemon's namespace under `ifname` ([`AttachRequest::handoff`]).
+    pub handoff: bool,
 }
 
 impl AttachPlan {
@@ -150,7 +152,13 @@ pub fn attach_check(
 ) -> Result<AttachPlan, RequestError> {
     let network = attach_network(&view, req)?.clone();
     let ifname = req.ifname.clone().unwrap_or_else(|| "eth0".into());
-    if let Some((_, p)) = view.ports_of(&network.name).find(|(_, p)| p.ns == ns.id) {
+    // A hand-off port lives in the daemon's namespace until its caller moves it: its label
+    // tells it apart, not its namespace.
+    let same = |p: &PortRecord| match req.handoff {
+        true => p.info.netns == req.netns,
+        false => p.ns == ns.id,
+    };
+    if let Some((_, p)) = view.ports_of(&network.name).find(|(_, p)| same(p)) {
         return Err(RequestError::AlreadyAttached {
             netns: req.netns.clone(),
             network: network.name.clone(),
@@ -206,6 +214,7 @@ pub fn attach_check(
         address,
         claims: 0,
         port_security: !req.no_port_security,
+        handoff: req.handoff,
     })
 }
 
@@ -240,13 +249,30 @@ pub fn attach_commit(
         info: info.clone(),
         ns: plan.ns,
     };
-    Decision {
-        effects: vec![
+    let [create, place] = match plan.handoff {
+        true => [
+            Effect::CreateTap {
+                id,
+                name: config.ifname,
+            },
+            Effect::PrepareTap {
+                id,
+                mac: plan.mac,
+                mtu,
+            },
+        ],
+        false => [
             Effect::CreateTap {
                 id,
                 name: format!("vsw{}", id.0),
             },
             Effect::MoveTap { id, config },
+        ],
+    };
+    Decision {
+        effects: vec![
+            create,
+            place,
             super::restore::add_port(id, network.vni, mtu, plan.mac, Some(ip), plan.port_security),
             Effect::StartPort { id },
             Effect::RecordPort { id, record },

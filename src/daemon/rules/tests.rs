@@ -272,6 +272,7 @@ fn req(netns: &str, network: Option<&str>) -> AttachRequest {
         mac: None,
         ifname: None,
         no_port_security: false,
+        handoff: false,
     }
 }
 

@@ -1,0 +1,360 @@
+//! Docker's remote network and IPAM driver (`vswitch daemon --docker-plugin`): HTTP/1.1 with
+//! JSON bodies on a Unix socket that dockerd finds under `/run/docker/plugins/`.
+//!
+//! The plugin holds no network logic of its own: every request that changes something becomes
+//! one of the daemon's own [`Request`]s, served by the same [`Handler`] as the control socket,
+//! so `docker network create` and `vswitch network create` obey the same rules and refuse with
+//! the same messages (inside Docker's `{"Err": …}`).
+//!
+//! Docker moves a driver's interface into the container itself (`Join` names it), so `Join`
+//! attaches a *hand-off* port: the TAP is made, addressed to the switch and started in the
+//! daemon's own namespace under a temporary name; Docker moves and renames it, and the daemon
+//! goes on serving it through its file descriptor, which does not care where the TAP lives.
+//!
+//! What only Docker needs between its calls is kept here, in memory: the endpoints created
+//! but not yet joined, and the addresses the IPAM handed out per pool.
+
+pub mod protocol;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Response as HttpResponse, StatusCode};
+use hyper_util::rt::TokioIo;
+use ipnet::Ipv4Net;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use tokio::net::UnixListener;
+use tokio::sync::Mutex;
+
+use crate::control::server::Handler;
+use crate::control::{Request, Response};
+use crate::core::ipam;
+use protocol::{Endpoint, PluginError};
+
+/// Where dockerd looks for plugin sockets; the socket is `vswitch.sock` there.
+pub const DEFAULT_SOCKET: &str = "/run/docker/plugins/vswitch.sock";
+
+/// The content type of every reply (Docker's plugin protocol, version 1).
+const CONTENT_TYPE: &str = "application/vnd.docker.plugins.v1+json";
+
+/// An IPAM pool: the subnet of one Docker network, and the addresses handed out from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pool {
+    subnet: Ipv4Net,
+    gateway: Option<Ipv4Addr>,
+    handed: BTreeSet<Ipv4Addr>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    endpoints: BTreeMap<String, Endpoint>,
+    pools: BTreeMap<String, Pool>,
+    next_pool: u64,
+}
+
+/// The plugin: Docker's calls, served by the daemon's `handler`.
+#[derive(Debug)]
+pub struct Plugin<H> {
+    handler: Arc<H>,
+    state: Mutex<State>,
+}
+
+impl<H: Handler> Plugin<H> {
+    pub fn new(handler: Arc<H>) -> Self {
+        Plugin {
+            handler,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    async fn daemon(&self, request: Request) -> Result<Response, PluginError> {
+        self.handler
+            .handle(request)
+            .await
+            .map_err(|e| PluginError::new(format!("vswitch: {e}")))
+    }
+
+    /// Serves one call: `method` is the path without its `/`, `body` Docker's JSON.
+    pub async fn call(&self, method: &str, body: &[u8]) -> Result<Value, PluginError> {
+        match method {
+            "Plugin.Activate" => Ok(json!({ "Implements": ["NetworkDriver", "IpamDriver"] })),
+            // Local scope: each host's Docker keeps its own record of the network (create it
+            // on every host with the same -o vni); the overlay itself spans the hosts.
+            "NetworkDriver.GetCapabilities" => {
+                Ok(json!({ "Scope": "local", "ConnectivityScope": "global" }))
+            }
+            "NetworkDriver.CreateNetwork" => {
+                let spec = protocol::network_spec(&decode(body)?)?;
+                self.daemon(Request::NetworkCreate(spec)).await?;
+                Ok(json!({}))
+            }
+            "NetworkDriver.DeleteNetwork" => {
+                let r: protocol::NetworkRef = decode(body)?;
+                let name = protocol::network_name(&r.network_id);
+                self.daemon(Request::NetworkRemove { name }).await?;
+                Ok(json!({}))
+            }
+            "NetworkDriver.CreateEndpoint" => {
+                let r: protocol::EndpointRef = decode(body)?;
+                let ep = protocol::endpoint(&r)?;
+                self.daemon(Request::NetworkInspect {
+                    name: ep.network.clone(),
+                })
+                .await?;
+                self.state.lock().await.endpoints.insert(r.endpoint_id, ep);
+                Ok(json!({ "Interface": {} }))
+            }
+            "NetworkDriver.EndpointOperInfo" => Ok(json!({ "Value": {} })),
+            "NetworkDriver.DeleteEndpoint" => {
+                let r: protocol::EndpointRef = decode(body)?;
+                self.state.lock().await.endpoints.remove(&r.endpoint_id);
+                Ok(json!({}))
+            }
+            "NetworkDriver.Join" => self.join(decode(body)?).await,
+            "NetworkDriver.Leave" => {
+                let r: protocol::EndpointRef = decode(body)?;
+                self.daemon(Request::Detach {
+                    netns: protocol::endpoint_label(&r.endpoint_id),
+                    network: Some(protocol::network_name(&r.network_id)),
+                })
+                .await?;
+                Ok(json!({}))
+            }
+            "NetworkDriver.DiscoverNew"
+            | "NetworkDriver.DiscoverDelete"
+            | "NetworkDriver.ProgramExternalConnectivity"
+            | "NetworkDriver.RevokeExternalConnectivity"
+            | "NetworkDriver.AllocateNetwork"
+            | "NetworkDriver.FreeNetwork" => Ok(json!({})),
+            "IpamDriver.GetCapabilities" => Ok(json!({ "RequiresMACAddress": false })),
+            "IpamDriver.GetDefaultAddressSpaces" => Ok(json!({
+                "LocalDefaultAddressSpace": "vswitch",
+                "GlobalDefaultAddressSpace": "vswitch",
+            })),
+            "IpamDriver.RequestPool" => self.request_pool(decode(body)?).await,
+            "IpamDriver.ReleasePool" => {
+                let r: protocol::PoolRef = decode(body)?;
+                self.state.lock().await.pools.remove(&r.pool_id);
+                Ok(json!({}))
+            }
+            "IpamDriver.RequestAddress" => self.request_address(decode(body)?).await,
+            "IpamDriver.ReleaseAddress" => {
+                let r: protocol::ReleaseAddress = decode(body)?;
+                let ip = protocol::address_of(&r.address)?;
+                if let Some(p) = self.state.lock().await.pools.get_mut(&r.pool_id) {
+                    p.handed.remove(&ip);
+                }
+                Ok(json!({}))
+            }
+            other => Err(PluginError::new(format!(
+                "vswitch does not implement '{other}': it is a NetworkDriver and IpamDriver plugin"
+            ))),
+        }
+    }
+
+    async fn join(&self, r: protocol::EndpointRef) -> Result<Value, PluginError> {
+        let ep = self
+            .state
+            .lock()
+            .await
+            .endpoints
+            .get(&r.endpoint_id)
+            .cloned()
+            .ok_or_else(|| {
+                PluginError::new(format!(
+                    "vswitch has no endpoint {} (was the vswitch daemon restarted between \
+                     creating and joining it?): start the container again",
+                    r.endpoint_id
+                ))
+            })?;
+        let Response::NetworkDetail(net) = self
+            .daemon(Request::NetworkInspect {
+                name: ep.network.clone(),
+            })
+            .await?
+        else {
+            return Err(PluginError::new(
+                "vswitch: unexpected reply to network inspect",
+            ));
+        };
+        let req = protocol::attach(&r.endpoint_id, &ep);
+        let tap = req.ifname.clone().unwrap_or_default();
+        self.daemon(Request::Attach(req)).await?;
+        Ok(protocol::join_reply(&tap, net.gateway))
+    }
+
+    async fn request_pool(&self, r: protocol::RequestPool) -> Result<Value, PluginError> {
+        if r.v6 {
+            return Err(PluginError::new(
+                "vswitch networks are IPv4 only: create the network without --ipv6",
+            ));
+        }
+        if !r.sub_pool.is_empty() {
+            return Err(PluginError::new(
+                "vswitch's IPAM hands out the whole subnet: drop --ip-range",
+            ));
+        }
+        let subnet: Ipv4Net = r.pool.parse().map_err(|_| {
+            PluginError::new(match r.pool.as_str() {
+                "" => "vswitch's IPAM needs the subnet: pass --subnet, e.g. --subnet 10.10.0.0/24"
+                    .to_owned(),
+                p => format!("'{p}' is no IPv4 subnet: pass --subnet like 10.10.0.0/24"),
+            })
+        })?;
+        let mut s = self.state.lock().await;
+        s.next_pool += 1;
+        // Two networks may share a subnet (each is its own VNI): one pool each.
+        let id = format!("{subnet}#{}", s.next_pool);
+        s.pools.insert(
+            id.clone(),
+            Pool {
+                subnet,
+                gateway: None,
+                handed: BTreeSet::new(),
+            },
+        );
+        Ok(json!({ "PoolID": id, "Pool": subnet.to_string(), "Data": {} }))
+    }
+
+    async fn request_address(&self, r: protocol::RequestAddress) -> Result<Value, PluginError> {
+        let mut s = self.state.lock().await;
+        let pool = s.pools.get_mut(&r.pool_id).ok_or_else(|| {
+            PluginError::new(format!(
+                "vswitch has no address pool '{}' (the vswitch daemon was restarted): \
+                 remove the Docker network and create it again",
+                r.pool_id
+            ))
+        })?;
+        let gateway = r.options.get("RequestAddressType").map(String::as_str)
+            == Some(protocol::GATEWAY_REQUEST);
+        let ip = match r.address.as_str() {
+            "" => ipam::next_free(pool.subnet, pool.gateway, &pool.handed).ok_or_else(|| {
+                PluginError::new(format!(
+                    "vswitch: no free address left in {}: use a larger --subnet",
+                    pool.subnet
+                ))
+            })?,
+            a => {
+                let ip = protocol::address_of(a)?;
+                if !gateway {
+                    ipam::assignable(pool.subnet, pool.gateway, ip)
+                        .map_err(|e| PluginError::new(format!("vswitch: {e}")))?;
+                }
+                if pool.handed.contains(&ip) || pool.gateway == Some(ip) {
+                    return Err(PluginError::new(format!(
+                        "vswitch: {ip} is already in use on this network: pick another --ip"
+                    )));
+                }
+                ip
+            }
+        };
+        match gateway {
+            true => pool.gateway = Some(ip),
+            false => {
+                pool.handed.insert(ip);
+            }
+        }
+        let cidr = format!("{ip}/{}", pool.subnet.prefix_len());
+        Ok(json!({ "Address": cidr, "Data": {} }))
+    }
+
+    async fn http(&self, req: hyper::Request<Incoming>) -> HttpResponse<Full<Bytes>> {
+        let method = req.uri().path().trim_start_matches('/').to_owned();
+        let reply = match req.into_body().collect().await {
+            Ok(body) => self.call(&method, &body.to_bytes()).await,
+            Err(e) => Err(PluginError::new(format!("cannot read the request: {e}"))),
+        };
+        let (status, body) = match reply {
+            Ok(v) => (StatusCode::OK, v),
+            Err(e) => {
+                tracing::info!("docker {method}: refused: {e}");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!(protocol::ErrBody { err: e.0 }),
+                )
+            }
+        };
+        let mut resp = HttpResponse::new(Full::new(Bytes::from(body.to_string())));
+        *resp.status_mut() = status;
+        resp.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static(CONTENT_TYPE),
+        );
+        resp
+    }
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, PluginError> {
+    serde_json::from_slice(body)
+        .map_err(|e| PluginError::new(format!("vswitch cannot read Docker's request: {e}")))
+}
+
+/// The plugin's socket, bound (its directory made) and ready to serve.
+#[derive(Debug)]
+pub struct PluginSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl PluginSocket {
+    /// Binds `path`, replacing a stale socket a previous daemon left there.
+    pub fn bind(path: &Path) -> std::io::Result<PluginSocket> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        Ok(PluginSocket {
+            listener: UnixListener::bind(path)?,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Serves Docker's calls until the task is dropped, one connection per task.
+    pub async fn serve<H: Handler>(self, handler: Arc<H>) {
+        let plugin = Arc::new(Plugin::new(handler));
+        loop {
+            let stream = match self.listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!("docker plugin socket: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let plugin = plugin.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let plugin = plugin.clone();
+                    async move { Ok::<_, std::convert::Infallible>(plugin.http(req).await) }
+                });
+                let served = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                if let Err(e) = served {
+                    tracing::debug!("docker plugin connection: {e}");
+                }
+            });
+        }
+    }
+}
+
+impl Drop for PluginSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests;

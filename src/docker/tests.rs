@@ -1,0 +1,287 @@
+use std::sync::Mutex as StdMutex;
+
+use super::*;
+use crate::control::{NetworkDetail, PortInfo};
+
+/// A daemon that records what it is asked and refuses what `refuse` names.
+#[derive(Debug, Default)]
+struct Recorder {
+    seen: StdMutex<Vec<Request>>,
+    refuse: Option<&'static str>,
+}
+
+impl Handler for Recorder {
+    type Error = String;
+
+    async fn handle(&self, request: Request) -> Result<Response, String> {
+        let op = serde_json::to_value(&request).expect("json")["op"].clone();
+        self.seen.lock().expect("lock").push(request.clone());
+        if self.refuse.is_some_and(|r| op == r) {
+            return Err("network 'x' has 1 port: detach it first".into());
+        }
+        Ok(match request {
+            Request::NetworkInspect { name } => Response::NetworkDetail(NetworkDetail {
+                name,
+                vni: crate::wire::Vni::new(100).expect("vni"),
+                subnet: "10.10.0.0/24".parse().expect("subnet"),
+                gateway: Some(Ipv4Addr::new(10, 10, 0, 1)),
+                mtu: 1450,
+                encrypted: false,
+                ports: vec![],
+                traffic: Default::default(),
+                endpoints: vec![],
+                flood: vec![],
+                arp_answered: 0,
+            }),
+            Request::Detach { .. } => Response::Ports(vec![]),
+            Request::Attach(a) => Response::Port(PortInfo {
+                port: 1,
+                network: a.network.unwrap_or_default(),
+                netns: a.netns,
+                ifname: a.ifname.unwrap_or_default(),
+                mac: crate::wire::Mac([2, 0, 0, 0, 0, 1]),
+                ip: None,
+                mtu: 1450,
+                port_security: true,
+            }),
+            _ => Response::Peers(vec![]),
+        })
+    }
+}
+
+/// One call over the socket, as dockerd's plugin client makes it.
+async fn post(path: &Path, method: &str, body: Value) -> (StatusCode, Value) {
+    let stream = tokio::net::UnixStream::connect(path)
+        .await
+        .expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let req = hyper::Request::post(format!("/{method}"))
+        .header("Host", "plugin")
+        .header("Accept", "application/vnd.docker.plugins.v1.2+json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("request");
+    let resp = sender.send_request(req).await.expect("reply");
+    let status = resp.status();
+    assert_eq!(resp.headers()["content-type"], CONTENT_TYPE);
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, serde_json::from_slice(&bytes).expect("json reply"))
+}
+
+fn temp_socket(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "vswitch-plugin-{tag}-{}/vswitch.sock",
+        std::process::id()
+    ))
+}
+
+#[tokio::test]
+async fn a_container_lifecycle_over_the_socket() {
+    let path = temp_socket("life");
+    let socket = PluginSocket::bind(&path).expect("bind");
+    let daemon = Arc::new(Recorder::default());
+    let task = tokio::spawn(socket.serve(daemon.clone()));
+
+    let (s, v) = post(&path, "Plugin.Activate", json!({})).await;
+    assert_eq!(
+        (s, v),
+        (
+            StatusCode::OK,
+            json!({"Implements": ["NetworkDriver", "IpamDriver"]})
+        )
+    );
+    let (_, v) = post(&path, "NetworkDriver.GetCapabilities", json!({})).await;
+    assert_eq!(v["Scope"], "local");
+    let (_, pool) = post(
+        &path,
+        "IpamDriver.RequestPool",
+        json!({"AddressSpace": "vswitch", "Pool": "10.10.0.0/24", "Options": {}, "V6": false}),
+    )
+    .await;
+    assert_eq!(pool["Pool"], "10.10.0.0/24");
+    let pool_id = pool["PoolID"].as_str().expect("id").to_owned();
+    let (_, gw) = post(
+        &path,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pool_id, "Address": "",
+        "Options": {"RequestAddressType": "com.docker.network.gateway"}}),
+    )
+    .await;
+    assert_eq!(gw["Address"], "10.10.0.1/24");
+    let (_, a) = post(
+        &path,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pool_id, "Address": ""}),
+    )
+    .await;
+    assert_eq!(a["Address"], "10.10.0.2/24");
+    let (_, b) = post(
+        &path,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pool_id, "Address": ""}),
+    )
+    .await;
+    assert_eq!(b["Address"], "10.10.0.3/24");
+    let (s, taken) = post(
+        &path,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pool_id, "Address": "10.10.0.3"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        taken["Err"]
+            .as_str()
+            .expect("err")
+            .contains("pick another --ip"),
+        "{taken}"
+    );
+
+    let net = "0123456789abcdef";
+    let (s, _) = post(&path, "NetworkDriver.CreateNetwork", json!({"NetworkID": net,
+        "Options": {"com.docker.network.generic": {"vni": "100"}},
+        "IPv4Data": [{"AddressSpace": "vswitch", "Pool": "10.10.0.0/24", "Gateway": "10.10.0.1/24"}]})).await;
+    assert_eq!(s, StatusCode::OK);
+    let ep = "feedfacecafebeef0000";
+    let (s, _) = post(&path, "NetworkDriver.CreateEndpoint", json!({"NetworkID": net, "EndpointID": ep,
+        "Interface": {"Address": "10.10.0.2/24", "AddressIPv6": "", "MacAddress": ""}, "Options": {}})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, j) = post(
+        &path,
+        "NetworkDriver.Join",
+        json!({"NetworkID": net, "EndpointID": ep,
+        "SandboxKey": "/var/run/docker/netns/abc", "Options": {}}),
+    )
+    .await;
+    assert_eq!(
+        j["InterfaceName"],
+        json!({"SrcName": "vsdfeedfaceca", "DstPrefix": "eth"})
+    );
+    assert_eq!(j["Gateway"], "10.10.0.1");
+    let (s, _) = post(
+        &path,
+        "NetworkDriver.Leave",
+        json!({"NetworkID": net, "EndpointID": ep}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = post(
+        &path,
+        "NetworkDriver.DeleteEndpoint",
+        json!({"NetworkID": net, "EndpointID": ep}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = post(
+        &path,
+        "IpamDriver.ReleaseAddress",
+        json!({"PoolID": pool_id, "Address": "10.10.0.2"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, again) = post(
+        &path,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pool_id, "Address": ""}),
+    )
+    .await;
+    assert_eq!(
+        again["Address"], "10.10.0.2/24",
+        "a released address is handed out again"
+    );
+
+    let seen = daemon.seen.lock().expect("lock").clone();
+    let Some(Request::NetworkCreate(spec)) = seen.first() else {
+        panic!("{seen:?}")
+    };
+    assert_eq!(
+        (spec.name.as_str(), spec.vni.get()),
+        ("docker-0123456789ab", 100)
+    );
+    let attach = seen
+        .iter()
+        .find_map(|r| match r {
+            Request::Attach(a) => Some(a),
+            _ => None,
+        })
+        .expect("attach");
+    assert!(attach.handoff);
+    assert_eq!(attach.ip, Some(Ipv4Addr::new(10, 10, 0, 2)));
+    assert!(seen.iter().any(|r| *r
+        == Request::Detach {
+            netns: "docker-ep-feedfacecafe".into(),
+            network: Some("docker-0123456789ab".into())
+        }));
+    task.abort();
+    let _ = task.await;
+}
+
+#[tokio::test]
+async fn refusals_come_back_as_err_with_the_daemons_message() {
+    let daemon = Arc::new(Recorder {
+        refuse: Some("network_remove"),
+        ..Default::default()
+    });
+    let plugin = Plugin::new(daemon);
+    let e = plugin
+        .call("NetworkDriver.DeleteNetwork", br#"{"NetworkID":"abc"}"#)
+        .await
+        .expect_err("refused");
+    assert!(
+        e.0.starts_with("vswitch: network 'x' has 1 port: detach it first"),
+        "{e}"
+    );
+    let e = plugin
+        .call(
+            "NetworkDriver.Join",
+            br#"{"NetworkID":"n","EndpointID":"nope"}"#,
+        )
+        .await
+        .expect_err("unknown");
+    assert!(e.0.contains("start the container again"), "{e}");
+    let e = plugin
+        .call("NetworkDriver.CreateNetwork", b"{not json")
+        .await
+        .expect_err("garbage");
+    assert!(e.0.contains("cannot read Docker's request"), "{e}");
+    let e = plugin
+        .call("VolumeDriver.Create", b"{}")
+        .await
+        .expect_err("not ours");
+    assert!(e.0.contains("NetworkDriver and IpamDriver"), "{e}");
+    let e = plugin
+        .call("IpamDriver.RequestPool", br#"{"Pool":""}"#)
+        .await
+        .expect_err("no subnet");
+    assert!(e.0.contains("pass --subnet"), "{e}");
+    let e = plugin
+        .call("IpamDriver.RequestAddress", br#"{"PoolID":"gone"}"#)
+        .await
+        .expect_err("no pool");
+    assert!(e.0.contains("create it again"), "{e}");
+}
+
+#[tokio::test]
+async fn two_networks_with_one_subnet_get_their_own_pools() {
+    let plugin = Plugin::new(Arc::new(Recorder::default()));
+    let body = br#"{"AddressSpace":"vswitch","Pool":"10.10.0.0/24","V6":false}"#;
+    let a = plugin
+        .call("IpamDriver.RequestPool", body)
+        .await
+        .expect("a");
+    let b = plugin
+        .call("IpamDriver.RequestPool", body)
+        .await
+        .expect("b");
+    assert_ne!(a["PoolID"], b["PoolID"]);
+    for p in [&a, &b] {
+        let req = json!({"PoolID": p["PoolID"], "Address": ""}).to_string();
+        let got = plugin
+            .call("IpamDriver.RequestAddress", req.as_bytes())
+            .await
+            .expect("addr");
+        assert_eq!(got["Address"], "10.10.0.1/24");
+    }
+}
