@@ -37,10 +37,10 @@ pub struct ErrBody {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct IpData {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub address_space: String,
     pub pool: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub gateway: Option<String>,
 }
 
@@ -49,12 +49,12 @@ pub struct IpData {
 pub struct CreateNetwork {
     #[serde(rename = "NetworkID")]
     pub network_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub options: BTreeMap<String, serde_json::Value>,
-    #[serde(default, rename = "IPv4Data")]
+    #[serde(default, rename = "IPv4Data", deserialize_with = "nullable")]
     pub ipv4_data: Vec<IpData>,
-    #[serde(default, rename = "IPv6Data")]
-    pub ipv6_data: Option<Vec<IpData>>,
+    #[serde(default, rename = "IPv6Data", deserialize_with = "nullable")]
+    pub ipv6_data: Vec<IpData>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -66,11 +66,11 @@ pub struct NetworkRef {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct EndpointInterface {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub address: String,
-    #[serde(default, rename = "AddressIPv6")]
+    #[serde(default, rename = "AddressIPv6", deserialize_with = "nullable")]
     pub address_ipv6: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub mac_address: String,
 }
 
@@ -81,20 +81,20 @@ pub struct EndpointRef {
     pub network_id: String,
     #[serde(rename = "EndpointID")]
     pub endpoint_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub interface: Option<EndpointInterface>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub sandbox_key: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RequestPool {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub address_space: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub pool: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub sub_pool: String,
     #[serde(default, rename = "V6")]
     pub v6: bool,
@@ -105,9 +105,9 @@ pub struct RequestPool {
 pub struct RequestAddress {
     #[serde(rename = "PoolID")]
     pub pool_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub address: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub options: BTreeMap<String, String>,
 }
 
@@ -123,6 +123,15 @@ pub struct ReleaseAddress {
 pub struct PoolRef {
     #[serde(rename = "PoolID")]
     pub pool_id: String,
+}
+
+/// Go encodes an empty map, slice or string field as `null`: read it as empty.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// The vswitch network behind Docker network `id`. Docker hands a driver only its own ID, never
@@ -167,7 +176,7 @@ fn option(create: &CreateNetwork, key: &str) -> Option<String> {
 /// `NetworkDriver.CreateNetwork` as a vswitch network: `-o vni=N` (required), `-o mtu=N`,
 /// `-o encrypted=KEY_FILE`; the subnet and gateway come from the IPAM data.
 pub fn network_spec(create: &CreateNetwork) -> Result<NetworkSpec, PluginError> {
-    if create.ipv6_data.as_ref().is_some_and(|v| !v.is_empty()) {
+    if !create.ipv6_data.is_empty() {
         return Err(PluginError::new(
             "vswitch networks are IPv4 only: create the network without --ipv6",
         ));

@@ -116,3 +116,23 @@ fn join_reply_hands_the_tap_to_docker() {
     assert_eq!(j["Gateway"], "10.10.0.1");
     assert!(join_reply("t", None).get("Gateway").is_none());
 }
+
+#[test]
+fn go_nulls_read_as_empty() {
+    // What dockerd 20.10 sends: nil maps and slices are `null`.
+    let r: RequestAddress =
+        serde_json::from_str(r#"{"PoolID":"10.10.0.0/24#1","Address":"","Options":null}"#)
+            .expect("RequestAddress with null Options");
+    assert!(r.options.is_empty());
+    let c = create(serde_json::json!({"NetworkID": "n", "Options": null,
+        "IPv4Data": [{"AddressSpace": "vswitch", "Pool": "10.1.0.0/16", "Gateway": null, "AuxAddresses": null}],
+        "IPv6Data": null}));
+    assert!(c.ipv6_data.is_empty());
+    let e = network_spec(&c).expect_err("no vni");
+    assert!(e.0.contains("-o vni=N"), "{e}");
+    let ep: EndpointRef = serde_json::from_str(
+        r#"{"NetworkID":"n","EndpointID":"e","Interface":null,"Options":null}"#,
+    )
+    .expect("CreateEndpoint with null Interface");
+    assert_eq!(endpoint(&ep).expect("ok").ip, None);
+}
