@@ -96,19 +96,26 @@ ensure_pkgs() {
         die "apt-get install failed for: ${missing[*]}"
 }
 
-# ensure_etcd — Debian's etcd-server, without its own service: the package's service must not
-# start (it would listen on the machine's loopback), so a policy-rc.d forbids it while
-# installing. Tests and demos run etcd themselves, in a namespace, on an address they assigned.
-ensure_etcd() {
-    command -v etcd >/dev/null 2>&1 && return 0
+# ensure_pkgs_no_start SPEC... — ensure_pkgs for packages that ship a service, which must not
+# start: a policy-rc.d forbids it while installing (etcd would listen on the machine's loopback,
+# dockerd would make a bridge and firewall rules in the root namespace). Tests run them
+# themselves, in a namespace.
+ensure_pkgs_no_start() {
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
         printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
         chmod 0755 /usr/sbin/policy-rc.d
-        ensure_pkgs etcd-server:etcd
+        ensure_pkgs "$@"
         rm -f /usr/sbin/policy-rc.d
     else
-        ensure_pkgs etcd-server:etcd
+        ensure_pkgs "$@"
     fi
+}
+
+# ensure_etcd — Debian's etcd-server, without its own service. Tests and demos run etcd
+# themselves, in a namespace, on an address they assigned.
+ensure_etcd() {
+    command -v etcd >/dev/null 2>&1 && return 0
+    ensure_pkgs_no_start etcd-server:etcd
 }
 
 # start_etcd NS IP — one etcd member in namespace NS serving clients on IP:2379 (its peer port

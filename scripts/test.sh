@@ -16,11 +16,13 @@ source scripts/lib.sh
 
 need_root "$@"
 ensure_pkgs iproute2 iperf3 tshark tcpdump iputils-ping:ping python3:python3 util-linux:unshare \
-    protobuf-compiler:protoc openssl:openssl etcd-client:etcdctl
+    protobuf-compiler:protoc openssl:openssl etcd-client:etcdctl busybox-static:busybox
 # The etcd-client crate's build needs protoc. The cluster tests run the real etcd (Debian's
 # etcd-server; etcdctl, from the etcd-client package, looks into it), each its own process on a
 # test namespace's address (see ensure_etcd).
 ensure_etcd
+# The Docker tests run dockerd themselves, one per test host (tests/e2e/docker.rs).
+ensure_pkgs_no_start docker.io:dockerd
 
 echo "== format and lints"
 cargo fmt --all -- --check

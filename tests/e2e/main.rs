@@ -23,6 +23,7 @@ mod watchdog;
 
 mod cli;
 mod cluster;
+mod docker;
 mod hardening;
 mod interop;
 mod json;
