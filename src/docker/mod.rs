@@ -46,6 +46,9 @@ const CONTENT_TYPE: &str = "application/vnd.docker.plugins.v1+json";
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Pool {
     subnet: Ipv4Net,
+    /// Where addresses are chosen from (`--ip-range`, or the subnet): hosts sharing a network
+    /// in file-store mode each take their own range.
+    range: Ipv4Net,
     gateway: Option<Ipv4Addr>,
     handed: BTreeSet<Ipv4Addr>,
 }
@@ -194,11 +197,6 @@ impl<H: Handler> Plugin<H> {
                 "vswitch networks are IPv4 only: create the network without --ipv6",
             ));
         }
-        if !r.sub_pool.is_empty() {
-            return Err(PluginError::new(
-                "vswitch's IPAM hands out the whole subnet: drop --ip-range",
-            ));
-        }
         let subnet: Ipv4Net = r.pool.parse().map_err(|_| {
             PluginError::new(match r.pool.as_str() {
                 "" => "vswitch's IPAM needs the subnet: pass --subnet, e.g. --subnet 10.10.0.0/24"
@@ -206,6 +204,18 @@ impl<H: Handler> Plugin<H> {
                 p => format!("'{p}' is no IPv4 subnet: pass --subnet like 10.10.0.0/24"),
             })
         })?;
+        let range = match r.sub_pool.as_str() {
+            "" => subnet,
+            sub => sub
+                .parse::<Ipv4Net>()
+                .ok()
+                .filter(|range| subnet.contains(range))
+                .ok_or_else(|| {
+                    PluginError::new(format!(
+                        "--ip-range {sub} is not within --subnet {subnet}: pick a range inside it"
+                    ))
+                })?,
+        };
         let mut s = self.state.lock().await;
         s.next_pool += 1;
         // Two networks may share a subnet (each is its own VNI): one pool each.
@@ -214,6 +224,7 @@ impl<H: Handler> Plugin<H> {
             id.clone(),
             Pool {
                 subnet,
+                range,
                 gateway: None,
                 handed: BTreeSet::new(),
             },
@@ -232,11 +243,12 @@ impl<H: Handler> Plugin<H> {
         })?;
         let gateway = r.options.get("RequestAddressType").map(String::as_str)
             == Some(protocol::GATEWAY_REQUEST);
+        // The gateway comes from the subnet; containers' addresses from the range.
+        let from = if gateway { pool.subnet } else { pool.range };
         let ip = match r.address.as_str() {
-            "" => ipam::next_free(pool.subnet, pool.gateway, &pool.handed).ok_or_else(|| {
+            "" => ipam::next_free(from, pool.gateway, &pool.handed).ok_or_else(|| {
                 PluginError::new(format!(
-                    "vswitch: no free address left in {}: use a larger --subnet",
-                    pool.subnet
+                    "vswitch: no free address left in {from}: use a larger --subnet or --ip-range"
                 ))
             })?,
             a => {

@@ -264,6 +264,35 @@ async fn refusals_come_back_as_err_with_the_daemons_message() {
 }
 
 #[tokio::test]
+async fn ip_range_limits_containers_not_the_gateway() {
+    let plugin = Plugin::new(Arc::new(Recorder::default()));
+    let body = br#"{"Pool":"10.10.0.0/24","SubPool":"10.10.0.128/25"}"#;
+    let pool = plugin
+        .call("IpamDriver.RequestPool", body)
+        .await
+        .expect("pool");
+    let id = pool["PoolID"].clone();
+    let gw = json!({"PoolID": id, "Address": "", "Options": {"RequestAddressType": "com.docker.network.gateway"}});
+    let got = plugin
+        .call("IpamDriver.RequestAddress", gw.to_string().as_bytes())
+        .await
+        .expect("gw");
+    assert_eq!(got["Address"], "10.10.0.1/24");
+    let req = json!({"PoolID": id, "Address": ""}).to_string();
+    let got = plugin
+        .call("IpamDriver.RequestAddress", req.as_bytes())
+        .await
+        .expect("addr");
+    assert_eq!(got["Address"], "10.10.0.129/24");
+    let outside = br#"{"Pool":"10.10.0.0/24","SubPool":"10.20.0.0/25"}"#;
+    let e = plugin
+        .call("IpamDriver.RequestPool", outside)
+        .await
+        .expect_err("outside");
+    assert!(e.0.contains("not within --subnet 10.10.0.0/24"), "{e}");
+}
+
+#[tokio::test]
 async fn two_networks_with_one_subnet_get_their_own_pools() {
     let plugin = Plugin::new(Arc::new(Recorder::default()));
     let body = br#"{"AddressSpace":"vswitch","Pool":"10.10.0.0/24","V6":false}"#;
