@@ -288,11 +288,7 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
     // The socket appears only now, when every request can be served.
     let socket = ControlSocket::bind(&config.socket)?;
     tracing::info!("control socket {}", socket.path().display());
-    let plugin = match &config.docker_plugin {
-        Some(path) => Some(crate::docker::PluginSocket::bind(path)?),
-        None => None,
-    }
-    .map(|p| tokio::spawn(p.serve(daemon.clone())));
+    let plugin = crate::docker::spawn(config.docker_plugin.as_deref(), &daemon)?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = socket.serve(daemon.clone()) => {}
@@ -305,15 +301,7 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
         task.abort();
         let _ = task.await;
     }
-    // The ports stay: their TAPs are persistent, and the next daemon takes them back
-    // (`vswitch daemon --cleanup` removes them for good).
-    let inner = daemon.inner.lock().await;
-    if !inner.ports.is_empty() {
-        tracing::info!(
-            "{} ports stay in their containers until the daemon is back",
-            inner.ports.len()
-        );
-    }
+    daemon.leave_ports().await?;
     daemon.store.close().await;
     Ok(())
 }

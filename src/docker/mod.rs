@@ -218,8 +218,9 @@ impl<H: Handler> Plugin<H> {
         };
         let mut s = self.state.lock().await;
         s.next_pool += 1;
-        // Two networks may share a subnet (each is its own VNI): one pool each.
-        let id = format!("{subnet}#{}", s.next_pool);
+        // Two networks may share a subnet (each is its own VNI): one pool each. The ID says
+        // what the pool is, so a restarted daemon serves pools it did not see created.
+        let id = format!("vswitch:{subnet}:{range}:{}", s.next_pool);
         s.pools.insert(
             id.clone(),
             Pool {
@@ -232,21 +233,52 @@ impl<H: Handler> Plugin<H> {
         Ok(json!({ "PoolID": id, "Pool": subnet.to_string(), "Data": {} }))
     }
 
+    /// Addresses the daemon's ports (and, in cluster mode, every host's endpoints) hold on
+    /// networks with this subnet: what a restarted plugin no longer remembers handing out. A
+    /// pool does not know its network, so a choice skips them on every network with the subnet
+    /// (a requested address is checked on its own network, by attach).
+    async fn held(&self, subnet: Ipv4Net) -> Result<BTreeSet<Ipv4Addr>, PluginError> {
+        let Response::Networks(nets) = self.daemon(Request::NetworkList).await? else {
+            return Ok(BTreeSet::new());
+        };
+        let mut held = BTreeSet::new();
+        for n in nets.into_iter().filter(|n| n.subnet == subnet) {
+            held.extend(n.gateway);
+            let name = n.name;
+            if let Response::NetworkDetail(d) =
+                self.daemon(Request::NetworkInspect { name }).await?
+            {
+                let ports = d.ports.iter().filter_map(|p| p.ip.as_deref());
+                held.extend(ports.filter_map(|ip| protocol::address_of(ip).ok()));
+                held.extend(d.endpoints.iter().map(|e| e.ip));
+            }
+        }
+        Ok(held)
+    }
+
     async fn request_address(&self, r: protocol::RequestAddress) -> Result<Value, PluginError> {
-        let mut s = self.state.lock().await;
-        let pool = s.pools.get_mut(&r.pool_id).ok_or_else(|| {
-            PluginError::new(format!(
-                "vswitch has no address pool '{}' (the vswitch daemon was restarted): \
-                 remove the Docker network and create it again",
-                r.pool_id
-            ))
-        })?;
         let gateway = r.options.get("RequestAddressType").map(String::as_str)
             == Some(protocol::GATEWAY_REQUEST);
+        let subnet = match self.state.lock().await.pools.get(&r.pool_id) {
+            Some(p) => p.subnet,
+            None => pool_of(&r.pool_id)?.subnet,
+        };
+        let mut taken = match gateway {
+            true => BTreeSet::new(),
+            false => self.held(subnet).await?,
+        };
+        let mut s = self.state.lock().await;
+        if !s.pools.contains_key(&r.pool_id) {
+            s.pools.insert(r.pool_id.clone(), pool_of(&r.pool_id)?);
+        }
+        let Some(pool) = s.pools.get_mut(&r.pool_id) else {
+            return Err(PluginError::new("vswitch: the pool went away meanwhile"));
+        };
+        taken.extend(&pool.handed);
         // The gateway comes from the subnet; containers' addresses from the range.
         let from = if gateway { pool.subnet } else { pool.range };
         let ip = match r.address.as_str() {
-            "" => ipam::next_free(from, pool.gateway, &pool.handed).ok_or_else(|| {
+            "" => ipam::next_free(from, pool.gateway, &taken).ok_or_else(|| {
                 PluginError::new(format!(
                     "vswitch: no free address left in {from}: use a larger --subnet or --ip-range"
                 ))
@@ -298,6 +330,22 @@ impl<H: Handler> Plugin<H> {
             hyper::header::HeaderValue::from_static(CONTENT_TYPE),
         );
         resp
+    }
+}
+
+/// A pool by its ID (`vswitch:SUBNET:RANGE:N`), as [`Plugin::request_pool`] made it.
+fn pool_of(id: &str) -> Result<Pool, PluginError> {
+    let mut parts = id.split(':').skip(1).map(str::parse::<Ipv4Net>);
+    match (id.starts_with("vswitch:"), parts.next(), parts.next()) {
+        (true, Some(Ok(subnet)), Some(Ok(range))) => Ok(Pool {
+            subnet,
+            range,
+            gateway: None,
+            handed: BTreeSet::new(),
+        }),
+        _ => Err(PluginError::new(format!(
+            "'{id}' is no vswitch address pool: create the network with --ipam-driver vswitch"
+        ))),
     }
 }
 
@@ -360,6 +408,17 @@ impl PluginSocket {
             });
         }
     }
+}
+
+/// `--docker-plugin`: serves Docker on `path` (if given) until the task is aborted.
+pub fn spawn<H: Handler>(
+    path: Option<&Path>,
+    handler: &Arc<H>,
+) -> std::io::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(path) = path else { return Ok(None) };
+    let socket = PluginSocket::bind(path)?;
+    tracing::info!("docker plugin socket {}", socket.path().display());
+    Ok(Some(tokio::spawn(socket.serve(handler.clone()))))
 }
 
 impl Drop for PluginSocket {

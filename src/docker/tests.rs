@@ -1,13 +1,15 @@
 use std::sync::Mutex as StdMutex;
 
 use super::*;
-use crate::control::{NetworkDetail, PortInfo};
+use crate::control::{NetworkDetail, NetworkSummary, PortInfo};
 
 /// A daemon that records what it is asked and refuses what `refuse` names.
 #[derive(Debug, Default)]
 struct Recorder {
     seen: StdMutex<Vec<Request>>,
     refuse: Option<&'static str>,
+    /// `network ls` lists one network on 10.10.0.0/24 whose port holds 10.10.0.2.
+    listed: bool,
 }
 
 impl Handler for Recorder {
@@ -27,13 +29,26 @@ impl Handler for Recorder {
                 gateway: Some(Ipv4Addr::new(10, 10, 0, 1)),
                 mtu: 1450,
                 encrypted: false,
-                ports: vec![],
+                ports: self
+                    .listed
+                    .then(|| port("10.10.0.2/24"))
+                    .into_iter()
+                    .collect(),
                 traffic: Default::default(),
                 endpoints: vec![],
                 flood: vec![],
                 arp_answered: 0,
             }),
             Request::Detach { .. } => Response::Ports(vec![]),
+            Request::NetworkList if self.listed => Response::Networks(vec![NetworkSummary {
+                name: "docker-abc".into(),
+                vni: crate::wire::Vni::new(100).expect("vni"),
+                subnet: "10.10.0.0/24".parse().expect("subnet"),
+                gateway: Some(Ipv4Addr::new(10, 10, 0, 1)),
+                mtu: 1450,
+                encrypted: false,
+                ports: 1,
+            }]),
             Request::Attach(a) => Response::Port(PortInfo {
                 port: 1,
                 network: a.network.unwrap_or_default(),
@@ -46,6 +61,19 @@ impl Handler for Recorder {
             }),
             _ => Response::Peers(vec![]),
         })
+    }
+}
+
+fn port(ip: &str) -> PortInfo {
+    PortInfo {
+        port: 1,
+        network: "docker-abc".into(),
+        netns: "docker-ep-abc".into(),
+        ifname: "eth0".into(),
+        mac: crate::wire::Mac([2, 0, 0, 0, 0, 1]),
+        ip: Some(ip.into()),
+        mtu: 1450,
+        port_security: true,
     }
 }
 
@@ -193,7 +221,10 @@ async fn a_container_lifecycle_over_the_socket() {
     );
 
     let seen = daemon.seen.lock().expect("lock").clone();
-    let Some(Request::NetworkCreate(spec)) = seen.first() else {
+    let Some(spec) = seen.iter().find_map(|r| match r {
+        Request::NetworkCreate(spec) => Some(spec),
+        _ => None,
+    }) else {
         panic!("{seen:?}")
     };
     assert_eq!(
@@ -260,7 +291,7 @@ async fn refusals_come_back_as_err_with_the_daemons_message() {
         .call("IpamDriver.RequestAddress", br#"{"PoolID":"gone"}"#)
         .await
         .expect_err("no pool");
-    assert!(e.0.contains("create it again"), "{e}");
+    assert!(e.0.contains("--ipam-driver vswitch"), "{e}");
 }
 
 #[tokio::test]
@@ -313,4 +344,27 @@ async fn two_networks_with_one_subnet_get_their_own_pools() {
             .expect("addr");
         assert_eq!(got["Address"], "10.10.0.1/24");
     }
+}
+
+#[tokio::test]
+async fn a_restarted_plugin_serves_known_pools_and_skips_held_addresses() {
+    // A pool this plugin never saw created (the daemon restarted): its ID says what it is, and
+    // the daemon's records say which addresses are taken (the gateway, a container's).
+    let plugin = Plugin::new(Arc::new(Recorder {
+        listed: true,
+        ..Default::default()
+    }));
+    let req = json!({"PoolID": "vswitch:10.10.0.0/24:10.10.0.0/24:1", "Address": ""}).to_string();
+    let got = plugin
+        .call("IpamDriver.RequestAddress", req.as_bytes())
+        .await
+        .expect("addr");
+    assert_eq!(got["Address"], "10.10.0.3/24");
+    // Asked for, it is the other network's (same subnet) to refuse: attach checks it.
+    let req = json!({"PoolID": "vswitch:10.10.0.0/24:10.10.0.0/24:1", "Address": "10.10.0.2"});
+    let got = plugin
+        .call("IpamDriver.RequestAddress", req.to_string().as_bytes())
+        .await
+        .expect("asked");
+    assert_eq!(got["Address"], "10.10.0.2/24");
 }

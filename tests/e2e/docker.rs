@@ -99,23 +99,23 @@ impl Dockerd {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
-    /// Runs a container on `network` and names its namespace `<prefix><tag>` for the helpers.
-    fn run(&mut self, lab: &Lab, tag: &str, network: &str, ip: &str) -> String {
-        self.ok(&[
-            "run",
-            "-d",
-            "--name",
-            tag,
-            "--network",
-            network,
-            "--ip",
-            ip,
-            IMAGE,
-            "sleep",
-            "600",
-        ]);
+    /// Runs a container on `network` (at `ip`, or where the IPAM puts it) and names its
+    /// namespace `<prefix><tag>` for the helpers.
+    fn run(&mut self, lab: &Lab, tag: &str, network: &str, ip: Option<&str>) -> String {
+        let mut args = vec!["run", "-d", "--name", tag, "--network", network];
+        if let Some(ip) = ip {
+            args.extend(["--ip", ip]);
+        }
+        args.extend([IMAGE, "sleep", "600"]);
+        self.ok(&args);
+        self.named(lab, tag)
+    }
+
+    /// Names a running container's namespace `<prefix><tag>`.
+    fn named(&mut self, lab: &Lab, tag: &str) -> String {
         let pid = self.ok(&["inspect", "-f", "{{.State.Pid}}", tag]);
         let name = format!("{}{tag}", lab.prefix);
+        let _ = sh(&["ip", "netns", "delete", &name]);
         sh_ok(&["ip", "netns", "attach", &name, &pid]);
         self.netns.push(Netns { name: name.clone() });
         name
@@ -218,10 +218,10 @@ fn docker_containers_on_two_hosts() {
     let [da, db] = &mut dockerds[..] else {
         unreachable!()
     };
-    let a_blue = da.run(&lab, "ablue", "blue", "10.10.0.2");
-    let b_blue = db.run(&lab, "bblue", "blue", "10.10.0.3");
-    let a_red = da.run(&lab, "ared", "red", "10.10.0.2");
-    let b_red = db.run(&lab, "bred", "red", "10.10.0.3");
+    let a_blue = da.run(&lab, "ablue", "blue", Some("10.10.0.2"));
+    let b_blue = db.run(&lab, "bblue", "blue", Some("10.10.0.3"));
+    let a_red = da.run(&lab, "ared", "red", Some("10.10.0.2"));
+    let b_red = db.run(&lab, "bred", "red", Some("10.10.0.3"));
 
     // Docker configured what the plugin handed it: the address, the gateway, the MTU.
     assert_eq!(addrs4(&a_blue, "eth0"), vec!["10.10.0.2/24".to_string()]);
@@ -292,12 +292,7 @@ fn docker_containers_on_two_hosts() {
     };
     assert_eq!(ports(&lab.hosts[0]), Some(1), "only ared's port is left");
     da.ok(&["start", "ablue"]);
-    let pid = da.ok(&["inspect", "-f", "{{.State.Pid}}", "ablue"]);
-    let again = format!("{}again", lab.prefix);
-    sh_ok(&["ip", "netns", "attach", &again, &pid]);
-    da.netns.push(Netns {
-        name: again.clone(),
-    });
+    let again = da.named(&lab, "ablue");
     lab.assert_ping(&again, "10.10.0.3");
 
     // With the containers gone, the networks go from vswitch too.
@@ -308,4 +303,40 @@ fn docker_containers_on_two_hosts() {
     for h in &lab.hosts {
         assert_eq!(h.json(&["network", "ls"]), serde_json::json!([]));
     }
+}
+
+#[test]
+fn docker_containers_stay_connected_across_a_vswitch_restart() {
+    let (mut lab, mut dockerds) = docker_lab();
+    // File-store mode: each host hands out addresses from its own range.
+    for (d, range) in dockerds.iter().zip(["10.10.0.0/25", "10.10.0.128/25"]) {
+        create(d, "blue", 100, &["--ip-range", range]);
+    }
+    let a1 = dockerds[0].run(&lab, "a1", "blue", None);
+    let b1 = dockerds[1].run(&lab, "b1", "blue", None);
+    assert_eq!(addrs4(&a1, "eth0"), vec!["10.10.0.2/24".to_string()]);
+    assert_eq!(addrs4(&b1, "eth0"), vec!["10.10.0.129/24".to_string()]);
+    lab.assert_ping(&a1, "10.10.0.129");
+
+    // Docker moved and renamed the TAP; the restarted daemon finds it there and serves it.
+    lab.hosts[0].stop();
+    lab.hosts[0].respawn();
+    let stats = lab.hosts[0].json(&["stats"]);
+    assert_eq!(stats["restore"]["readopted"].as_u64(), Some(1), "{stats}");
+    assert_eq!(stats["restore"]["dropped"].as_u64(), Some(0), "{stats}");
+    lab.assert_ping(&a1, "10.10.0.129");
+    lab.assert_ping(&b1, "10.10.0.2");
+
+    // The restarted plugin serves the network Docker created before: a new container gets an
+    // address no port holds, and leaving works for the port taken back.
+    let a2 = dockerds[0].run(&lab, "a2", "blue", None);
+    let ip = addrs4(&a2, "eth0");
+    assert_eq!(
+        ip,
+        vec!["10.10.0.3/24".to_string()],
+        "the gateway and 10.10.0.2 are held"
+    );
+    dockerds[0].ok(&["rm", "-f", "a1", "a2"]);
+    let ports = lab.hosts[0].json(&["network", "ls"]);
+    assert_eq!(ports[0]["ports"].as_u64(), Some(0), "{ports}");
 }
