@@ -371,8 +371,11 @@ impl PluginSocket {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
+        let listener = UnixListener::bind(path)?;
+        // Whoever can connect can attach ports: root's (dockerd's) alone.
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         Ok(PluginSocket {
-            listener: UnixListener::bind(path)?,
+            listener,
             path: path.to_owned(),
         })
     }

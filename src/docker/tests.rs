@@ -112,6 +112,9 @@ async fn a_container_lifecycle_over_the_socket() {
     let daemon = Arc::new(Recorder::default());
     let task = tokio::spawn(socket.serve(daemon.clone()));
 
+    let mode = std::fs::metadata(&path).expect("socket").permissions();
+    let mode = std::os::unix::fs::PermissionsExt::mode(&mode);
+    assert_eq!(mode & 0o777, 0o600, "the plugin socket is root's");
     let (s, v) = post(&path, "Plugin.Activate", json!({})).await;
     assert_eq!(
         (s, v),
