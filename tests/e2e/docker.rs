@@ -295,11 +295,37 @@ fn docker_containers_on_two_hosts() {
     let again = da.named(&lab, "ablue");
     lab.assert_ping(&again, "10.10.0.3");
 
+    // Connect and disconnect: a second interface comes and goes, and its port with it.
+    da.ok(&[
+        "network",
+        "create",
+        "-d",
+        "vswitch",
+        "--ipam-driver",
+        "vswitch",
+        "--subnet",
+        "10.40.0.0/24",
+        "-o",
+        "vni=400",
+        "green",
+    ]);
+    da.ok(&["network", "connect", "green", "ablue"]);
+    assert_eq!(addrs4(&again, "eth1"), vec!["10.40.0.2/24".to_string()]);
+    assert_eq!(ports(&lab.hosts[0]), Some(3));
+    da.ok(&["network", "disconnect", "green", "ablue"]);
+    assert!(
+        !links(&again).contains(&"eth1".to_string()),
+        "{:?}",
+        links(&again)
+    );
+    assert_eq!(ports(&lab.hosts[0]), Some(2));
+
     // With the containers gone, the networks go from vswitch too.
     for (d, gone) in [(&*da, ["ablue", "ared"]), (&*db, ["bblue", "bred"])] {
         d.ok(&["rm", "-f", gone[0], gone[1]]);
         d.ok(&["network", "rm", "blue", "red"]);
     }
+    da.ok(&["network", "rm", "green"]);
     for h in &lab.hosts {
         assert_eq!(h.json(&["network", "ls"]), serde_json::json!([]));
     }
