@@ -289,6 +289,7 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
     let socket = ControlSocket::bind(&config.socket)?;
     tracing::info!("control socket {}", socket.path().display());
     let plugin = crate::docker::spawn(config.docker_plugin.as_deref(), &daemon)?;
+    let follower = restore::follow(&daemon);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = socket.serve(daemon.clone()) => {}
@@ -297,7 +298,12 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
     }
     ticker.abort();
     let _ = ticker.await;
-    for task in watcher.into_iter().chain(reaper).chain(plugin) {
+    for task in [follower]
+        .into_iter()
+        .chain(watcher)
+        .chain(reaper)
+        .chain(plugin)
+    {
         task.abort();
         let _ = task.await;
     }

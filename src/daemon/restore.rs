@@ -7,6 +7,8 @@
 
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::errors::RequestError;
 use super::rules;
@@ -36,6 +38,26 @@ fn recorded_ns(e: &PortEntry) -> Option<NetnsRef> {
         .filter_map(|p| NetnsRef::resolve(&format!("{}/ns/net", p.path().display())).ok())
         .find(|ns| ns.id().ok() == Some(want))
 }
+
+/// Records where moved ports are, every [`FOLLOW`], so that even a daemon killed with
+/// `kill -9` is followed by one that finds them.
+pub(super) fn follow<S: StateStore>(daemon: &Arc<Daemon<S>>) -> tokio::task::JoinHandle<()> {
+    let d = daemon.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(FOLLOW).await;
+            let mut inner = d.inner.lock().await;
+            if follow_moved_ports(&mut inner) {
+                if let Err(e) = d.save_ports(&inner).await {
+                    tracing::warn!("cannot record where the moved ports are: {e}");
+                }
+            }
+        }
+    })
+}
+
+/// How often [`follow`] looks.
+const FOLLOW: Duration = Duration::from_secs(1);
 
 /// Where each port's TAP is now, and under which name. A hand-off port (Docker's) was moved
 /// and renamed by its caller after attach; the record follows it, so the next daemon takes it

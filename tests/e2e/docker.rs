@@ -344,8 +344,24 @@ fn docker_containers_stay_connected_across_a_vswitch_restart() {
     assert_eq!(addrs4(&b1, "eth0"), vec!["10.10.0.129/24".to_string()]);
     lab.assert_ping(&a1, "10.10.0.129");
 
-    // Docker moved and renamed the TAP; the restarted daemon finds it there and serves it.
-    lab.hosts[0].stop();
+    // Docker moved and renamed the TAP; the daemon records where it went (inspect shows the
+    // container's name for it), and a daemon killed with kill -9 is followed by one that finds
+    // it there and serves it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let ifname = || {
+        let nets = lab.hosts[0].json(&["network", "ls"]);
+        let name = nets[0]["name"].as_str().unwrap_or_default().to_owned();
+        lab.hosts[0].json(&["network", "inspect", &name])["ports"][0]["ifname"].clone()
+    };
+    while ifname() != "eth0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never recorded: {}",
+            ifname()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    lab.hosts[0].kill();
     lab.hosts[0].respawn();
     let stats = lab.hosts[0].json(&["stats"]);
     assert_eq!(stats["restore"]["readopted"].as_u64(), Some(1), "{stats}");
