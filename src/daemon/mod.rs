@@ -288,7 +288,7 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
     // The socket appears only now, when every request can be served.
     let socket = ControlSocket::bind(&config.socket)?;
     tracing::info!("control socket {}", socket.path().display());
-    let plugin = crate::docker::spawn(config.docker_plugin.as_deref(), &daemon)?;
+    let plugin = crate::docker::spawn(config.docker_plugin.as_deref(), &config.state_dir, &daemon)?;
     let follower = restore::follow(&daemon);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -298,12 +298,8 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
     }
     ticker.abort();
     let _ = ticker.await;
-    for task in [follower]
-        .into_iter()
-        .chain(watcher)
-        .chain(reaper)
-        .chain(plugin)
-    {
+    let tasks = [Some(follower), watcher, reaper, plugin];
+    for task in tasks.into_iter().flatten() {
         task.abort();
         let _ = task.await;
     }

@@ -55,6 +55,8 @@ struct Pool {
 
 #[derive(Debug, Default)]
 struct State {
+    /// Docker network ID → vswitch network, where `-o name=` chose it (kept in `names_file`).
+    names: BTreeMap<String, String>,
     endpoints: BTreeMap<String, Endpoint>,
     pools: BTreeMap<String, Pool>,
     next_pool: u64,
@@ -65,14 +67,76 @@ struct State {
 pub struct Plugin<H> {
     handler: Arc<H>,
     state: Mutex<State>,
+    names_file: Option<PathBuf>,
 }
 
 impl<H: Handler> Plugin<H> {
-    pub fn new(handler: Arc<H>) -> Self {
+    /// A plugin that keeps the networks' names (`-o name=`) in `names_file`, if given.
+    pub fn new(handler: Arc<H>, names_file: Option<PathBuf>) -> Self {
+        let names = names_file
+            .as_deref()
+            .and_then(|f| std::fs::read(f).ok())
+            .and_then(|text| serde_json::from_slice(&text).ok())
+            .unwrap_or_default();
         Plugin {
             handler,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                names,
+                ..State::default()
+            }),
+            names_file,
         }
+    }
+
+    /// The vswitch network of Docker network `id`.
+    async fn network_of(&self, id: &str) -> String {
+        let named = self.state.lock().await.names.get(id).cloned();
+        named.unwrap_or_else(|| protocol::network_name(id))
+    }
+
+    /// Records (or, with `None`, forgets) the name `-o name=` gave Docker network `id`.
+    async fn name(&self, id: &str, name: Option<String>) -> Result<(), PluginError> {
+        let mut s = self.state.lock().await;
+        match name {
+            Some(n) => s.names.insert(id.to_owned(), n),
+            None => s.names.remove(id),
+        };
+        let Some(file) = &self.names_file else {
+            return Ok(());
+        };
+        let text = serde_json::to_vec(&s.names).unwrap_or_default();
+        let tmp = file.with_extension("tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, file))
+            .map_err(|e| {
+                PluginError::new(format!(
+                    "vswitch cannot record the network's name in {}: {e}",
+                    file.display()
+                ))
+            })
+    }
+
+    /// `CreateNetwork`. With `-o name=` the network may exist already (created by another
+    /// host's Docker, in cluster mode): the same VNI, subnet and encryption join it.
+    async fn create_network(&self, create: protocol::CreateNetwork) -> Result<Value, PluginError> {
+        let spec = protocol::network_spec(&create)?;
+        let named = spec.name != protocol::network_name(&create.network_id);
+        if let Err(e) = self.daemon(Request::NetworkCreate(spec.clone())).await {
+            let name = spec.name.clone();
+            let same = match self.handler.handle(Request::NetworkInspect { name }).await {
+                Ok(Response::NetworkDetail(d)) => {
+                    (d.vni, d.subnet, d.encrypted) == (spec.vni, spec.subnet, spec.encrypted)
+                }
+                _ => false,
+            };
+            if !(named && same) {
+                return Err(e);
+            }
+        }
+        if named {
+            self.name(&create.network_id, Some(spec.name)).await?;
+        }
+        Ok(json!({}))
     }
 
     async fn daemon(&self, request: Request) -> Result<Response, PluginError> {
@@ -91,20 +155,30 @@ impl<H: Handler> Plugin<H> {
             "NetworkDriver.GetCapabilities" => {
                 Ok(json!({ "Scope": "local", "ConnectivityScope": "global" }))
             }
-            "NetworkDriver.CreateNetwork" => {
-                let spec = protocol::network_spec(&decode(body)?)?;
-                self.daemon(Request::NetworkCreate(spec)).await?;
-                Ok(json!({}))
-            }
+            "NetworkDriver.CreateNetwork" => self.create_network(decode(body)?).await,
             "NetworkDriver.DeleteNetwork" => {
                 let r: protocol::NetworkRef = decode(body)?;
-                let name = protocol::network_name(&r.network_id);
-                self.daemon(Request::NetworkRemove { name }).await?;
+                let name = self.network_of(&r.network_id).await;
+                let removed = self
+                    .daemon(Request::NetworkRemove { name: name.clone() })
+                    .await;
+                // Another host's Docker removed the shared network first (cluster mode).
+                if let Err(e) = removed {
+                    if self
+                        .handler
+                        .handle(Request::NetworkInspect { name })
+                        .await
+                        .is_ok()
+                    {
+                        return Err(e);
+                    }
+                }
+                self.name(&r.network_id, None).await?;
                 Ok(json!({}))
             }
             "NetworkDriver.CreateEndpoint" => {
                 let r: protocol::EndpointRef = decode(body)?;
-                let ep = protocol::endpoint(&r)?;
+                let ep = protocol::endpoint(&r, self.network_of(&r.network_id).await)?;
                 self.daemon(Request::NetworkInspect {
                     name: ep.network.clone(),
                 })
@@ -123,7 +197,7 @@ impl<H: Handler> Plugin<H> {
                 let r: protocol::EndpointRef = decode(body)?;
                 self.daemon(Request::Detach {
                     netns: protocol::endpoint_label(&r.endpoint_id),
-                    network: Some(protocol::network_name(&r.network_id)),
+                    network: Some(self.network_of(&r.network_id).await),
                 })
                 .await?;
                 Ok(json!({}))
@@ -385,8 +459,8 @@ impl PluginSocket {
     }
 
     /// Serves Docker's calls until the task is dropped, one connection per task.
-    pub async fn serve<H: Handler>(self, handler: Arc<H>) {
-        let plugin = Arc::new(Plugin::new(handler));
+    pub async fn serve<H: Handler>(self, handler: Arc<H>, names_file: Option<PathBuf>) {
+        let plugin = Arc::new(Plugin::new(handler, names_file));
         loop {
             let stream = match self.listener.accept().await {
                 Ok((stream, _)) => stream,
@@ -413,16 +487,22 @@ impl PluginSocket {
     }
 }
 
-/// `--docker-plugin`: serves Docker on `path` (if given) until the task is aborted.
+/// `--docker-plugin`: serves Docker on `path` (if given) until the task is aborted, keeping
+/// the networks' names in `state_dir`.
 pub fn spawn<H: Handler>(
     path: Option<&Path>,
+    state_dir: &Path,
     handler: &Arc<H>,
 ) -> std::io::Result<Option<tokio::task::JoinHandle<()>>> {
     let Some(path) = path else { return Ok(None) };
     let socket = PluginSocket::bind(path)?;
     tracing::info!("docker plugin socket {}", socket.path().display());
-    Ok(Some(tokio::spawn(socket.serve(handler.clone()))))
+    let names = Some(state_dir.join(NAMES_FILE));
+    Ok(Some(tokio::spawn(socket.serve(handler.clone(), names))))
 }
+
+/// Where the plugin keeps Docker network IDs' vswitch names, in the state dir.
+pub const NAMES_FILE: &str = "docker-networks.json";
 
 impl Drop for PluginSocket {
     fn drop(&mut self) {

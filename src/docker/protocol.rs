@@ -174,7 +174,9 @@ fn option(create: &CreateNetwork, key: &str) -> Option<String> {
 }
 
 /// `NetworkDriver.CreateNetwork` as a vswitch network: `-o vni=N` (required), `-o mtu=N`,
-/// `-o encrypted=KEY_FILE`; the subnet and gateway come from the IPAM data.
+/// `-o encrypted=KEY_FILE`, `-o name=NAME` (default `docker-` and Docker's ID; in cluster mode
+/// the same name on every host makes them one network); the subnet and gateway come from the
+/// IPAM data.
 pub fn network_spec(create: &CreateNetwork) -> Result<NetworkSpec, PluginError> {
     if !create.ipv6_data.is_empty() {
         return Err(PluginError::new(
@@ -223,7 +225,7 @@ pub fn network_spec(create: &CreateNetwork) -> Result<NetworkSpec, PluginError> 
         ));
     }
     Ok(NetworkSpec {
-        name: network_name(&create.network_id),
+        name: option(create, "name").unwrap_or_else(|| network_name(&create.network_id)),
         vni,
         subnet,
         gateway,
@@ -250,8 +252,8 @@ pub struct Endpoint {
     pub mac: Option<Mac>,
 }
 
-/// `CreateEndpoint`: the endpoint as `Join` will attach it.
-pub fn endpoint(req: &EndpointRef) -> Result<Endpoint, PluginError> {
+/// `CreateEndpoint` on vswitch network `network`: the endpoint as `Join` will attach it.
+pub fn endpoint(req: &EndpointRef, network: String) -> Result<Endpoint, PluginError> {
     let iface = req.interface.clone().unwrap_or_default();
     if !iface.address_ipv6.is_empty() {
         return Err(PluginError::new(
@@ -270,11 +272,7 @@ pub fn endpoint(req: &EndpointRef) -> Result<Endpoint, PluginError> {
             ))
         })?),
     };
-    Ok(Endpoint {
-        network: network_name(&req.network_id),
-        ip,
-        mac,
-    })
+    Ok(Endpoint { network, ip, mac })
 }
 
 /// `Join`: a port whose TAP stays in the daemon's namespace for Docker to move.

@@ -110,7 +110,7 @@ async fn a_container_lifecycle_over_the_socket() {
     let path = temp_socket("life");
     let socket = PluginSocket::bind(&path).expect("bind");
     let daemon = Arc::new(Recorder::default());
-    let task = tokio::spawn(socket.serve(daemon.clone()));
+    let task = tokio::spawn(socket.serve(daemon.clone(), None));
 
     let mode = std::fs::metadata(&path).expect("socket").permissions();
     let mode = std::os::unix::fs::PermissionsExt::mode(&mode);
@@ -258,7 +258,7 @@ async fn refusals_come_back_as_err_with_the_daemons_message() {
         refuse: Some("network_remove"),
         ..Default::default()
     });
-    let plugin = Plugin::new(daemon);
+    let plugin = Plugin::new(daemon, None);
     let e = plugin
         .call("NetworkDriver.DeleteNetwork", br#"{"NetworkID":"abc"}"#)
         .await
@@ -299,7 +299,7 @@ async fn refusals_come_back_as_err_with_the_daemons_message() {
 
 #[tokio::test]
 async fn ip_range_limits_containers_not_the_gateway() {
-    let plugin = Plugin::new(Arc::new(Recorder::default()));
+    let plugin = Plugin::new(Arc::new(Recorder::default()), None);
     let body = br#"{"Pool":"10.10.0.0/24","SubPool":"10.10.0.128/25"}"#;
     let pool = plugin
         .call("IpamDriver.RequestPool", body)
@@ -328,7 +328,7 @@ async fn ip_range_limits_containers_not_the_gateway() {
 
 #[tokio::test]
 async fn two_networks_with_one_subnet_get_their_own_pools() {
-    let plugin = Plugin::new(Arc::new(Recorder::default()));
+    let plugin = Plugin::new(Arc::new(Recorder::default()), None);
     let body = br#"{"AddressSpace":"vswitch","Pool":"10.10.0.0/24","V6":false}"#;
     let a = plugin
         .call("IpamDriver.RequestPool", body)
@@ -353,10 +353,13 @@ async fn two_networks_with_one_subnet_get_their_own_pools() {
 async fn a_restarted_plugin_serves_known_pools_and_skips_held_addresses() {
     // A pool this plugin never saw created (the daemon restarted): its ID says what it is, and
     // the daemon's records say which addresses are taken (the gateway, a container's).
-    let plugin = Plugin::new(Arc::new(Recorder {
-        listed: true,
-        ..Default::default()
-    }));
+    let plugin = Plugin::new(
+        Arc::new(Recorder {
+            listed: true,
+            ..Default::default()
+        }),
+        None,
+    );
     let req = json!({"PoolID": "vswitch:10.10.0.0/24:10.10.0.0/24:1", "Address": ""}).to_string();
     let got = plugin
         .call("IpamDriver.RequestAddress", req.as_bytes())
@@ -370,4 +373,56 @@ async fn a_restarted_plugin_serves_known_pools_and_skips_held_addresses() {
         .await
         .expect("asked");
     assert_eq!(got["Address"], "10.10.0.2/24");
+}
+
+#[tokio::test]
+async fn a_named_network_joins_the_same_one_made_elsewhere_and_its_name_is_kept() {
+    // The daemon refuses the create (another host made the network, cluster mode); inspect
+    // shows VNI 100 on 10.10.0.0/24, unencrypted.
+    let daemon = Arc::new(Recorder {
+        refuse: Some("network_create"),
+        ..Default::default()
+    });
+    let dir = temp_socket("names");
+    std::fs::create_dir_all(dir.parent().expect("dir")).expect("mkdir");
+    let file = dir.with_file_name(NAMES_FILE);
+    let plugin = Plugin::new(daemon.clone(), Some(file.clone()));
+    let create = |vni: &str| {
+        json!({"NetworkID": "d0cker1d", "Options": {protocol::GENERIC: {"vni": vni, "name": "blue"}},
+               "IPv4Data": [{"Pool": "10.10.0.0/24", "Gateway": "10.10.0.1/24"}]})
+        .to_string()
+    };
+    let e = plugin
+        .call("NetworkDriver.CreateNetwork", create("200").as_bytes())
+        .await
+        .expect_err("another VNI is not the same network");
+    assert!(e.0.contains("detach it first"), "the daemon's refusal: {e}");
+    plugin
+        .call("NetworkDriver.CreateNetwork", create("100").as_bytes())
+        .await
+        .expect("the same network: joined");
+    // A restarted plugin still knows Docker's network by its vswitch name.
+    let again = Plugin::new(daemon.clone(), Some(file.clone()));
+    let ep =
+        br#"{"NetworkID":"d0cker1d","EndpointID":"e1","Interface":{"Address":"10.10.0.5/24"}}"#;
+    again
+        .call("NetworkDriver.CreateEndpoint", ep)
+        .await
+        .expect("endpoint");
+    let inspected = daemon.seen.lock().expect("lock").last().cloned();
+    assert_eq!(
+        inspected,
+        Some(Request::NetworkInspect {
+            name: "blue".into()
+        })
+    );
+    again
+        .call(
+            "NetworkDriver.DeleteNetwork",
+            br#"{"NetworkID":"d0cker1d"}"#,
+        )
+        .await
+        .expect("removed");
+    let kept = std::fs::read_to_string(&file).expect("names file");
+    assert_eq!(kept, "{}", "a removed network's name is forgotten");
 }

@@ -156,12 +156,18 @@ fn rootfs(lab: &Lab) -> PathBuf {
 
 /// Two hosts, each with a vswitch daemon serving the plugin and a dockerd using it.
 fn docker_lab() -> (Lab, Vec<Dockerd>) {
-    let mut lab = Lab::new(2);
+    start_docker_lab(Lab::new(2), |lab, i| lab.mesh_args(i))
+}
+
+fn start_docker_lab(
+    mut lab: Lab,
+    args: impl Fn(&Lab, usize) -> Vec<String>,
+) -> (Lab, Vec<Dockerd>) {
     let root = rootfs(&lab);
     let mut dockerds = Vec::new();
     for i in 0..2 {
         let plugins = lab.hosts[i].dir.join("plugins");
-        let mut args = lab.mesh_args(i);
+        let mut args = args(&lab, i);
         args.push("--docker-plugin".into());
         args.push(plugins.join("vswitch.sock").display().to_string());
         lab.hosts[i].start(&args);
@@ -381,4 +387,59 @@ fn docker_containers_stay_connected_across_a_vswitch_restart() {
     dockerds[0].ok(&["rm", "-f", "a1", "a2"]);
     let ports = lab.hosts[0].json(&["network", "ls"]);
     assert_eq!(ports[0]["ports"].as_u64(), Some(0), "{ports}");
+}
+
+#[test]
+fn docker_networks_in_cluster_mode() {
+    use crate::cluster::{Etcd, ETCD_IP, STORE};
+    let lab = Lab::new(2);
+    let etcd_ns = lab.underlay_node("etcd", ETCD_IP);
+    let _etcd = Etcd::start(&etcd_ns, &lab.dir.join("etcd"), None);
+    let (lab, mut dockerds) = start_docker_lab(lab, |lab, i| {
+        let h = &lab.hosts[i];
+        ["--listen", &h.ip, "--store", STORE, "--name", &h.label]
+            .map(String::from)
+            .to_vec()
+    });
+    // The same name on both hosts: one vswitch network, whichever Docker made it first.
+    for d in &dockerds {
+        create(d, "blue", 100, &["-o", "name=blue"]);
+    }
+    let a1 = dockerds[0].run(&lab, "a1", "blue", None);
+    assert_eq!(addrs4(&a1, "eth0"), vec!["10.10.0.2/24".to_string()]);
+    // Host B's IPAM sees host A's endpoint (from etcd) and skips its address.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lab.hosts[1].json(&["network", "inspect", "blue"])["endpoints"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "host B never saw host A's endpoint"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let b1 = dockerds[1].run(&lab, "b1", "blue", None);
+    assert_eq!(addrs4(&b1, "eth0"), vec!["10.10.0.3/24".to_string()]);
+    lab.assert_ping(&a1, "10.10.0.3");
+
+    // With a1 gone, Docker on A has no container on blue, so it asks the driver to delete
+    // it. Docker forgets its network whatever a driver answers (it only logs the answer);
+    // vswitch refuses, as B's container is on the network, and B's container stays connected.
+    dockerds[0].ok(&["rm", "-f", "a1"]);
+    dockerds[0].ok(&["network", "rm", "blue"]);
+    let log = lab.hosts[0].log_text();
+    assert!(
+        log.contains("DeleteNetwork: refused: vswitch: network 'blue'"),
+        "{log}"
+    );
+    assert_eq!(
+        lab.hosts[1].json(&["network", "inspect", "blue"])["name"],
+        "blue"
+    );
+    let b2 = dockerds[1].run(&lab, "b2", "blue", None);
+    lab.assert_ping(&b2, "10.10.0.3");
+    dockerds[1].ok(&["rm", "-f", "b1", "b2"]);
+    dockerds[1].ok(&["network", "rm", "blue"]);
+    assert_eq!(lab.hosts[1].json(&["network", "ls"]), serde_json::json!([]));
 }

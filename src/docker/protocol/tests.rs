@@ -77,7 +77,7 @@ fn endpoint_takes_dockers_address_and_mac() {
         "Options": {}
     }))
     .expect("Docker's CreateEndpoint");
-    let ep = endpoint(&r).expect("valid");
+    let ep = endpoint(&r, network_name(&r.network_id)).expect("valid");
     assert_eq!(ep.network, "docker-3f1c0a5e9b7d");
     assert_eq!(ep.ip, Some(Ipv4Addr::new(10, 10, 0, 2)));
     assert_eq!(ep.mac, None);
@@ -100,12 +100,18 @@ fn endpoint_refuses_ipv6_and_bad_mac() {
         }),
         sandbox_key: String::new(),
     };
-    assert!(endpoint(&r).expect_err("v6").0.contains("without --ip6"));
+    assert!(endpoint(&r, "n".into())
+        .expect_err("v6")
+        .0
+        .contains("without --ip6"));
     r.interface = Some(EndpointInterface {
         mac_address: "zz".into(),
         ..Default::default()
     });
-    assert!(endpoint(&r).expect_err("mac").0.contains("--mac-address"));
+    assert!(endpoint(&r, "n".into())
+        .expect_err("mac")
+        .0
+        .contains("--mac-address"));
 }
 
 #[test]
@@ -134,5 +140,5 @@ fn go_nulls_read_as_empty() {
         r#"{"NetworkID":"n","EndpointID":"e","Interface":null,"Options":null}"#,
     )
     .expect("CreateEndpoint with null Interface");
-    assert_eq!(endpoint(&ep).expect("ok").ip, None);
+    assert_eq!(endpoint(&ep, "n".into()).expect("ok").ip, None);
 }
