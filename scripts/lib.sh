@@ -96,9 +96,10 @@ ensure_pkgs() {
         die "apt-get install failed for: ${missing[*]}"
 }
 
-# ensure_quiet_pkgs SPEC... — ensure_pkgs for packages that ship a service (etcd-server,
-# prometheus): the service must not start (it would listen on the machine's network), so a
-# policy-rc.d forbids it while installing. Tests run what they need themselves, in a namespace.
+# ensure_quiet_pkgs SPEC... — ensure_pkgs for packages that ship a service, which must not
+# start: a policy-rc.d forbids it while installing (etcd or prometheus would listen on the
+# machine's network, dockerd would make a bridge and firewall rules in the root namespace).
+# Tests run what they need themselves, in a namespace.
 ensure_quiet_pkgs() {
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
         printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
@@ -110,8 +111,10 @@ ensure_quiet_pkgs() {
     fi
 }
 
-# ensure_etcd — Debian's etcd-server, without its own service.
+# ensure_etcd — Debian's etcd-server, without its own service. Tests and demos run etcd
+# themselves, in a namespace, on an address they assigned.
 ensure_etcd() {
+    command -v etcd >/dev/null 2>&1 && return 0
     ensure_quiet_pkgs etcd-server:etcd
 }
 

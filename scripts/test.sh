@@ -16,7 +16,7 @@ source scripts/lib.sh
 
 need_root "$@"
 ensure_pkgs iproute2 iperf3 tshark tcpdump iputils-ping:ping python3:python3 util-linux:unshare \
-    protobuf-compiler:protoc openssl:openssl etcd-client:etcdctl
+    protobuf-compiler:protoc openssl:openssl etcd-client:etcdctl busybox-static:busybox
 # The etcd-client crate's build needs protoc. The cluster tests run the real etcd (Debian's
 # etcd-server; etcdctl, from the etcd-client package, looks into it), each its own process on a
 # test namespace's address (see ensure_etcd).
@@ -27,6 +27,8 @@ ensure_quiet_pkgs prometheus:promtool
 # The CNI end-to-end test runs podman (CNI backend) with an image imported from the static
 # busybox; its services are kept from starting too.
 ensure_quiet_pkgs podman:podman containernetworking-plugins busybox-static tar:tar
+# The Docker tests run dockerd themselves, one per test host (tests/e2e/docker.rs).
+ensure_quiet_pkgs docker.io:dockerd
 
 echo "== format and lints"
 cargo fmt --all -- --check

@@ -11,6 +11,7 @@ pub mod control;
 pub mod core;
 pub mod daemon;
 pub mod dataplane;
+pub mod docker;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -67,6 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 name: a.name,
                 cluster,
                 metrics: a.metrics,
+                docker_plugin: a.docker_plugin,
             })?);
         }
         Command::Key(KeyCommand::Generate { out }) => return key_generate(out.as_deref()),
@@ -127,6 +128,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             aliases,
             no_dns,
             container_id: None,
+            handoff: false,
         }),
         Command::Detach { netns, network, .. } => Request::Detach { netns, network },
         Command::Peer { command, .. } => match command {

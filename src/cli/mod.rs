@@ -168,6 +168,11 @@ pub struct DaemonArgs {
     /// Serve Prometheus metrics on http://ADDR:PORT/metrics (default: no metrics server).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
+    /// Serve Docker's network and IPAM driver protocol (`docker network create -d vswitch`) on
+    /// this socket; without a path, where dockerd looks: /run/docker/plugins/vswitch.sock.
+    #[arg(long, value_name = "SOCKET", num_args = 0..=1,
+          default_missing_value = crate::docker::DEFAULT_SOCKET)]
+    pub docker_plugin: Option<PathBuf>,
     /// Instead of running: remove every port a stopped daemon left (their interfaces
     /// disappear from the containers) and forget them, for a clean uninstall.
     #[arg(long, conflicts_with_all = ["listen", "port", "peers", "underlay_mtu", "storm_limit", "store", "name", "metrics"])]

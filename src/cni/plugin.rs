@@ -197,6 +197,7 @@ fn add(daemon: &Daemon, inv: &Invocation, conf: &NetConf) -> Result<Value, CniEr
         aliases: Vec::new(),
         no_dns: true,
         container_id: Some(container.to_owned()),
+        handoff: false,
     }))?
     else {
         return Err(unexpected());

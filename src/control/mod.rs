@@ -100,6 +100,10 @@ pub struct AttachRequest {
     /// port so that CNI DEL and GC find it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
+    /// Leave the TAP in the daemon's own namespace, named `ifname`, for the caller to move
+    /// (Docker moves it into the sandbox itself); `netns` is then only the port's label.
+    #[serde(default)]
+    pub handoff: bool,
 }
 
 /// The daemon's answer on the wire: `{"ok": RESPONSE}` or `{"error": "…"}`.

@@ -31,7 +31,11 @@ impl<S: StateStore> Daemon<S> {
                     why: why.clone(),
                 });
             }
-            let ns = resolve_container(&req.netns).await?;
+            // A hand-off port is made in the daemon's own namespace (its label is no path).
+            let ns = match req.handoff {
+                true => NetnsRef::current().map_err(RequestError::Netns)?,
+                false => resolve_container(&req.netns).await?,
+            };
             let ifname = req.ifname.as_deref().unwrap_or("eth0");
             let facts = NetnsFacts {
                 id: ns_id(&ns)?,

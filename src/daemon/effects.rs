@@ -204,6 +204,14 @@ impl<S: StateStore> Daemon<S> {
                 self.dataplane.inject(id, &arp::announcement(mac, ip));
                 Undo::Nothing
             }
+            Effect::PrepareTap { id, mac, mtu } => {
+                let tap = inner
+                    .taps
+                    .get(&id)
+                    .ok_or_else(|| internal(&"no TAP to prepare"))?;
+                netns::prepare_tap(tap.name(), mac, mtu).await?;
+                Undo::Nothing
+            }
             Effect::MoveTap { id, config } => {
                 let tap = inner
                     .taps

@@ -68,6 +68,8 @@ pub struct DaemonConfig {
     pub cluster: Option<ClusterConfig>,
     /// Where to serve Prometheus metrics (`None`: nowhere).
     pub metrics: Option<SocketAddr>,
+    /// Serve Docker's driver protocol on this socket (`--docker-plugin`).
+    pub docker_plugin: Option<PathBuf>,
 }
 
 /// `--store etcd://…` and its options.
@@ -271,6 +273,8 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
     if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
         tracing::warn!("cannot tell systemd the daemon is ready: {e}");
     }
+    let plugin = crate::docker::spawn(config.docker_plugin.as_deref(), &config.state_dir, &daemon)?;
+    let follower = restore::follow(&daemon);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = socket.serve(daemon.clone()) => {}
@@ -279,19 +283,12 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
     }
     ticker.abort();
     let _ = ticker.await;
-    for task in watcher.into_iter().chain(reaper).chain(metrics) {
+    let tasks = [Some(follower), watcher, reaper, plugin, metrics];
+    for task in tasks.into_iter().flatten() {
         task.abort();
         let _ = task.await;
     }
-    // The ports stay: their TAPs are persistent, and the next daemon takes them back
-    // (`vswitch daemon --cleanup` removes them for good).
-    let inner = daemon.inner.lock().await;
-    if !inner.ports.is_empty() {
-        tracing::info!(
-            "{} ports stay in their containers until the daemon is back",
-            inner.ports.len()
-        );
-    }
+    daemon.leave_ports().await?;
     daemon.store.close().await;
     Ok(())
 }

@@ -7,6 +7,8 @@
 
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::errors::RequestError;
 use super::rules;
@@ -17,10 +19,72 @@ use crate::netns::NetnsRef;
 use crate::store::{AddressHolder, FileStore, PortEntry, StateStore};
 use crate::wire::Mac;
 
-/// The recorded namespace of `e`, if it still exists and is the one the port was attached in.
+/// The recorded namespace of `e`, if it still exists and is the one the port was attached in:
+/// by its name, or else by a process in it (a port Docker moved has a label, not a name).
 fn recorded_ns(e: &PortEntry) -> Option<NetnsRef> {
-    let ns = NetnsRef::resolve(&e.netns).ok()?;
-    (ns.id().ok()? == rules::entry_ns(e)).then_some(ns)
+    let want = rules::entry_ns(e);
+    let named = NetnsRef::resolve(&e.netns).ok();
+    if let Some(ns) = named.filter(|ns| ns.id().ok() == Some(want)) {
+        return Some(ns);
+    }
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter(|p| {
+            p.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter_map(|p| NetnsRef::resolve(&format!("{}/ns/net", p.path().display())).ok())
+        .find(|ns| ns.id().ok() == Some(want))
+}
+
+/// Records where moved ports are, every [`FOLLOW`], so that even a daemon killed with
+/// `kill -9` is followed by one that finds them.
+pub(super) fn follow<S: StateStore>(daemon: &Arc<Daemon<S>>) -> tokio::task::JoinHandle<()> {
+    let d = daemon.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(FOLLOW).await;
+            let mut inner = d.inner.lock().await;
+            if follow_moved_ports(&mut inner) {
+                if let Err(e) = d.save_ports(&inner).await {
+                    tracing::warn!("cannot record where the moved ports are: {e}");
+                }
+            }
+        }
+    })
+}
+
+/// How often [`follow`] looks.
+const FOLLOW: Duration = Duration::from_secs(1);
+
+/// Where each port's TAP is now, and under which name. A hand-off port (Docker's) was moved
+/// and renamed by its caller after attach; the record follows it, so the next daemon takes it
+/// back there.
+pub(super) fn follow_moved_ports(inner: &mut super::Inner) -> bool {
+    let mut moved = false;
+    for (id, rec) in inner.ports.iter_mut() {
+        let Some(tap) = inner.taps.get(id) else {
+            continue;
+        };
+        let ns = tap
+            .netns()
+            .and_then(|fd| std::fs::File::from(fd).metadata());
+        let (Ok(ns), Ok(name)) = (ns, tap.current_name()) else {
+            continue;
+        };
+        use std::os::unix::fs::MetadataExt;
+        let ns = crate::netns::NsId {
+            dev: ns.dev(),
+            ino: ns.ino(),
+        };
+        if (ns, &name) != (rec.ns, &rec.info.ifname) {
+            (rec.ns, rec.info.ifname) = (ns, name);
+            moved = true;
+        }
+    }
+    moved
 }
 
 /// Opens the persistent TAP `ifname` in `ns` again, if it is there and has the port's `mac`:
@@ -52,6 +116,24 @@ async fn delete_recorded_tap(ns: &NetnsRef, e: &PortEntry) -> io::Result<bool> {
 }
 
 impl<S: StateStore> Daemon<S> {
+    /// At shutdown. The ports stay: their TAPs are persistent, and the next daemon takes them
+    /// back (`vswitch daemon --cleanup` removes them for good).
+    pub(super) async fn leave_ports(&self) -> Result<(), DaemonError> {
+        let mut inner = self.inner.lock().await;
+        if follow_moved_ports(&mut inner) {
+            self.save_ports(&inner)
+                .await
+                .map_err(DaemonError::Restore)?;
+        }
+        if !inner.ports.is_empty() {
+            tracing::info!(
+                "{} ports stay in their containers until the daemon is back",
+                inner.ports.len()
+            );
+        }
+        Ok(())
+    }
+
     /// Takes back every recorded port whose namespace and network still exist; drops, logs and
     /// counts the others. Runs before the control socket appears, so a client that sees the
     /// socket sees the ports.

@@ -94,6 +94,12 @@ pub enum Effect {
         id: PortId,
         config: PortConfig,
     },
+    /// Set the TAP's MAC and MTU where it is, for the caller to move (a hand-off).
+    PrepareTap {
+        id: PortId,
+        mac: Mac,
+        mtu: u32,
+    },
     /// Add the port to the switch, locked to its MAC and addresses unless `security` is `None`.
     AddPort {
         id: PortId,

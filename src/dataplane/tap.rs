@@ -29,7 +29,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Read, Write};
 use std::ops::BitOr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use crate::netns::ifname::{check_ifname, IFNAME_MAX_LEN};
@@ -318,6 +318,20 @@ impl Tap {
             return Err(io::Error::last_os_error());
         }
         Ok(req.name())
+    }
+
+    /// The network namespace the device is in now (`TUNGETDEVNETNS`), as a new descriptor: a
+    /// caller that moved the port itself (Docker) told the daemon neither where nor when.
+    pub fn netns(&self) -> io::Result<OwnedFd> {
+        // _IO('T', 227) in <linux/if_tun.h>; not in the libc crate.
+        const TUNGETDEVNETNS: libc::c_ulong = 0x54e3;
+        // SAFETY: TUNGETDEVNETNS takes no argument and returns a new descriptor or -1.
+        let fd = unsafe { libc::ioctl(self.as_raw_fd(), TUNGETDEVNETNS as _) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by the kernel and is owned by no one else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
     /// Length of the virtio-net header in front of each frame: 0 without

@@ -21,8 +21,8 @@ mod underlay;
 pub use inspect::{interface_state_in, InterfaceState};
 pub use nsref::{NetnsRef, NsId, NETNS_RUN_DIR};
 pub use port::{
-    attach_port, detach_port, forget_neighbours, interface_exists_in, PortConfig, MAX_MTU, MIN_MTU,
-    MIN_MTU_IPV6,
+    attach_port, detach_port, forget_neighbours, interface_exists_in, prepare_tap, PortConfig,
+    MAX_MTU, MIN_MTU, MIN_MTU_IPV6,
 };
 pub use underlay::{local_addresses, underlay_mtu, DEFAULT_MTU};
 

@@ -169,6 +169,33 @@ fn is_link_local_v6(a: Ipv6Addr) -> bool {
 /// Fails without changing anything if `cfg` is invalid, the TAP does not exist or `cfg.ifname`
 /// is taken in `ns`. If a later step fails, the link is deleted from `ns` again, so nothing is
 /// left half-configured; the caller should then drop its TAP.
+/// Sets the MAC and MTU of TAP `tap_ifname` in the daemon's own namespace, for a caller that
+/// moves it into the container itself (Docker's `Join`).
+pub async fn prepare_tap(tap_ifname: &str, mac: Mac, mtu: u32) -> Result<(), NetnsError> {
+    let host = Netlink::here()?;
+    let tap = host
+        .link_by_name(tap_ifname)
+        .await
+        .map_err(|source| NetnsError::Netlink {
+            op: format!("looking up TAP '{tap_ifname}'"),
+            source,
+        })?
+        .ok_or_else(|| NetnsError::TapNotFound {
+            name: tap_ifname.to_string(),
+        })?;
+    host.set_link(
+        LinkUnspec::new_with_index(tap.header.index)
+            .address(mac.0.to_vec())
+            .mtu(mtu)
+            .build(),
+    )
+    .await
+    .map_err(|source| NetnsError::Netlink {
+        op: format!("setting MAC {mac} and MTU {mtu} on TAP '{tap_ifname}'"),
+        source,
+    })
+}
+
 pub async fn attach_port(
     tap_ifname: &str,
     ns: &NetnsRef,

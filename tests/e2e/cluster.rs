@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use crate::support::*;
 
-const ETCD_IP: &str = "192.0.2.200";
-const STORE: &str = "etcd://192.0.2.200:2379";
+pub(crate) const ETCD_IP: &str = "192.0.2.200";
+pub(crate) const STORE: &str = "etcd://192.0.2.200:2379";
 /// How the daemons name the store in their errors.
 const STORE_NAME: &str = "etcd at http://192.0.2.200:2379";
 
@@ -27,7 +27,7 @@ pub(crate) struct Etcd {
 impl Etcd {
     /// Starts etcd in namespace `ns`, serving clients on `ETCD_IP:2379` (its peer port only on
     /// the namespace's loopback); `tls` = (server cert, key, CA) turns on client-cert TLS.
-    fn start(ns: &str, data: &Path, tls: Option<(&Path, &Path, &Path)>) -> Etcd {
+    pub(crate) fn start(ns: &str, data: &Path, tls: Option<(&Path, &Path, &Path)>) -> Etcd {
         require_tool("etcd", "etcd-server");
         let scheme = if tls.is_some() { "https" } else { "http" };
         let client_url = format!("{scheme}://{ETCD_IP}:2379");

@@ -24,6 +24,7 @@ mod watchdog;
 mod cli;
 pub(crate) mod cluster;
 mod cni;
+mod docker;
 mod hardening;
 mod hostile;
 mod interop;

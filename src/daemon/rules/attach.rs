@@ -73,6 +73,8 @@ pub struct AttachPlan {
     pub resolv_conf: Option<(std::path::PathBuf, String)>,
     /// The container runtime's id (CNI), recorded with the port.
     pub container_id: Option<String>,
+    /// Leave the TAP in the daemon's namespace under `ifname` ([`AttachRequest::handoff`]).
+    pub handoff: bool,
 }
 
 impl AttachPlan {
@@ -156,7 +158,13 @@ pub fn attach_check(
 ) -> Result<AttachPlan, RequestError> {
     let network = attach_network(&view, req)?.clone();
     let ifname = req.ifname.clone().unwrap_or_else(|| "eth0".into());
-    if let Some((_, p)) = view.ports_of(&network.name).find(|(_, p)| p.ns == ns.id) {
+    // A hand-off port lives in the daemon's namespace until its caller moves it: its label
+    // tells it apart, not its namespace.
+    let same = |p: &PortRecord| match req.handoff {
+        true => p.info.netns == req.netns,
+        false => p.ns == ns.id,
+    };
+    if let Some((_, p)) = view.ports_of(&network.name).find(|(_, p)| same(p)) {
         return Err(RequestError::AlreadyAttached {
             netns: req.netns.clone(),
             network: network.name.clone(),
@@ -217,6 +225,7 @@ pub fn attach_check(
         names,
         resolv_conf,
         container_id: req.container_id.clone(),
+        handoff: req.handoff,
     })
 }
 
@@ -253,12 +262,29 @@ pub fn attach_commit(
         info: info.clone(),
         ns: plan.ns,
     };
+    let [create, place] = match plan.handoff {
+        true => [
+            Effect::CreateTap {
+                id,
+                name: config.ifname,
+            },
+            Effect::PrepareTap {
+                id,
+                mac: plan.mac,
+                mtu,
+            },
+        ],
+        false => [
+            Effect::CreateTap {
+                id,
+                name: format!("vsw{}", id.0),
+            },
+            Effect::MoveTap { id, config },
+        ],
+    };
     let mut effects = vec![
-        Effect::CreateTap {
-            id,
-            name: format!("vsw{}", id.0),
-        },
-        Effect::MoveTap { id, config },
+        create,
+        place,
         super::restore::add_port(id, network.vni, mtu, plan.mac, Some(ip), plan.port_security),
         Effect::StartPort { id },
         Effect::RecordPort { id, record },

@@ -97,6 +97,7 @@ mod tests {
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
             no_dns: false,
             container_id: None,
+            handoff: false,
         }
     }
 

@@ -278,6 +278,7 @@ fn req(netns: &str, network: Option<&str>) -> AttachRequest {
         aliases: Vec::new(),
         no_dns: false,
         container_id: None,
+        handoff: false,
     }
 }
 
@@ -883,4 +884,29 @@ fn attach_names_the_port_and_writes_resolv_conf_and_detach_removes_it() {
         [Effect::DetachPort(PortId(1)), Effect::RemoveResolvConf { path }]
             if path.to_str() == Some("/etc/netns/c1/resolv.conf")
     ));
+}
+
+#[test]
+fn handoff_leaves_the_tap_for_its_caller_and_tells_ports_apart_by_label() {
+    let mut w = World::new();
+    let mut r = req("docker-ep-aaa", Some("blue"));
+    r.handoff = true;
+    r.ifname = Some("vsdaaa".into());
+    // The daemon's own namespace (11) already holds port c1: a hand-off port is no second
+    // port of that namespace.
+    let plan = attach_check(w.view(), &r, facts(11), MAC).expect("another label");
+    let ip = plan.candidate().expect("free");
+    let d = attach_commit(w.view(), plan, ip, PortId(8));
+    let [Effect::CreateTap { name, .. }, Effect::PrepareTap { mac, mtu, .. }, Effect::AddPort { .. }, Effect::StartPort { .. }, Effect::RecordPort { record, .. }, Effect::Announce { .. }] =
+        d.effects.as_slice()
+    else {
+        panic!(
+            "create, prepare (no move), add, start, record, announce: {:?}",
+            d.effects
+        )
+    };
+    assert_eq!((name.as_str(), *mac, *mtu), ("vsdaaa", MAC, 1450));
+    w.ports.insert(PortId(8), record.clone());
+    let e = attach_check(w.view(), &r, facts(11), MAC).expect_err("same label twice");
+    assert!(matches!(e, RequestError::AlreadyAttached { .. }), "{e}");
 }
