@@ -29,6 +29,14 @@ pub struct DataplaneStats {
     /// partial (the pseudo-header sum only), completed before they went to a TAP.
     #[serde(default)]
     pub checksums_completed: u64,
+    /// Datagrams the kernel dropped because the underlay socket's receive queue was full
+    /// (`SO_RXQ_OVFL`): the switch did not read fast enough.
+    #[serde(default)]
+    pub underlay_rx_overflows: u64,
+    /// Frames the containers sent that their TAP's queue had no room for (the interfaces' own
+    /// `tx_dropped`, summed over the current ports; see each port's `overruns`).
+    #[serde(default)]
+    pub tap_queue_overruns: u64,
 }
 
 /// The live counters behind [`DataplaneStats`], shared by the workers.
@@ -44,6 +52,8 @@ pub(crate) struct Counters {
     pub superframes_coalesced: AtomicU64,
     pub offload_errors: AtomicU64,
     pub checksums_completed: AtomicU64,
+    /// The underlay socket's `SO_RXQ_OVFL` count: cumulative, so stored, not added.
+    pub underlay_rx_overflows: AtomicU64,
 }
 
 impl Counters {
@@ -60,6 +70,9 @@ impl Counters {
             superframes_coalesced: get(&self.superframes_coalesced),
             offload_errors: get(&self.offload_errors),
             checksums_completed: get(&self.checksums_completed),
+            underlay_rx_overflows: get(&self.underlay_rx_overflows),
+            // Read from the interfaces by `Dataplane::port_overruns`, not counted here.
+            tap_queue_overruns: 0,
         }
     }
 }

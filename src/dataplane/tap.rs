@@ -29,7 +29,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Read, Write};
 use std::ops::BitOr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use crate::netns::ifname::{check_ifname, IFNAME_MAX_LEN};
@@ -43,6 +43,8 @@ use crate::wire::virtio_net::{self, VnetHdr};
 pub const VNET_HDR_LEN: usize = virtio_net::HEADER_LEN;
 
 const TUN_PATH: &str = "/dev/net/tun";
+/// `TUNGETDEVNETNS`, `_IO('T', 227)` (Linux 5.2+); libc does not define it.
+const TUNGETDEVNETNS: libc::Ioctl = 0x54E3;
 
 /// How to create a [`Tap`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -318,6 +320,19 @@ impl Tap {
             return Err(io::Error::last_os_error());
         }
         Ok(req.name())
+    }
+
+    /// The network namespace the device lives in now (`TUNGETDEVNETNS`, Linux 5.2+): the
+    /// container's, once attached.
+    pub fn netns(&self) -> io::Result<OwnedFd> {
+        // SAFETY: TUNGETDEVNETNS takes no argument and touches no memory of ours; on success it
+        // returns a new descriptor.
+        let fd = unsafe { libc::ioctl(self.as_raw_fd(), TUNGETDEVNETNS) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
     /// Length of the virtio-net header in front of each frame: 0 without

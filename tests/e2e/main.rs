@@ -26,6 +26,7 @@ mod hardening;
 mod interop;
 mod json;
 mod lifecycle;
+mod losses;
 mod not_sealed;
 mod overlay;
 mod restore;
