@@ -452,6 +452,9 @@ fn seal(c: &mut Criterion) {
             Sealer::<SocketAddr>::new(VNI.get(), &key, 1, SealConfig::default()).expect("sealer");
         let receiver =
             Sealer::<SocketAddr>::new(VNI.get(), &key, 2, SealConfig::default()).expect("sealer");
+        // The receiver accepts data only from a sender verified by the handshake.
+        let receiver_addr: SocketAddr = "192.0.2.2:4789".parse().expect("addr");
+        vswitch::core::seal::handshake((&sender, peer), (&receiver, receiver_addr), NOW);
         g.throughput(Throughput::Bytes(size as u64));
         let mut buf = fresh(&frame);
         // Once, unmeasured: the round trip gives the frame back.

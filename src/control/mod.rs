@@ -335,6 +335,10 @@ pub struct PortStats {
     pub netns: String,
     pub ifname: String,
     pub traffic: TrafficSnapshot,
+    /// Frames the container sent that the port's TAP queue had no room for (the interface's
+    /// own `tx_dropped`): lost before the switch saw them.
+    #[serde(default)]
+    pub overruns: u64,
 }
 
 pub use crate::dataplane::DataplaneStats;

@@ -435,16 +435,17 @@ impl<S: StateStore> Handler for Daemon<S> {
             }
             Request::Stats => {
                 let sw = read(&self.switch);
-                let dp = self.dataplane.stats();
-                Ok(Response::Stats(Box::new(views::stats(
+                let stats = views::stats(
                     &inner.view(mtu),
                     &sw,
-                    dp,
+                    self.dataplane.stats(),
                     self.store.health(),
                     &inner.adverts,
                     inner.restore,
                     now,
-                ))))
+                );
+                let stats = views::with_overruns(stats, &self.dataplane.port_overruns());
+                Ok(Response::Stats(Box::new(stats)))
             }
             Request::HostList => {
                 drop(inner);

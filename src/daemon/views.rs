@@ -11,8 +11,9 @@ use crate::control::{
     Stats,
 };
 use crate::core::seal::{RotationPhase, Sealer};
-use crate::core::{Location, Switch, Timestamp};
+use crate::core::{Location, PortId, Switch, Timestamp};
 use crate::store::NetworkRecord;
+use std::collections::HashMap;
 
 pub fn summary(view: &View<'_>, n: &NetworkRecord) -> NetworkSummary {
     NetworkSummary {
@@ -154,6 +155,8 @@ pub fn stats(
             netns: p.info.netns.clone(),
             ifname: p.info.ifname.clone(),
             traffic: sw.port_traffic(*id).unwrap_or_default(),
+            // Filled in by the daemon from the interfaces (`Dataplane::port_overruns`).
+            overruns: 0,
         })
         .collect();
     Stats {
@@ -173,6 +176,15 @@ pub fn stats(
         },
         restore,
     }
+}
+
+/// `stats` with each port's TAP queue overruns (`Dataplane::port_overruns`) and their sum.
+pub fn with_overruns(mut stats: Stats, overruns: &HashMap<PortId, u64>) -> Stats {
+    for p in &mut stats.ports {
+        p.overruns = overruns.get(&PortId(p.port)).copied().unwrap_or(0);
+    }
+    stats.dataplane.tap_queue_overruns = stats.ports.iter().map(|p| p.overruns).sum();
+    stats
 }
 
 /// Sealing counters and where the rotation stands, with times relative to `now`. What the

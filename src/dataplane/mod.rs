@@ -39,6 +39,7 @@
 //! [`SOURCE_SOCKETS`] distinct source ports instead of 16384, which is plenty to spread flows
 //! over the handful of equal-cost paths an underlay has.
 
+mod overruns;
 mod segmenter;
 mod services;
 
@@ -167,6 +168,7 @@ impl Dataplane {
         sys::set_recv_timeout(udp.as_raw_fd(), POLL)?;
         sys::set_buffer_sizes(udp.as_raw_fd(), 4 << 20);
         sys::enable_udp_gro(udp.as_raw_fd())?;
+        sys::enable_rxq_overflow(udp.as_raw_fd())?;
         let sources = source_sockets(listen)?;
         let source_ports = sources
             .iter()
@@ -329,6 +331,20 @@ impl Dataplane {
 
     pub fn stats(&self) -> DataplaneStats {
         self.shared.counters.snapshot()
+    }
+
+    /// Each TAP port's queue overruns: frames its container sent that the TAP's queue had no
+    /// room for, from the interface's own `tx_dropped` (read in the container's namespace on a
+    /// short-lived thread). Ports whose counter cannot be read are left out.
+    pub fn port_overruns(&self) -> HashMap<PortId, u64> {
+        let taps = read(&self.shared.ports)
+            .iter()
+            .filter_map(|(id, sink)| match sink {
+                PortSink::Tap(tap) => Some((*id, tap.clone())),
+                PortSink::Host(_) => None,
+            })
+            .collect();
+        overruns::tap_overruns(taps)
     }
 
     /// Stops the workers and closes every TAP.

@@ -43,6 +43,14 @@ pub struct DataplaneStats {
     pub dns_servfail: u64,
     #[serde(default)]
     pub dns_malformed: u64,
+    /// Datagrams the kernel dropped because the underlay socket's receive queue was full
+    /// (`SO_RXQ_OVFL`): the switch did not read fast enough.
+    #[serde(default)]
+    pub underlay_rx_overflows: u64,
+    /// Frames the containers sent that their TAP's queue had no room for (the interfaces' own
+    /// `tx_dropped`, summed over the current ports; see each port's `overruns`).
+    #[serde(default)]
+    pub tap_queue_overruns: u64,
 }
 
 /// The live counters behind [`DataplaneStats`], shared by the workers.
@@ -63,6 +71,8 @@ pub(crate) struct Counters {
     pub dns_forwarded: AtomicU64,
     pub dns_servfail: AtomicU64,
     pub dns_malformed: AtomicU64,
+    /// The underlay socket's `SO_RXQ_OVFL` count: cumulative, so stored, not added.
+    pub underlay_rx_overflows: AtomicU64,
 }
 
 impl Counters {
@@ -84,6 +94,9 @@ impl Counters {
             dns_forwarded: get(&self.dns_forwarded),
             dns_servfail: get(&self.dns_servfail),
             dns_malformed: get(&self.dns_malformed),
+            underlay_rx_overflows: get(&self.underlay_rx_overflows),
+            // Read from the interfaces by `Dataplane::port_overruns`, not counted here.
+            tap_queue_overruns: 0,
         }
     }
 }

@@ -92,6 +92,10 @@ pub struct RecvBatch {
     ctrl: Vec<[u64; 8]>,
     /// The kernel had more bytes for this slot than the buffer held (`MSG_TRUNC`).
     pub truncated: Vec<bool>,
+    /// The socket's count of datagrams dropped because its receive queue was full
+    /// (`SO_RXQ_OVFL`), as the newest datagram of the last batch reported it; the count is
+    /// cumulative over the socket's life and reported only once it is nonzero.
+    pub overflows: Option<u32>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
 }
@@ -109,6 +113,7 @@ impl RecvBatch {
             gso_size: vec![0; n],
             ctrl: vec![[0; 8]; n],
             truncated: vec![false; n],
+            overflows: None,
             // SAFETY: sockaddr_in is a plain C struct; all-zero bytes are a valid value.
             addrs: vec![unsafe { zeroed() }; n],
             // SAFETY: an all-zero iovec (null base, length 0) is valid; it is rebuilt before use.
@@ -165,7 +170,11 @@ pub fn recv_batch(fd: RawFd, batch: &mut RecvBatch) -> io::Result<usize> {
     for i in 0..got {
         batch.truncated[i] = batch.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
         batch.lens[i] = batch.hdrs[i].msg_len as usize;
-        batch.gso_size[i] = udp_gro_size(&batch.hdrs[i].msg_hdr);
+        let (gso_size, overflows) = ancillary(&batch.hdrs[i].msg_hdr);
+        batch.gso_size[i] = gso_size;
+        if overflows.is_some() {
+            batch.overflows = overflows;
+        }
         let a = &batch.addrs[i];
         batch.from[i] = SocketAddrV4::new(
             Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
@@ -175,43 +184,65 @@ pub fn recv_batch(fd: RawFd, batch: &mut RecvBatch) -> io::Result<usize> {
     Ok(got)
 }
 
-/// The `UDP_GRO` segment size in a received message's ancillary data, or 0.
-fn udp_gro_size(h: &libc::msghdr) -> usize {
+/// The `UDP_GRO` segment size (or 0) and the `SO_RXQ_OVFL` drop count in a received
+/// message's ancillary data.
+fn ancillary(h: &libc::msghdr) -> (usize, Option<u32>) {
+    let (mut gso, mut drops) = (0, None);
     // SAFETY: `h` was filled in by recvmmsg: msg_control/msg_controllen describe the control
     // buffer it points at (owned by the RecvBatch, alive here), and the CMSG_* helpers stay
-    // inside msg_controllen.
+    // inside msg_controllen; each value is read only after its cmsg_len was checked to hold it.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(h);
         while !c.is_null() {
+            let fits = |n: usize| (*c).cmsg_len as usize >= libc::CMSG_LEN(n as u32) as usize;
             if (*c).cmsg_level == libc::SOL_UDP
                 && (*c).cmsg_type == libc::UDP_GRO
-                && (*c).cmsg_len as usize
-                    >= libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as usize
+                && fits(size_of::<libc::c_int>())
             {
                 let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
-                return usize::try_from(v).unwrap_or(0);
+                gso = usize::try_from(v).unwrap_or(0);
+            } else if (*c).cmsg_level == libc::SOL_SOCKET
+                && (*c).cmsg_type == libc::SO_RXQ_OVFL
+                && fits(size_of::<u32>())
+            {
+                drops = Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>()));
             }
             c = libc::CMSG_NXTHDR(h, c);
         }
     }
-    0
+    (gso, drops)
+}
+
+/// Asks the kernel to report, with each received datagram, how many the socket dropped
+/// because its receive queue was full (`SO_RXQ_OVFL`); see [`RecvBatch::overflows`].
+pub fn enable_rxq_overflow(fd: RawFd) -> io::Result<()> {
+    set_int_option(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)
+}
+
+/// `setsockopt` with an `int` value.
+fn set_int_option(
+    fd: RawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the option value points at a live c_int of the stated size.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (&v as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as u32,
+        )
+    })?;
+    Ok(())
 }
 
 /// Asks the kernel to hand this UDP socket runs of same-sized datagrams from one sender as one
 /// buffer (`UDP_GRO`); [`recv_batch`] reports the segment size in [`RecvBatch::gso_size`].
 pub fn enable_udp_gro(fd: RawFd) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: the option value points at a live c_int of the stated size.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_UDP,
-            libc::UDP_GRO,
-            (&on as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as u32,
-        )
-    })?;
-    Ok(())
+    set_int_option(fd, libc::SOL_UDP, libc::UDP_GRO, 1)
 }
 
 /// Most datagrams one `UDP_SEGMENT` send may carry (the kernel's `UDP_MAX_SEGMENTS` is 64 on
@@ -428,18 +459,12 @@ fn sockaddr(ip: Ipv4Addr) -> libc::sockaddr_in {
 /// Never fragment: DF on every datagram, and an oversize one is an error (EMSGSIZE), not two
 /// fragments (`IP_PMTUDISC_PROBE`: ignore learned path MTUs, the underlay MTU is configured).
 pub fn set_dont_fragment(fd: RawFd) -> io::Result<()> {
-    let pmtu: libc::c_int = libc::IP_PMTUDISC_PROBE;
-    // SAFETY: the option value points at a live c_int of the stated size.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            (&pmtu as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as u32,
-        )
-    })?;
-    Ok(())
+    set_int_option(
+        fd,
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::IP_PMTUDISC_PROBE,
+    )
 }
 
 /// Makes a socket's blocking reads return after `timeout`, so workers notice shutdown.

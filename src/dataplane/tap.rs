@@ -43,6 +43,8 @@ use crate::wire::virtio_net::{self, VnetHdr};
 pub const VNET_HDR_LEN: usize = virtio_net::HEADER_LEN;
 
 const TUN_PATH: &str = "/dev/net/tun";
+/// `TUNGETDEVNETNS`, `_IO('T', 227)` (Linux 5.2+); libc does not define it.
+const TUNGETDEVNETNS: libc::Ioctl = 0x54E3;
 
 /// How to create a [`Tap`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -324,9 +326,8 @@ impl Tap {
     /// caller that moved the port itself (Docker) told the daemon neither where nor when.
     pub fn netns(&self) -> io::Result<OwnedFd> {
         // _IO('T', 227) in <linux/if_tun.h>; not in the libc crate.
-        const TUNGETDEVNETNS: libc::c_ulong = 0x54e3;
         // SAFETY: TUNGETDEVNETNS takes no argument and returns a new descriptor or -1.
-        let fd = unsafe { libc::ioctl(self.as_raw_fd(), TUNGETDEVNETNS as _) };
+        let fd = unsafe { libc::ioctl(self.as_raw_fd(), TUNGETDEVNETNS) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }

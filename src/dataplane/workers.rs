@@ -299,6 +299,12 @@ pub(super) fn underlay_worker(shared: &Shared) {
                 continue;
             }
         };
+        if let Some(drops) = recv.overflows {
+            shared
+                .counters
+                .underlay_rx_overflows
+                .fetch_max(u64::from(drops), Ordering::Relaxed);
+        }
         shared.with_batch(|batch| {
             let mut datagrams = 0u64;
             for i in 0..n {

@@ -282,6 +282,11 @@ fn openmetrics(stats: &Stats) -> String {
         ("underlay_send", d.underlay_send_errors),
         ("underlay_recv", d.underlay_recv_errors),
         ("offload", d.offload_errors),
+        // Frames lost before the switch saw them (counted by the kernel), or on the way to a
+        // network's gateway.
+        ("underlay_rx_overflow", d.underlay_rx_overflows),
+        ("tap_queue_overrun", d.tap_queue_overruns),
+        ("gateway_queue_full", d.gateway_queue_full),
     ] {
         add(&dataplane, &labels(&[("kind", kind.to_string())]), n);
     }

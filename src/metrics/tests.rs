@@ -38,6 +38,7 @@ fn stats() -> Stats {
             netns: "/run/netns/a\"b".into(),
             ifname: "eth0".into(),
             traffic: traffic(5, &[]),
+            overruns: 0,
         }],
         peers: vec![PeerInfo {
             addr: "192.0.2.2:4789".parse().expect("addr"),
@@ -46,6 +47,7 @@ fn stats() -> Stats {
         dataplane: DataplaneStats {
             tap_write_errors: 9,
             underlay_rx_datagrams: 6,
+            tap_queue_overruns: 4,
             ..DataplaneStats::default()
         },
         store: StoreStats {
@@ -82,6 +84,7 @@ fn every_counter_and_gauge_is_there_with_its_labels() {
         ("vswitch_fdb_learned_total{network=\"blue\",vni=\"100\"}", "4"),
         ("vswitch_fdb_moved_total{network=\"blue\",vni=\"100\"}", "1"),
         ("vswitch_dataplane_errors_total{kind=\"tap_write\"}", "9"),
+        ("vswitch_dataplane_errors_total{kind=\"tap_queue_overrun\"}", "4"),
         ("vswitch_underlay_rx_datagrams_total", "6"),
         ("vswitch_store_connected{backend=\"file\"}", "1"),
         ("vswitch_restore_ports_total{outcome=\"reaped\"}", "1"),

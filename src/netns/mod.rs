@@ -24,6 +24,7 @@ pub use port::{
     attach_port, detach_port, forget_neighbours, interface_exists_in, prepare_tap, PortConfig,
     MAX_MTU, MIN_MTU, MIN_MTU_IPV6,
 };
+pub(crate) use sys::enter_netns;
 pub use underlay::{local_addresses, underlay_mtu, DEFAULT_MTU};
 
 /// What can go wrong attaching a port; every message names the thing to fix.

@@ -89,7 +89,7 @@ fn stats_and_fdb_json_have_the_documented_fields() {
     has_fields(
         "stats port",
         &ports[0],
-        &["port", "network", "netns", "ifname", "traffic"],
+        &["port", "network", "netns", "ifname", "traffic", "overruns"],
     );
     assert_eq!(ports[0]["netns"].as_str(), Some(c1.as_str()), "{s}");
     assert_eq!(ports[0]["ifname"].as_str(), Some("eth0"), "{s}");
@@ -107,6 +107,8 @@ fn stats_and_fdb_json_have_the_documented_fields() {
             "underlay_send_errors",
             "underlay_recv_errors",
             "checksums_completed",
+            "underlay_rx_overflows",
+            "tap_queue_overruns",
         ],
     );
     assert!(

@@ -30,6 +30,7 @@ mod hostile;
 mod interop;
 mod json;
 mod lifecycle;
+mod losses;
 mod metrics;
 mod not_sealed;
 mod overlay;
