@@ -122,7 +122,7 @@ fn tap_queue_overruns_are_counted() {
     let mut lab = Lab::new(1);
     lab.start_mesh();
     let h = &lab.hosts[0];
-    h.create_network("ov", 141, "10.91.0.0/24", &[]);
+    h.create_network("ov", 141, "10.91.0.0/24", &["--gateway", "10.91.0.254"]);
     let c = lab.netns("c1");
     h.attach(&c, "ov", &["--ip", "10.91.0.1/24"]);
     // A neighbour that needs no ARP: every datagram becomes a frame on the TAP at once.

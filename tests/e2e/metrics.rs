@@ -33,7 +33,7 @@ fn metrics_after_traffic_pass_promtool() {
             args.extend(["--metrics".to_string(), "127.0.0.1:9477".to_string()]);
         }
         lab.hosts[i].start(&args);
-        lab.hosts[i].create_network("blue", 150, "10.150.0.0/24", &[]);
+        lab.hosts[i].create_network("blue", 150, "10.150.0.0/24", &["--gateway", "10.150.0.254"]);
     }
     let c1 = lab.netns("c1");
     let c2 = lab.netns("c2");

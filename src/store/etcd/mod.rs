@@ -196,7 +196,21 @@ impl EtcdStore {
             lease: Mutex::new(None),
             claims: Mutex::new(BTreeMap::new()),
         });
-        shared.list(None).await?;
+        // The first request may meet an etcd that has only just started, or a loaded machine:
+        // one that gets no answer in time is asked again, twice; a refusal is final at once.
+        let mut attempts = 1;
+        loop {
+            match shared.list(None).await {
+                Ok(_) => break,
+                Err(StoreError::Unavailable { reason, .. })
+                    if reason.starts_with("no answer") && attempts < 3 =>
+                {
+                    attempts += 1;
+                    tracing::warn!("{reason}; asking again ({attempts} of 3)");
+                }
+                Err(e) => return Err(e),
+            }
+        }
         shared.register().await?;
         shared.drop_orphans().await?;
         let keeper = tokio::spawn(keep_alive(shared.clone()));
