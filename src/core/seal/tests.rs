@@ -608,6 +608,45 @@ fn a_restarted_receiver_refuses_what_it_accepted_before() {
     assert!(!sender.control_due() && !restarted.control_due(), "settled");
 }
 
+/// The message counts of one handshake between two fresh hosts: A challenges, B answers with
+/// its own challenge, A answers that. Handshake messages are counted apart from frames.
+#[test]
+fn a_handshake_is_three_messages_counted_apart_from_frames() {
+    let key = key(7);
+    let (a, b) = (sealer(&key, 1), sealer(&key, 2));
+    a.challenge(B);
+    let (to, first) = poll(&a, T0).expect("A's challenge");
+    assert_eq!(to, ControlTarget::Peer(B));
+    assert_eq!(poll(&a, T0), None);
+    assert_eq!(open(&b, A, &first, T0), Ok(vec![]));
+    let (_, second) = poll(&b, T0).expect("B's answer and challenge");
+    assert_eq!(open(&a, B, &second, T0), Ok(vec![]));
+    let (_, third) = poll(&a, T0).expect("A's answer");
+    assert_eq!(open(&b, A, &third, T0), Ok(vec![]));
+    assert_eq!((poll(&a, T0), poll(&b, T0)), (None, None), "settled");
+    let counts = |s: &Sealer<Peer>| {
+        let st = s.stats();
+        (
+            st.challenges_sent(),
+            st.answers_sent(),
+            st.verified(),
+            st.handshakes_opened(),
+            st.sealed(),
+            st.opened(),
+        )
+    };
+    assert_eq!(
+        counts(&a),
+        (1, 1, 1, 1, 0, 0),
+        "A: challenged, answered, verified B"
+    );
+    assert_eq!(
+        counts(&b),
+        (1, 0, 1, 2, 0, 0),
+        "B: answered with a challenge, verified A"
+    );
+}
+
 #[test]
 fn an_answer_is_good_once_and_only_for_its_challenge() {
     let key = key(7);
