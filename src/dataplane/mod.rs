@@ -40,6 +40,7 @@
 //! over the handful of equal-cost paths an underlay has.
 
 mod overruns;
+mod raw;
 mod segmenter;
 mod services;
 

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 pub mod ifname;
 mod inspect;
+mod neighbours;
 mod netlink;
 mod nsref;
 mod port;
@@ -19,10 +20,11 @@ mod sys;
 mod underlay;
 
 pub use inspect::{interface_state_in, InterfaceState};
+pub use neighbours::forget_neighbours;
 pub use nsref::{NetnsRef, NsId, NETNS_RUN_DIR};
 pub use port::{
-    attach_port, detach_port, forget_neighbours, interface_exists_in, prepare_tap, PortConfig,
-    MAX_MTU, MIN_MTU, MIN_MTU_IPV6,
+    attach_port, detach_port, interface_exists_in, prepare_tap, PortConfig, MAX_MTU, MIN_MTU,
+    MIN_MTU_IPV6,
 };
 pub(crate) use sys::enter_netns;
 pub use underlay::{local_addresses, underlay_mtu, DEFAULT_MTU};
