@@ -160,29 +160,11 @@ fn is_link_local_v6(a: Ipv6Addr) -> bool {
     a.segments()[0] & 0xffc0 == 0xfe80
 }
 
-/// Attaches the TAP `tap_ifname` (in the daemon's namespace) to the namespace `ns`.
-///
-/// Sets the TAP's MAC and MTU, moves it into `ns` under the name `cfg.ifname`, then inside `ns`
-/// brings it up (and `lo`, if it is down), adds the address and the default route. Only TAP
-/// devices are ever moved: a typo cannot hand the host's uplink to a container.
-///
-/// Fails without changing anything if `cfg` is invalid, the TAP does not exist or `cfg.ifname`
-/// is taken in `ns`. If a later step fails, the link is deleted from `ns` again, so nothing is
-/// left half-configured; the caller should then drop its TAP.
 /// Sets the MAC and MTU of TAP `tap_ifname` in the daemon's own namespace, for a caller that
 /// moves it into the container itself (Docker's `Join`).
 pub async fn prepare_tap(tap_ifname: &str, mac: Mac, mtu: u32) -> Result<(), NetnsError> {
     let host = Netlink::here()?;
-    let tap = host
-        .link_by_name(tap_ifname)
-        .await
-        .map_err(|source| NetnsError::Netlink {
-            op: format!("looking up TAP '{tap_ifname}'"),
-            source,
-        })?
-        .ok_or_else(|| NetnsError::TapNotFound {
-            name: tap_ifname.to_string(),
-        })?;
+    let tap = find_tap(&host, tap_ifname).await?;
     host.set_link(
         LinkUnspec::new_with_index(tap.header.index)
             .address(mac.0.to_vec())
@@ -196,28 +178,42 @@ pub async fn prepare_tap(tap_ifname: &str, mac: Mac, mtu: u32) -> Result<(), Net
     })
 }
 
+/// The link called `tap_ifname` in the daemon's own namespace.
+async fn find_tap(host: &Netlink, tap_ifname: &str) -> Result<LinkMessage, NetnsError> {
+    host.link_by_name(tap_ifname)
+        .await
+        .map_err(|source| NetnsError::Netlink {
+            op: format!("looking up TAP '{tap_ifname}'"),
+            source,
+        })?
+        .ok_or_else(|| NetnsError::TapNotFound {
+            name: tap_ifname.to_string(),
+        })
+}
+
+/// Attaches the TAP `tap_ifname` (in the daemon's namespace) to the namespace `ns`.
+///
+/// Sets the TAP's MAC and MTU, moves it into `ns` under the name `cfg.ifname`, then inside `ns`
+/// brings it up (and `lo`, if it is down), adds the address and the default route. Only TAP
+/// devices are ever moved: a typo cannot hand the host's uplink to a container.
+///
+/// Fails without changing anything if `cfg` is invalid, the TAP does not exist or `cfg.ifname`
+/// is taken in `ns`. If a later step fails, the link is deleted from `ns` again, so nothing is
+/// left half-configured; the caller should then drop its TAP.
 pub async fn attach_port(
     tap_ifname: &str,
     ns: &NetnsRef,
     cfg: &PortConfig,
 ) -> Result<(), NetnsError> {
     cfg.validate()?;
-    let tap_missing = || NetnsError::TapNotFound {
-        name: tap_ifname.to_string(),
-    };
     if check_ifname(tap_ifname).is_err() {
-        return Err(tap_missing());
+        return Err(NetnsError::TapNotFound {
+            name: tap_ifname.to_string(),
+        });
     }
 
     let host = Netlink::here()?;
-    let tap = host
-        .link_by_name(tap_ifname)
-        .await
-        .map_err(|source| NetnsError::Netlink {
-            op: format!("looking up TAP '{tap_ifname}'"),
-            source,
-        })?
-        .ok_or_else(tap_missing)?;
+    let tap = find_tap(&host, tap_ifname).await?;
     if !link_is_tun(&tap) {
         return Err(NetnsError::NotATap {
             ifname: tap_ifname.to_string(),

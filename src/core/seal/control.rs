@@ -99,7 +99,15 @@ impl<P: Copy + Eq + Hash> Sealer<P> {
         Some(sealed.map(|len| (target, len)))
     }
 
-    pub(super) fn open_inner(
+    /// Open a received datagram (UDP payload, starting with the VXLAN header) from `peer` in
+    /// place, and return where the plaintext frame now is inside `datagram`: an empty range for
+    /// a control message, which the sealer has taken in (nothing to deliver).
+    ///
+    /// The AAD is built from the VNI in the datagram's VXLAN header; its flag and reserved
+    /// bits are ignored. On any error the datagram's contents are unspecified. An
+    /// [`OpenDrop::Unverified`] datagram makes a challenge to `peer` due
+    /// ([`Sealer::poll_control`]).
+    pub fn open(
         &self,
         peer: &P,
         datagram: &mut [u8],

@@ -171,7 +171,6 @@ use crate::core::sync::{lock, read, write};
 use std::fmt;
 use std::hash::Hash;
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::RwLock;
 use std::time::Duration;
@@ -455,23 +454,6 @@ impl<P: Copy + Eq + Hash> Sealer<P> {
             .map_err(|_| SealDrop::FrameTooLong)?;
         envelope.tag_mut().copy_from_slice(tag.as_ref());
         Ok(len)
-    }
-
-    /// Open a received datagram (UDP payload, starting with the VXLAN header) from `peer` in
-    /// place, and return where the plaintext frame now is inside `datagram`: an empty range for
-    /// a control message, which the sealer has taken in (nothing to deliver).
-    ///
-    /// The AAD is built from the VNI in the datagram's VXLAN header; its flag and reserved
-    /// bits are ignored. On any error the datagram's contents are unspecified. An
-    /// [`OpenDrop::Unverified`] datagram makes a challenge to `peer` due
-    /// ([`Sealer::poll_control`]).
-    pub fn open(
-        &self,
-        peer: &P,
-        datagram: &mut [u8],
-        now: Timestamp,
-    ) -> Result<Range<usize>, OpenDrop> {
-        self.open_inner(peer, datagram, now)
     }
 
     /// When the next key announcement is due, while a rotation is in progress. May be in the

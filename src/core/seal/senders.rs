@@ -114,12 +114,16 @@ impl<P: Copy + Eq + Hash> Senders<P> {
         stats: &SealStats,
     ) -> usize {
         let mut map = write(&self.map);
-        map.retain(|&(id, _), s| id == sender_id || s.peer != peer);
         let mut added = 0;
         for (key_id, floor) in keys {
             let id = (sender_id, key_id);
             if map.contains_key(&id) {
                 continue;
+            }
+            if added == 0 {
+                // A new (sender, key) at this peer: forget the peer's other senders, once. A
+                // verified sender's announcements, which add nothing, skip the scan.
+                map.retain(|&(id, _), s| id == sender_id || s.peer != peer);
             }
             if map.len() >= self.max {
                 let oldest = map
