@@ -20,6 +20,7 @@ pub mod errors;
 mod restore;
 pub use restore::{cleanup, Cleanup};
 pub mod keys;
+mod limits;
 pub mod probe;
 pub mod rules;
 mod services;
@@ -145,6 +146,10 @@ impl<S> std::fmt::Debug for Daemon<S> {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
+    match limits::raise_open_files() {
+        Ok((soft, _)) => tracing::debug!("open files: up to {soft}"),
+        Err(e) => tracing::warn!("cannot raise the limit on open files: {e}"),
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
