@@ -13,6 +13,9 @@
 #        MUTANTS_RE       only mutants whose description matches this regex
 #        MUTANTS_TIMEOUT  stop after this many seconds (what ran is still reported)
 #        MUTANTS_OUT      where mutants.out/ goes (default target/mutants)
+#        MUTANTS_TESTS    the test binaries, as cargo test arguments (default: the library's
+#                         tests and every non-root test binary; a narrower set is faster, and a
+#                         survivor of it must be re-run with the default before it counts)
 #
 # Results: mutants.out/caught.txt, missed.txt (survivors: a test gap, or an equivalent mutant),
 # timeout.txt and unviable.txt (did not build), and a summary line at the end.
@@ -38,11 +41,21 @@ fi
 if [ -n "${MUTANTS_RE:-}" ]; then
     args+=(--re "$MUTANTS_RE")
 fi
+# Every test binary that needs no root: the library, the simulated fabrics, the fixtures and the
+# fuzz corpus.
+tests=(--lib)
+for t in fabric wire_props fixtures fuzz_corpus rotation_fabric hostile_underlay cluster_fabric \
+    gateway_fabric port_security; do
+    tests+=(--test "$t")
+done
+if [ -n "${MUTANTS_TESTS:-}" ]; then
+    read -ra tests <<<"$MUTANTS_TESTS"
+fi
 out=${MUTANTS_OUT:-target/mutants}
 mkdir -p "$out"
 
 run=(cargo mutants "${args[@]}" --test-tool=cargo --no-shuffle --jobs 1 --output "$out"
-    -- --lib --test fabric --test wire_props --test fixtures --test fuzz_corpus)
+    -- "${tests[@]}")
 set +e
 if [ -n "${MUTANTS_TIMEOUT:-}" ]; then
     timeout --signal=INT "$MUTANTS_TIMEOUT" "${run[@]}"
