@@ -17,6 +17,7 @@ mod attach;
 use attach::{is_conflict, port_ip};
 mod effects;
 pub mod errors;
+pub mod masquerade;
 mod restore;
 pub use restore::{cleanup, Cleanup};
 pub mod keys;
@@ -70,6 +71,8 @@ pub struct DaemonConfig {
     pub metrics: Option<SocketAddr>,
     /// Serve Docker's driver protocol on this socket (`--docker-plugin`).
     pub docker_plugin: Option<PathBuf>,
+    /// The host-local subnet containers reach the outside through (`--egress-subnet`).
+    pub egress_subnet: ipnet::Ipv4Net,
 }
 
 /// `--store etcd://…` and its options.
@@ -110,6 +113,8 @@ pub(crate) struct Inner {
     adverts: rules::adverts::Installed,
     /// What startup did with the recorded ports.
     restore: crate::control::RestoreStats,
+    /// The egress subnet, and whether IP forwarding was on at the last look.
+    egress: rules::egress::Egress,
 }
 
 impl Inner {
@@ -118,6 +123,7 @@ impl Inner {
             state: &self.state,
             ports: &self.ports,
             underlay_mtu,
+            egress: self.egress,
         }
     }
 }
@@ -227,6 +233,10 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
             unusable: BTreeMap::new(),
             adverts: Default::default(),
             restore: Default::default(),
+            egress: rules::egress::Egress {
+                subnet: config.egress_subnet,
+                forwarding: masquerade::ip_forwarding(),
+            },
         }),
         attaching: Mutex::new(()),
     });

@@ -15,7 +15,7 @@ use super::rules;
 use super::{attach::port_ip, Daemon, DaemonError};
 use crate::core::PortId;
 use crate::dataplane::tap::{Tap, TapOptions};
-use crate::netns::NetnsRef;
+use crate::netns::{self, NetnsRef};
 use crate::store::{AddressHolder, FileStore, PortEntry, StateStore};
 use crate::wire::Mac;
 
@@ -287,6 +287,18 @@ pub fn cleanup(state_dir: &Path, socket: &Path) -> Result<Cleanup, DaemonError> 
             } else {
                 done.gone += 1;
             }
+            // Its egress link, if the namespace's deletion did not take it already.
+            if e.egress.is_some() {
+                let host = rules::egress::host_ifname(PortId(e.id));
+                netns::remove_egress(&host)
+                    .await
+                    .map_err(DaemonError::CleanupEgress)?;
+            }
+        }
+        // The daemon's firewall table. Without nft there is none to remove.
+        match super::masquerade::remove().await {
+            Ok(()) | Err(super::masquerade::MasqueradeError::NoNft(_)) => {}
+            Err(e) => return Err(DaemonError::CleanupRules(e)),
         }
         store.save_ports(&[]).await.map_err(DaemonError::from)?;
         Ok::<_, DaemonError>(done)
