@@ -140,6 +140,7 @@ impl<S: StateStore> Daemon<S> {
     pub(super) async fn readopt(&self) -> Result<(), RequestError> {
         let entries = self.store.ports().await?;
         let mut inner = self.inner.lock().await;
+        let mut dropped_egress = Vec::new();
         for e in &entries {
             let ns = recorded_ns(e);
             let taken = match rules::readopt(inner.view(self.underlay_mtu), e, ns.is_some()) {
@@ -182,11 +183,20 @@ impl<S: StateStore> Daemon<S> {
                             tracing::warn!("port {}: {} stays: {err}", e.id, e.ifname);
                         }
                     }
+                    if e.egress.is_some() {
+                        dropped_egress.push(PortId(e.id));
+                    }
                 }
             }
         }
         if inner.restore.dropped > 0 {
             self.save_ports(&inner).await?;
+        }
+        // The egress links of dropped ports (a namespace's deletion took its link already), and
+        // the table once no link is left.
+        if !dropped_egress.is_empty() {
+            let effects = rules::egress::dropped(inner.view(self.underlay_mtu), &dropped_egress);
+            self.apply(&mut inner, effects, None).await?;
         }
         Ok(())
     }

@@ -672,6 +672,18 @@ impl Host {
         fs::read_to_string(&self.log).unwrap_or_else(|e| format!("(no log: {e})"))
     }
 
+    /// `vswitch daemon --cleanup` for this host's state dir, in its namespace.
+    pub fn cleanup(&self) -> Output {
+        run_cmd(
+            ns_cmd(&self.ns.name, VSWITCH)
+                .arg("--socket")
+                .arg(&self.socket)
+                .args(["daemon", "--cleanup", "--state-dir"])
+                .arg(&self.state),
+            Duration::from_secs(20),
+        )
+    }
+
     /// Runs the CLI against this host's daemon.
     pub fn vs(&self, args: &[&str]) -> Output {
         vswitch_at(&self.socket, args)

@@ -148,6 +148,21 @@ pub fn link(egress: &Egress, id: PortId, ip: Ipv4Addr) -> EgressLink {
     }
 }
 
+/// What goes with recorded ports a starting daemon dropped (`dropped`, which had egress links
+/// and are not in the view): their links, and the table unless a port taken back has a link.
+pub fn dropped(view: View<'_>, dropped: &[PortId]) -> Vec<Effect> {
+    let mut effects: Vec<Effect> = dropped
+        .iter()
+        .map(|id| Effect::RemoveEgress {
+            host_ifname: host_ifname(*id),
+        })
+        .collect();
+    if !view.ports.values().any(|p| p.info.egress.is_some()) {
+        effects.push(Effect::SetEgressRules(None));
+    }
+    effects
+}
+
 /// What goes with ports `gone`: their egress links, and the firewall table once no port is left
 /// with one.
 pub fn on_removal(view: &View<'_>, gone: &[PortId]) -> Vec<Effect> {

@@ -263,3 +263,20 @@ fn joining_a_network_compares_internal_too() {
     let e = network_join(w.view(), s, |_| panic!("not read")).expect_err("differs");
     assert!(matches!(e, RequestError::NetworkExists(_)), "{e}");
 }
+
+#[test]
+fn dropped_ports_take_their_links_and_the_last_one_the_table() {
+    let mut w = forwarding("172.31.0.0/16");
+    let d = crate::daemon::rules::egress::dropped(w.view(), &[PortId(7)]);
+    assert!(matches!(
+        d.as_slice(),
+        [Effect::RemoveEgress { host_ifname }, Effect::SetEgressRules(None)] if host_ifname == "vseg7"
+    ));
+    // A port taken back still has its link: the table stays.
+    attach(&mut w, "c2", 12, "blue", 2);
+    let d = crate::daemon::rules::egress::dropped(w.view(), &[PortId(7)]);
+    assert!(
+        matches!(d.as_slice(), [Effect::RemoveEgress { .. }]),
+        "{d:?}"
+    );
+}
