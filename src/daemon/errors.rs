@@ -222,6 +222,11 @@ pub enum DaemonError {
     Running(PathBuf),
     #[error("cannot remove the port in network namespace {0}: {1}")]
     Cleanup(String, std::io::Error),
+    #[error(
+        "the egress subnet {subnet} holds {addr}, an address of this host: start the daemon \
+         with an --egress-subnet this host does not use"
+    )]
+    EgressSubnet { subnet: Ipv4Net, addr: Ipv4Addr },
     #[error("cannot remove an egress link: {0}")]
     CleanupEgress(NetnsError),
     #[error("cannot remove the egress rules: {0}")]

@@ -18,6 +18,8 @@ use std::process::{Command, Stdio};
 use ipnet::Ipv4Net;
 use serde_json::{json, Value};
 
+use super::rules::egress::Egress;
+
 /// The daemon's table (family `ip`).
 pub const TABLE: &str = "vswitch";
 
@@ -86,6 +88,21 @@ pub async fn install(subnet: Ipv4Net) -> Result<(), MasqueradeError> {
 /// Deletes the daemon's table.
 pub async fn remove() -> Result<(), MasqueradeError> {
     run(removal()).await
+}
+
+/// This host's egress at startup: `--egress-subnet`, refused if it holds one of this host's
+/// addresses (`own`), and whether the namespace forwards.
+pub(super) fn startup(
+    subnet: Ipv4Net,
+    own: &[std::net::IpAddr],
+) -> Result<Egress, super::DaemonError> {
+    let egress = Egress {
+        subnet,
+        forwarding: ip_forwarding(),
+    };
+    super::rules::egress::check_host(&egress, own)
+        .map_err(|addr| super::DaemonError::EgressSubnet { subnet, addr })?;
+    Ok(egress)
 }
 
 /// Where the daemon's namespace says whether it forwards IPv4.

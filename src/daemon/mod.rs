@@ -190,6 +190,7 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
         .await
         .map_err(|e| DaemonError::Restore(e.into()))?;
     let state = rules::startup(loaded.state, &config.peers, &own).map_err(DaemonError::Restore)?;
+    let egress = masquerade::startup(config.egress_subnet, &own)?;
     let underlay_mtu = match config.underlay_mtu {
         Some(m) => m,
         None => netns::underlay_mtu(IpAddr::V4(config.listen))
@@ -233,10 +234,7 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
             unusable: BTreeMap::new(),
             adverts: Default::default(),
             restore: Default::default(),
-            egress: rules::egress::Egress {
-                subnet: config.egress_subnet,
-                forwarding: masquerade::ip_forwarding(),
-            },
+            egress,
         }),
         attaching: Mutex::new(()),
     });

@@ -154,6 +154,62 @@ fn egress_reaches_the_far_host_masqueraded_and_internal_networks_do_not() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// The user errors: a network overlapping the egress subnet, an egress subnet holding one of the
+/// host's addresses.
+#[test]
+fn egress_subnet_clashes_are_user_errors() {
+    let lab = lab();
+    let a = &lab.hosts[0];
+    let args = [
+        "network",
+        "create",
+        "clash",
+        "--vni",
+        "130",
+        "--subnet",
+        "172.31.9.0/24",
+    ];
+    let out = a.vs(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("error:"), "{err}");
+    for needle in ["172.31.0.0/16", "--internal", "--egress-subnet"] {
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+    }
+    let listed = a.json(&["network", "ls"]);
+    assert!(
+        listed.as_array().is_some_and(|l| l.len() == 2),
+        "the refused create changed nothing: {listed}"
+    );
+    a.ok(&[
+        "network",
+        "create",
+        "clash",
+        "--vni",
+        "130",
+        "--subnet",
+        "172.31.9.0/24",
+        "--internal",
+    ]);
+
+    // Host B's own underlay address inside the egress subnet: the daemon does not start.
+    let b = &lab.hosts[1];
+    let out = run_cmd(
+        ns_cmd(&b.ns.name, VSWITCH)
+            .arg("--socket")
+            .arg(lab.dir.join("clash.sock"))
+            .args(["daemon", "--egress-subnet", "192.0.2.0/24", "--state-dir"])
+            .arg(lab.dir.join("clash-state")),
+        Duration::from_secs(20),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("error:") && err.contains("192.0.2.2") && err.contains("--egress-subnet"),
+        "{err}"
+    );
+}
+
 #[test]
 fn egress_survives_a_restart_and_goes_with_cleanup() {
     let mut lab = lab();

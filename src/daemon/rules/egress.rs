@@ -6,7 +6,7 @@
 //! address is taken while a port records it and free once the port is gone.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
 
@@ -69,6 +69,20 @@ pub fn parse_subnet(s: &str) -> Result<Ipv4Net, String> {
         ));
     }
     Ok(net)
+}
+
+/// The egress subnet must not hold an address of this host (`own`) other than its gateway,
+/// which the egress links' host ends hold: routes to the subnet would take that address's
+/// traffic to the containers.
+pub fn check_host(egress: &Egress, own: &[IpAddr]) -> Result<(), Ipv4Addr> {
+    let gateway = egress.gateway();
+    own.iter()
+        .filter_map(|a| match a {
+            IpAddr::V4(a) => Some(*a),
+            IpAddr::V6(_) => None,
+        })
+        .find(|a| *a != gateway && egress.subnet.contains(a))
+        .map_or(Ok(()), Err)
 }
 
 fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {

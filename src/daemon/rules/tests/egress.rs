@@ -280,3 +280,20 @@ fn dropped_ports_take_their_links_and_the_last_one_the_table() {
         "{d:?}"
     );
 }
+
+#[test]
+fn an_egress_subnet_holding_a_host_address_is_refused() {
+    use crate::daemon::rules::egress::check_host;
+    let egress = Egress::default();
+    let addr = |s: &str| s.parse::<std::net::IpAddr>().expect("ip");
+    assert_eq!(check_host(&egress, OWN), Ok(()));
+    // The gateway is the egress links' own (a previous run's).
+    assert_eq!(
+        check_host(&egress, &[addr("172.31.0.1"), addr("::1")]),
+        Ok(())
+    );
+    assert_eq!(
+        check_host(&egress, &[addr("192.0.2.1"), addr("172.31.7.9")]),
+        Err("172.31.7.9".parse().expect("ip"))
+    );
+}
