@@ -81,9 +81,7 @@ fn tcp_source(lab: &Lab, from: &str, port: u16) -> Option<String> {
 fn lab() -> Lab {
     require_tool("nft", "nftables");
     let mut lab = Lab::new(2);
-    let a = lab.hosts[0].ns.name.clone();
-    let set = ns_exec(&a, &["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]);
-    assert!(set.status.success(), "{set:?}");
+    lab.hosts[0].ns.set_forwarding(true);
     lab.start_mesh();
     let a = &lab.hosts[0];
     a.create_network("out", 120, "10.120.0.0/24", &[]);
@@ -131,6 +129,22 @@ fn egress_reaches_the_far_host_masqueraded_and_internal_networks_do_not() {
     assert_eq!(ping(&c2, FAR, 2), 0, "an internal network reached {FAR}");
     assert_eq!(tcp_source(&lab, &c2, 7102), None);
 
+    // Host B does not forward: its containers are attached as on an internal network.
+    let b = &lab.hosts[1];
+    b.create_network("out", 120, "10.120.0.0/24", &[]);
+    let cb = lab.netns("cb");
+    let pb = b.attach(&cb, "out", &[]);
+    assert!(pb.get("egress").is_none(), "{pb}");
+    assert_eq!(links(&cb), vec!["lo".to_string(), "eth0".to_string()]);
+    let routes = default_routes(&cb);
+    assert_eq!(routes.len(), 1, "{routes:?}");
+    assert_eq!(routes[0]["gateway"], "10.120.0.1");
+    assert!(!has_table(&b.ns.name));
+    assert!(
+        b.log_text().contains("IP forwarding is off"),
+        "the daemon says why there is no egress"
+    );
+
     // Detach releases the address; the table stays while another container has egress.
     a.ok(&["detach", &c1, "--network", "out"]);
     assert_eq!(links(&c1), vec!["lo".to_string()]);
@@ -160,15 +174,8 @@ fn egress_reaches_the_far_host_masqueraded_and_internal_networks_do_not() {
 fn egress_subnet_clashes_are_user_errors() {
     let lab = lab();
     let a = &lab.hosts[0];
-    let args = [
-        "network",
-        "create",
-        "clash",
-        "--vni",
-        "130",
-        "--subnet",
-        "172.31.9.0/24",
-    ];
+    let clash = ["network", "create", "clash", "--vni", "130"];
+    let args = [&clash[..], &["--subnet", "172.31.9.0/24"]].concat();
     let out = a.vs(&args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -181,16 +188,7 @@ fn egress_subnet_clashes_are_user_errors() {
         listed.as_array().is_some_and(|l| l.len() == 2),
         "the refused create changed nothing: {listed}"
     );
-    a.ok(&[
-        "network",
-        "create",
-        "clash",
-        "--vni",
-        "130",
-        "--subnet",
-        "172.31.9.0/24",
-        "--internal",
-    ]);
+    a.ok(&[&args[..], &["--internal"]].concat());
 
     // Host B's own underlay address inside the egress subnet: the daemon does not start.
     let b = &lab.hosts[1];

@@ -415,11 +415,21 @@ pub struct Netns {
 }
 
 impl Netns {
+    /// A namespace with `lo` up that does not forward IPv4: a new namespace copies the machine's
+    /// `net.ipv4.ip_forward` (1 on a Docker host), and a daemon whose namespace forwards gives
+    /// its containers egress links. A test that wants egress turns forwarding on itself.
     pub fn new(name: String) -> Netns {
         sh_ok(&["ip", "netns", "add", &name]);
         let ns = Netns { name };
         sh_ok(&["ip", "-n", &ns.name, "link", "set", "lo", "up"]);
+        ns.set_forwarding(false);
         ns
+    }
+
+    /// Sets `net.ipv4.ip_forward` in this namespace (and only here).
+    pub fn set_forwarding(&self, on: bool) {
+        let cmd = format!("echo {} > /proc/sys/net/ipv4/ip_forward", u8::from(on));
+        sh_ok(&["ip", "netns", "exec", &self.name, "sh", "-c", &cmd]);
     }
 }
 
