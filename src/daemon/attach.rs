@@ -43,7 +43,8 @@ impl<S: StateStore> Daemon<S> {
                 ifname_taken: netns::interface_exists_in(&ns, ifname).await?,
             };
             let plan = rules::attach_check(inner.view(mtu), &req, facts, random_mac())?;
-            if plan.egress.is_none() && !plan.network.internal && !inner.egress.forwarding {
+            let runtime_managed = req.handoff || req.container_id.is_some();
+            if !plan.network.internal && !runtime_managed && !inner.egress.forwarding {
                 tracing::info!(
                     "no egress for {} on {}: IP forwarding is off in the daemon's namespace \
                      (sysctl net.ipv4.ip_forward=1 turns it on)",

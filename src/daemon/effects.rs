@@ -315,6 +315,12 @@ impl<S: StateStore> Daemon<S> {
                     false => Undo::RemoveEgressRules,
                 }
             }
+            Effect::RepairEgressRules(subnet) => {
+                if let Err(e) = super::masquerade::install(subnet).await {
+                    tracing::warn!("the egress rules (nft table ip vswitch) are not back: {e}");
+                }
+                Undo::Nothing
+            }
             Effect::SetEgressRules(None) => {
                 if let Err(e) = super::masquerade::remove().await {
                     tracing::warn!("the egress rules (nft table ip vswitch) stay: {e}");

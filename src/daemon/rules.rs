@@ -175,6 +175,9 @@ pub enum Effect {
     },
     /// Install the daemon's firewall table for this egress subnet (`None`: delete it).
     SetEgressRules(Option<ipnet::Ipv4Net>),
+    /// Put the table back for a taken-back port's egress link, which it should still have (best
+    /// effort: a failure is logged and costs the port nothing).
+    RepairEgressRules(ipnet::Ipv4Net),
 }
 
 /// What a rule decided: the effects to run, in order, and the reply once they all succeed.

@@ -112,7 +112,7 @@ pub fn readopt(view: View<'_>, e: &PortEntry, ns_alive: bool) -> Result<Decision
     let egress = match super::egress::address_of(info.egress.as_deref()) {
         None => None,
         Some(a) if view.egress.subnet.contains(&a) => {
-            Some(Effect::SetEgressRules(Some(view.egress.subnet)))
+            Some(Effect::RepairEgressRules(view.egress.subnet))
         }
         Some(_) => {
             info.egress = None;

@@ -230,7 +230,7 @@ fn a_restarted_daemon_keeps_egress_links_in_its_subnet() {
     let d = readopt(w.view(), &e, true).expect("taken back");
     assert!(matches!(
         d.effects.first(),
-        Some(Effect::SetEgressRules(Some(s))) if s.to_string() == "172.31.0.0/16"
+        Some(Effect::RepairEgressRules(s)) if s.to_string() == "172.31.0.0/16"
     ));
     assert_eq!(d.reply.egress.as_deref(), Some("172.31.0.9/16"));
 
