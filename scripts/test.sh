@@ -16,7 +16,10 @@ source scripts/lib.sh
 
 need_root "$@"
 ensure_pkgs iproute2 iperf3 tshark tcpdump iputils-ping:ping python3:python3 util-linux:unshare \
-    protobuf-compiler:protoc openssl:openssl etcd-client:etcdctl busybox-static:busybox
+    protobuf-compiler:protoc openssl:openssl etcd-client:etcdctl busybox-static:busybox \
+    nftables:nft
+# nft: the egress tests' daemons masquerade through their own table (`ip vswitch`), in the test
+# host's namespace only.
 # The etcd-client crate's build needs protoc. The cluster tests run the real etcd (Debian's
 # etcd-server; etcdctl, from the etcd-client package, looks into it), each its own process on a
 # test namespace's address (see ensure_etcd).

@@ -68,6 +68,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cluster,
                 metrics: a.metrics,
                 docker_plugin: a.docker_plugin,
+                egress_subnet: a.egress_subnet,
             })?);
         }
         Command::Key(KeyCommand::Generate { out }) => return key_generate(out.as_deref()),
@@ -85,6 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 mtu,
                 encrypted,
                 key_file,
+                internal,
             } => Request::NetworkCreate(control::NetworkSpec {
                 name,
                 vni,
@@ -93,6 +95,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 mtu,
                 encrypted,
                 key_file: key_file.map(absolute).transpose()?,
+                internal,
             }),
             NetworkCommand::Ls => Request::NetworkList,
             NetworkCommand::Inspect { name } => Request::NetworkInspect { name },

@@ -112,6 +112,7 @@ impl Cluster {
                 state: &m.state,
                 ports: &ports,
                 underlay_mtu: 1500,
+                egress: Default::default(),
             };
             for effect in rules::reconcile(view, &snapshot.state) {
                 match effect {

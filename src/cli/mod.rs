@@ -173,6 +173,11 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "SOCKET", num_args = 0..=1,
           default_missing_value = crate::docker::DEFAULT_SOCKET)]
     pub docker_plugin: Option<PathBuf>,
+    /// The host-local subnet containers of non-internal networks reach the outside through,
+    /// source-NATed to this host's address (needs net.ipv4.ip_forward=1 and nftables).
+    #[arg(long, value_name = "CIDR", default_value = crate::daemon::rules::egress::DEFAULT_SUBNET,
+          value_parser = crate::daemon::rules::egress::parse_subnet)]
+    pub egress_subnet: Ipv4Net,
     /// Instead of running: remove every port a stopped daemon left (their interfaces
     /// disappear from the containers) and forget them, for a clean uninstall.
     #[arg(long, conflicts_with_all = ["listen", "port", "peers", "underlay_mtu", "storm_limit", "store", "name", "metrics"])]
@@ -235,6 +240,9 @@ pub enum NetworkCommand {
         /// The network key (from `vswitch key generate`), mode 0600.
         #[arg(long, requires = "encrypted")]
         key_file: Option<PathBuf>,
+        /// No egress: containers reach their network and its gateway, nothing outside.
+        #[arg(long)]
+        internal: bool,
     },
     /// List networks.
     Ls,

@@ -8,6 +8,7 @@ use crate::control::{
     FdbRow, NetworkDetail, NetworkSummary, PeerInfo, PortInfo, Request, Response, SealStatus, Stats,
 };
 use crate::core::TrafficSnapshot;
+use crate::daemon::rules::egress;
 
 fn traffic(t: &TrafficSnapshot) -> String {
     format!(
@@ -42,12 +43,13 @@ pub fn human(request: &Request, reply: &Response, out: &mut impl Write) -> io::R
     match (request, reply) {
         (Request::NetworkCreate(_), Response::Network(n)) => writeln!(
             out,
-            "created network {} (VNI {}, subnet {}, MTU {}{})",
+            "created network {} (VNI {}, subnet {}, MTU {}{}{})",
             n.name,
             n.vni,
             n.subnet,
             n.mtu,
-            if n.encrypted { ", encrypted" } else { "" }
+            if n.encrypted { ", encrypted" } else { "" },
+            if n.internal { ", internal" } else { "" }
         ),
         (_, Response::Network(n)) => writeln!(out, "removed network {} (VNI {})", n.name, n.vni),
         (Request::NetworkRotateKey { name, .. }, Response::Rotation(s)) => {
@@ -58,13 +60,16 @@ pub fn human(request: &Request, reply: &Response, out: &mut impl Write) -> io::R
         (_, Response::NetworkDetail(n)) => detail(out, n),
         (_, Response::Port(p)) => writeln!(
             out,
-            "attached {} to {}: {} mac {} ip {} mtu {}",
+            "attached {} to {}: {} mac {} ip {} mtu {}{}",
             p.netns,
             p.network,
             p.ifname,
             p.mac,
             p.ip.as_deref().unwrap_or("-"),
-            p.mtu
+            p.mtu,
+            p.egress
+                .as_deref()
+                .map_or(String::new(), |e| format!("; {} {e}", egress::IFNAME))
         ),
         (_, Response::Ports(ps)) => {
             for p in ps {
@@ -133,13 +138,18 @@ fn ports_table(out: &mut impl Write, ports: &[PortInfo]) -> io::Result<()> {
 fn detail(out: &mut impl Write, n: &NetworkDetail) -> io::Result<()> {
     writeln!(
         out,
-        "network {}: VNI {}, subnet {}, gateway {}, MTU {}, {}",
+        "network {}: VNI {}, subnet {}, gateway {}, MTU {}, {}{}",
         n.name,
         n.vni,
         n.subnet,
         n.gateway.map_or("none".into(), |g| g.to_string()),
         n.mtu,
-        if n.encrypted { "encrypted" } else { "plain" }
+        if n.encrypted { "encrypted" } else { "plain" },
+        if n.internal {
+            ", internal (no egress)"
+        } else {
+            ""
+        }
     )?;
     writeln!(out, "  traffic: {}", traffic(&n.traffic))?;
     let flood: Vec<String> = n.flood.iter().map(|v| v.to_string()).collect();

@@ -93,6 +93,7 @@ fn port() -> PortInfo {
         port_security: true,
         names: vec![],
         container_id: Some("c1".into()),
+        egress: None,
     }
 }
 

@@ -72,6 +72,9 @@ pub struct NetworkSpec {
     /// Where the key was read from (encrypted networks only).
     #[serde(default)]
     pub key_file: Option<PathBuf>,
+    /// No egress: containers reach their network and its gateway, nothing outside.
+    #[serde(default)]
+    pub internal: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,6 +227,8 @@ pub struct NetworkSummary {
     pub gateway: Option<Ipv4Addr>,
     pub mtu: u32,
     pub encrypted: bool,
+    #[serde(default)]
+    pub internal: bool,
     pub ports: usize,
 }
 
@@ -236,6 +241,8 @@ pub struct NetworkDetail {
     pub gateway: Option<Ipv4Addr>,
     pub mtu: u32,
     pub encrypted: bool,
+    #[serde(default)]
+    pub internal: bool,
     pub ports: Vec<PortInfo>,
     pub traffic: TrafficSnapshot,
     /// Every endpoint of the network on every host (cluster mode), or this host's.
@@ -283,6 +290,9 @@ pub struct PortInfo {
     /// The container runtime's id for the container, when a CNI plugin attached it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
+    /// The container's address on its egress link (CIDR), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,7 +22,8 @@ impl<S: StateStore> Daemon<S> {
         let _one_at_a_time = self.attaching.lock().await;
         let mtu = self.underlay_mtu;
         let (mut plan, ns, facts) = {
-            let inner = self.inner.lock().await;
+            let mut inner = self.inner.lock().await;
+            inner.egress.forwarding = super::masquerade::ip_forwarding();
             // The network first, so an unknown one is named before the namespace is looked at.
             let network = rules::attach_network(&inner.view(mtu), &req)?;
             if let Some(why) = inner.unusable.get(&network.name) {
@@ -42,6 +43,15 @@ impl<S: StateStore> Daemon<S> {
                 ifname_taken: netns::interface_exists_in(&ns, ifname).await?,
             };
             let plan = rules::attach_check(inner.view(mtu), &req, facts, random_mac())?;
+            let runtime_managed = req.handoff || req.container_id.is_some();
+            if !plan.network.internal && !runtime_managed && !inner.egress.forwarding {
+                tracing::info!(
+                    "no egress for {} on {}: IP forwarding is off in the daemon's namespace \
+                     (sysctl net.ipv4.ip_forward=1 turns it on)",
+                    req.netns,
+                    plan.network.name
+                );
+            }
             (plan, ns, facts)
         };
         // Choose the address: in cluster mode, taken from the store (an etcd transaction, so

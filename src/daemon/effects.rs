@@ -34,6 +34,8 @@ enum Undo {
     StopPort(PortId),
     ForgetPort(PortId),
     RemoveFile(std::path::PathBuf),
+    RemoveEgress(String),
+    RemoveEgressRules,
 }
 
 impl<S: StateStore> Daemon<S> {
@@ -294,6 +296,37 @@ impl<S: StateStore> Daemon<S> {
                 super::services::remove_resolv_conf(&path);
                 Undo::Nothing
             }
+            Effect::AddEgress(link) => {
+                let ns = netns.ok_or_else(|| internal(&"no namespace for the egress link"))?;
+                netns::add_egress(ns, &link).await?;
+                Undo::RemoveEgress(link.host_ifname)
+            }
+            Effect::RemoveEgress { host_ifname } => {
+                if let Err(e) = netns::remove_egress(&host_ifname).await {
+                    tracing::warn!("egress link {host_ifname} stays: {e}");
+                }
+                Undo::Nothing
+            }
+            Effect::SetEgressRules(Some(subnet)) => {
+                let had = inner.ports.values().any(|p| p.info.egress.is_some());
+                super::masquerade::install(subnet).await?;
+                match had {
+                    true => Undo::Nothing,
+                    false => Undo::RemoveEgressRules,
+                }
+            }
+            Effect::RepairEgressRules(subnet) => {
+                if let Err(e) = super::masquerade::install(subnet).await {
+                    tracing::warn!("the egress rules (nft table ip vswitch) are not back: {e}");
+                }
+                Undo::Nothing
+            }
+            Effect::SetEgressRules(None) => {
+                if let Err(e) = super::masquerade::remove().await {
+                    tracing::warn!("the egress rules (nft table ip vswitch) stay: {e}");
+                }
+                Undo::Nothing
+            }
         })
     }
 
@@ -336,6 +369,10 @@ impl<S: StateStore> Daemon<S> {
                 self.save_ports(inner).await?;
             }
             Undo::RemoveFile(path) => super::services::remove_resolv_conf(&path),
+            Undo::RemoveEgress(host_ifname) => {
+                netns::remove_egress(&host_ifname).await?;
+            }
+            Undo::RemoveEgressRules => super::masquerade::remove().await?,
         }
         Ok(())
     }

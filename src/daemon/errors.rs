@@ -91,6 +91,23 @@ pub enum RequestError {
         last: Ipv4Addr,
         owner: String,
     },
+    #[error(
+        "network '{network}' ({subnet}) overlaps this host's egress subnet {egress}, through \
+         which containers reach the outside: choose another --subnet, create the network with \
+         --internal (no egress), or start the daemon with another --egress-subnet"
+    )]
+    EgressOverlap {
+        network: String,
+        subnet: Ipv4Net,
+        egress: Ipv4Net,
+    },
+    #[error(
+        "the egress subnet {subnet} has no free address left: start the daemon with a larger \
+         --egress-subnet, or attach to an --internal network"
+    )]
+    NoFreeEgressAddress { subnet: Ipv4Net },
+    #[error(transparent)]
+    Masquerade(#[from] super::masquerade::MasqueradeError),
     #[error("network '{network}' has no free address left in {subnet}")]
     NoFreeAddress { network: String, subnet: Ipv4Net },
     #[error("cannot check {ip} for conflicts on the overlay: {source}; nothing was changed")]
@@ -205,4 +222,13 @@ pub enum DaemonError {
     Running(PathBuf),
     #[error("cannot remove the port in network namespace {0}: {1}")]
     Cleanup(String, std::io::Error),
+    #[error(
+        "the egress subnet {subnet} holds {addr}, an address of this host: start the daemon \
+         with an --egress-subnet this host does not use"
+    )]
+    EgressSubnet { subnet: Ipv4Net, addr: Ipv4Addr },
+    #[error("cannot remove an egress link: {0}")]
+    CleanupEgress(NetnsError),
+    #[error("cannot remove the egress rules: {0}")]
+    CleanupRules(super::masquerade::MasqueradeError),
 }

@@ -17,6 +17,7 @@ mod attach;
 use attach::{is_conflict, port_ip};
 mod effects;
 pub mod errors;
+pub mod masquerade;
 mod restore;
 pub use restore::{cleanup, Cleanup};
 pub mod keys;
@@ -71,6 +72,8 @@ pub struct DaemonConfig {
     pub metrics: Option<SocketAddr>,
     /// Serve Docker's driver protocol on this socket (`--docker-plugin`).
     pub docker_plugin: Option<PathBuf>,
+    /// The host-local subnet containers reach the outside through (`--egress-subnet`).
+    pub egress_subnet: ipnet::Ipv4Net,
 }
 
 /// `--store etcd://…` and its options.
@@ -111,6 +114,8 @@ pub(crate) struct Inner {
     adverts: rules::adverts::Installed,
     /// What startup did with the recorded ports.
     restore: crate::control::RestoreStats,
+    /// The egress subnet, and whether IP forwarding was on at the last look.
+    egress: rules::egress::Egress,
 }
 
 impl Inner {
@@ -119,6 +124,7 @@ impl Inner {
             state: &self.state,
             ports: &self.ports,
             underlay_mtu,
+            egress: self.egress,
         }
     }
 }
@@ -189,6 +195,7 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
         .await
         .map_err(|e| DaemonError::Restore(e.into()))?;
     let state = rules::startup(loaded.state, &config.peers, &own).map_err(DaemonError::Restore)?;
+    let egress = masquerade::startup(config.egress_subnet, &own)?;
     let underlay_mtu = match config.underlay_mtu {
         Some(m) => m,
         None => netns::underlay_mtu(IpAddr::V4(config.listen))
@@ -232,6 +239,7 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
             unusable: BTreeMap::new(),
             adverts: Default::default(),
             restore: Default::default(),
+            egress,
         }),
         attaching: Mutex::new(()),
     });

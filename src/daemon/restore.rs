@@ -15,7 +15,7 @@ use super::rules;
 use super::{attach::port_ip, Daemon, DaemonError};
 use crate::core::PortId;
 use crate::dataplane::tap::{Tap, TapOptions};
-use crate::netns::NetnsRef;
+use crate::netns::{self, NetnsRef};
 use crate::store::{AddressHolder, FileStore, PortEntry, StateStore};
 use crate::wire::Mac;
 
@@ -140,6 +140,7 @@ impl<S: StateStore> Daemon<S> {
     pub(super) async fn readopt(&self) -> Result<(), RequestError> {
         let entries = self.store.ports().await?;
         let mut inner = self.inner.lock().await;
+        let mut dropped_egress = Vec::new();
         for e in &entries {
             let ns = recorded_ns(e);
             let taken = match rules::readopt(inner.view(self.underlay_mtu), e, ns.is_some()) {
@@ -182,11 +183,20 @@ impl<S: StateStore> Daemon<S> {
                             tracing::warn!("port {}: {} stays: {err}", e.id, e.ifname);
                         }
                     }
+                    if e.egress.is_some() {
+                        dropped_egress.push(PortId(e.id));
+                    }
                 }
             }
         }
         if inner.restore.dropped > 0 {
             self.save_ports(&inner).await?;
+        }
+        // The egress links of dropped ports (a namespace's deletion took its link already), and
+        // the table once no link is left.
+        if !dropped_egress.is_empty() {
+            let effects = rules::egress::dropped(inner.view(self.underlay_mtu), &dropped_egress);
+            self.apply(&mut inner, effects, None).await?;
         }
         Ok(())
     }
@@ -287,6 +297,18 @@ pub fn cleanup(state_dir: &Path, socket: &Path) -> Result<Cleanup, DaemonError> 
             } else {
                 done.gone += 1;
             }
+            // Its egress link, if the namespace's deletion did not take it already.
+            if e.egress.is_some() {
+                let host = rules::egress::host_ifname(PortId(e.id));
+                netns::remove_egress(&host)
+                    .await
+                    .map_err(DaemonError::CleanupEgress)?;
+            }
+        }
+        // The daemon's firewall table. Without nft there is none to remove.
+        match super::masquerade::remove().await {
+            Ok(()) | Err(super::masquerade::MasqueradeError::NoNft(_)) => {}
+            Err(e) => return Err(DaemonError::CleanupRules(e)),
         }
         store.save_ports(&[]).await.map_err(DaemonError::from)?;
         Ok::<_, DaemonError>(done)

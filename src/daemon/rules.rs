@@ -30,6 +30,8 @@ pub struct View<'a> {
     pub state: &'a State,
     pub ports: &'a BTreeMap<PortId, PortRecord>,
     pub underlay_mtu: u32,
+    /// This host's egress subnet, and whether egress is on.
+    pub egress: egress::Egress,
 }
 
 /// A live port, as the rules know it.
@@ -165,6 +167,17 @@ pub enum Effect {
     RemoveResolvConf {
         path: std::path::PathBuf,
     },
+    /// Give the container (the namespace a port moves into) its egress link.
+    AddEgress(crate::netns::EgressLink),
+    /// Delete an egress link, if it is still there (best effort: a leftover is logged).
+    RemoveEgress {
+        host_ifname: String,
+    },
+    /// Install the daemon's firewall table for this egress subnet (`None`: delete it).
+    SetEgressRules(Option<ipnet::Ipv4Net>),
+    /// Put the table back for a taken-back port's egress link, which it should still have (best
+    /// effort: a failure is logged and costs the port nothing).
+    RepairEgressRules(ipnet::Ipv4Net),
 }
 
 /// What a rule decided: the effects to run, in order, and the reply once they all succeed.
@@ -300,6 +313,7 @@ pub fn network_create(
         ipam::assignable(spec.subnet, None, gw).map_err(RequestError::Gateway)?;
     }
     let gateway = spec.gateway.or_else(|| ipam::default_gateway(spec.subnet));
+    egress::check_overlap(&view.egress, &spec.name, spec.subnet, spec.internal)?;
     let key = match (spec.encrypted, &spec.key_file) {
         (false, None) => None,
         (true, Some(path)) => Some(read_key(path)?),
@@ -314,6 +328,7 @@ pub fn network_create(
         encrypted: spec.encrypted,
         key_file: spec.key_file,
         key_check: key.as_ref().map(NetworkKey::check_value),
+        internal: spec.internal,
     };
     let max = view.max_mtu(&record);
     if let Some(m) = record.mtu {
@@ -374,6 +389,7 @@ pub fn network_join(
                 .is_none_or(|g| Some(g) == ipam::default_gateway(spec.subnet)),
         }
         && stored.mtu == spec.mtu
+        && stored.internal == spec.internal
         && stored.encrypted
         && spec.encrypted;
     let (true, Some(path)) = (same, spec.key_file.as_deref()) else {
@@ -566,6 +582,7 @@ pub fn reconcile(view: View<'_>, incoming: &State) -> Vec<Effect> {
 
 pub mod adverts;
 mod attach;
+pub mod egress;
 mod restore;
 pub mod services;
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub fn summary(view: &View<'_>, n: &NetworkRecord) -> NetworkSummary {
         gateway: n.gateway,
         mtu: view.mtu(n),
         encrypted: n.encrypted,
+        internal: n.internal,
         ports: view.ports_of(&n.name).count(),
     }
 }
@@ -48,6 +49,7 @@ pub fn network_detail(
         gateway: n.gateway,
         mtu: view.mtu(n),
         encrypted: n.encrypted,
+        internal: n.internal,
         ports: view
             .ports_of(&n.name)
             .map(|(_, p)| p.info.clone())

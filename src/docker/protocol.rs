@@ -232,6 +232,8 @@ pub fn network_spec(create: &CreateNetwork) -> Result<NetworkSpec, PluginError> 
         mtu,
         encrypted: key_file.is_some(),
         key_file,
+        // vswitch gives Docker's containers no egress link (Docker owns their routes).
+        internal: true,
     })
 }
 

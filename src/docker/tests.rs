@@ -29,6 +29,7 @@ impl Handler for Recorder {
                 gateway: Some(Ipv4Addr::new(10, 10, 0, 1)),
                 mtu: 1450,
                 encrypted: false,
+                internal: false,
                 ports: self
                     .listed
                     .then(|| port("10.10.0.2/24"))
@@ -47,6 +48,7 @@ impl Handler for Recorder {
                 gateway: Some(Ipv4Addr::new(10, 10, 0, 1)),
                 mtu: 1450,
                 encrypted: false,
+                internal: false,
                 ports: 1,
             }]),
             Request::Attach(a) => Response::Port(PortInfo {
@@ -60,6 +62,7 @@ impl Handler for Recorder {
                 port_security: true,
                 names: vec![],
                 container_id: None,
+                egress: None,
             }),
             _ => Response::Peers(vec![]),
         })
@@ -78,6 +81,7 @@ fn port(ip: &str) -> PortInfo {
         port_security: true,
         names: vec![],
         container_id: None,
+        egress: None,
     }
 }
 

@@ -10,6 +10,7 @@ use std::io;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+mod egress;
 pub mod ifname;
 mod inspect;
 mod neighbours;
@@ -19,6 +20,7 @@ mod port;
 mod sys;
 mod underlay;
 
+pub use egress::{add_egress, egress_exists, remove_egress, EgressLink};
 pub use inspect::{interface_state_in, InterfaceState};
 pub use neighbours::forget_neighbours;
 pub use nsref::{NetnsRef, NsId, NETNS_RUN_DIR};

@@ -289,6 +289,7 @@ mod tests {
                 encrypted: false,
                 key_file: None,
                 key_check: None,
+                internal: false,
             }],
             peers: vec!["192.0.2.2:4789".parse().expect("addr")],
         };

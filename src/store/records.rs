@@ -79,6 +79,9 @@ pub struct NetworkRecord {
     /// The key's check value (encrypted networks): hosts with another key refuse the network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_check: Option<String>,
+    /// No egress for its containers (`network create --internal`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
 }
 
 impl NetworkRecord {
@@ -93,6 +96,7 @@ impl NetworkRecord {
             encrypted: false,
             key_file: None,
             key_check: None,
+            internal: false,
         }
     }
 }
@@ -124,6 +128,9 @@ pub struct PortEntry {
     /// The container runtime's id (CNI), when a CNI plugin attached the port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
+    /// The port's egress address (CIDR): its namespace's egress link belongs to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<String>,
 }
 
 /// The ports file.
@@ -195,6 +202,7 @@ mod tests {
             port_security: true,
             names: vec!["web".into(), "db".into()],
             container_id: Some("c0ffee".into()),
+            egress: Some("172.31.0.2/16".into()),
         };
         let bytes = serde_json::to_vec(&PortsFile {
             version: VERSION,

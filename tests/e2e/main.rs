@@ -25,6 +25,7 @@ mod cli;
 pub(crate) mod cluster;
 mod cni;
 mod docker;
+mod egress;
 mod hardening;
 mod hostile;
 mod interop;

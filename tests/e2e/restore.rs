@@ -229,16 +229,7 @@ fn restart_drops_a_port_whose_namespace_is_gone() {
 #[test]
 fn cleanup_removes_the_ports_a_stopped_daemon_left() {
     let (mut lab, c1, _c2) = two_containers();
-    let cleanup = |h: &Host| {
-        run_cmd(
-            ns_cmd(&h.ns.name, VSWITCH)
-                .arg("--socket")
-                .arg(&h.socket)
-                .args(["daemon", "--cleanup", "--state-dir"])
-                .arg(&h.state),
-            Duration::from_secs(20),
-        )
-    };
+    let cleanup = Host::cleanup;
     let refused = cleanup(&lab.hosts[0]);
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(

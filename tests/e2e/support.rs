@@ -415,11 +415,21 @@ pub struct Netns {
 }
 
 impl Netns {
+    /// A namespace with `lo` up that does not forward IPv4: a new namespace copies the machine's
+    /// `net.ipv4.ip_forward` (1 on a Docker host), and a daemon whose namespace forwards gives
+    /// its containers egress links. A test that wants egress turns forwarding on itself.
     pub fn new(name: String) -> Netns {
         sh_ok(&["ip", "netns", "add", &name]);
         let ns = Netns { name };
         sh_ok(&["ip", "-n", &ns.name, "link", "set", "lo", "up"]);
+        ns.set_forwarding(false);
         ns
+    }
+
+    /// Sets `net.ipv4.ip_forward` in this namespace (and only here).
+    pub fn set_forwarding(&self, on: bool) {
+        let cmd = format!("echo {} > /proc/sys/net/ipv4/ip_forward", u8::from(on));
+        sh_ok(&["ip", "netns", "exec", &self.name, "sh", "-c", &cmd]);
     }
 }
 
@@ -670,6 +680,18 @@ impl Host {
 
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_else(|e| format!("(no log: {e})"))
+    }
+
+    /// `vswitch daemon --cleanup` for this host's state dir, in its namespace.
+    pub fn cleanup(&self) -> Output {
+        run_cmd(
+            ns_cmd(&self.ns.name, VSWITCH)
+                .arg("--socket")
+                .arg(&self.socket)
+                .args(["daemon", "--cleanup", "--state-dir"])
+                .arg(&self.state),
+            Duration::from_secs(20),
+        )
     }
 
     /// Runs the CLI against this host's daemon.

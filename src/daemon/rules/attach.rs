@@ -75,6 +75,8 @@ pub struct AttachPlan {
     pub container_id: Option<String>,
     /// Leave the TAP in the daemon's namespace under `ifname` ([`AttachRequest::handoff`]).
     pub handoff: bool,
+    /// The container's address on its egress link, when it gets one (see [`super::egress`]).
+    pub egress: Option<Ipv4Addr>,
 }
 
 impl AttachPlan {
@@ -213,6 +215,8 @@ pub fn attach_check(
     }
     let names = super::services::port_names(req)?;
     let resolv_conf = super::services::resolv_conf(req, &network);
+    let runtime_managed = req.handoff || req.container_id.is_some();
+    let egress = super::egress::plan(&view, &network, ns.id, runtime_managed)?;
     Ok(AttachPlan {
         network,
         netns: req.netns.clone(),
@@ -226,6 +230,7 @@ pub fn attach_check(
         resolv_conf,
         container_id: req.container_id.clone(),
         handoff: req.handoff,
+        egress,
     })
 }
 
@@ -250,13 +255,20 @@ pub fn attach_commit(
         port_security: plan.port_security,
         names: plan.names,
         container_id: plan.container_id,
+        egress: plan
+            .egress
+            .map(|e| format!("{e}/{}", view.egress.subnet.prefix_len())),
     };
     let config = PortConfig {
         ifname: plan.ifname,
         mac: plan.mac.0,
         mtu,
         address: Some((IpAddr::V4(ip), prefix)),
-        gateway: network.gateway.map(IpAddr::V4),
+        // With egress, the default route is the egress link's.
+        gateway: network
+            .gateway
+            .filter(|_| plan.egress.is_none())
+            .map(IpAddr::V4),
     };
     let record = PortRecord {
         info: info.clone(),
@@ -282,9 +294,14 @@ pub fn attach_commit(
             Effect::MoveTap { id, config },
         ],
     };
-    let mut effects = vec![
-        create,
-        place,
+    let egress = plan.egress.into_iter().flat_map(|e| {
+        [
+            Effect::AddEgress(super::egress::link(&view.egress, id, e)),
+            Effect::SetEgressRules(Some(view.egress.subnet)),
+        ]
+    });
+    let mut effects: Vec<Effect> = [create, place].into_iter().chain(egress).collect();
+    effects.extend([
         super::restore::add_port(id, network.vni, mtu, plan.mac, Some(ip), plan.port_security),
         Effect::StartPort { id },
         Effect::RecordPort { id, record },
@@ -293,7 +310,7 @@ pub fn attach_commit(
             mac: plan.mac,
             ip,
         },
-    ];
+    ]);
     if let Some((path, text)) = plan.resolv_conf {
         effects.push(Effect::WriteResolvConf { path, text });
     }
@@ -328,19 +345,20 @@ pub fn detach(
         (2.., None) => Err(RequestError::AttachedToSeveral(netns.to_owned())),
         _ => Ok(Decision {
             // The namespace's resolv.conf goes with its last port.
-            effects: ports
-                .iter()
-                .map(|(id, _)| Effect::DetachPort(*id))
-                .chain(
-                    super::services::netns_name(netns)
-                        .filter(|_| {
-                            view.ports.values().filter(|p| p.ns == ns).count() == ports.len()
-                        })
-                        .map(|name| Effect::RemoveResolvConf {
-                            path: super::services::resolv_path(name),
-                        }),
-                )
-                .collect(),
+            effects: super::egress::on_removal(
+                &view,
+                &ports.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            )
+            .into_iter()
+            .chain(ports.iter().map(|(id, _)| Effect::DetachPort(*id)))
+            .chain(
+                super::services::netns_name(netns)
+                    .filter(|_| view.ports.values().filter(|p| p.ns == ns).count() == ports.len())
+                    .map(|name| Effect::RemoveResolvConf {
+                        path: super::services::resolv_path(name),
+                    }),
+            )
+            .collect(),
             reply: ports.into_iter().map(|(_, p)| p.info.clone()).collect(),
         }),
     }

@@ -42,6 +42,7 @@ pub fn entry(id: PortId, r: &PortRecord) -> PortEntry {
         port_security: r.info.port_security,
         names: r.info.names.clone(),
         container_id: r.info.container_id.clone(),
+        egress: r.info.egress.clone(),
     }
 }
 
@@ -58,6 +59,7 @@ pub fn info(e: &PortEntry) -> PortInfo {
         port_security: e.port_security,
         names: e.names.clone(),
         container_id: e.container_id.clone(),
+        egress: e.egress.clone(),
     }
 }
 
@@ -104,29 +106,44 @@ pub fn readopt(view: View<'_>, e: &PortEntry, ns_alive: bool) -> Result<Decision
         .state
         .network(&e.network)
         .ok_or_else(|| Lost::NetworkGone(e.network.clone()))?;
-    let info = info(e);
+    let mut info = info(e);
+    // The egress link is the kernel's and kept working meanwhile; its rules are put back. One
+    // from another egress subnet (`--egress-subnet` changed) is removed.
+    let egress = match super::egress::address_of(info.egress.as_deref()) {
+        None => None,
+        Some(a) if view.egress.subnet.contains(&a) => {
+            Some(Effect::RepairEgressRules(view.egress.subnet))
+        }
+        Some(_) => {
+            info.egress = None;
+            Some(Effect::RemoveEgress {
+                host_ifname: super::egress::host_ifname(id),
+            })
+        }
+    };
     let record = PortRecord {
         info: info.clone(),
         ns: entry_ns(e),
     };
     let ip = super::super::attach::port_ip(&info);
     Ok(Decision {
-        effects: [
-            Effect::ReopenTap {
-                id,
-                ifname: e.ifname.clone(),
-                mac: e.mac,
-            },
-            add_port(id, network.vni, e.mtu, e.mac, ip, e.port_security),
-            Effect::StartPort { id },
-            Effect::ForgetNeighbours {
-                ifname: e.ifname.clone(),
-            },
-            Effect::RecordPort { id, record },
-        ]
-        .into_iter()
-        .chain(ip.map(|ip| Effect::Announce { id, mac: e.mac, ip }))
-        .collect(),
+        effects: egress
+            .into_iter()
+            .chain([
+                Effect::ReopenTap {
+                    id,
+                    ifname: e.ifname.clone(),
+                    mac: e.mac,
+                },
+                add_port(id, network.vni, e.mtu, e.mac, ip, e.port_security),
+                Effect::StartPort { id },
+                Effect::ForgetNeighbours {
+                    ifname: e.ifname.clone(),
+                },
+                Effect::RecordPort { id, record },
+            ])
+            .chain(ip.map(|ip| Effect::Announce { id, mac: e.mac, ip }))
+            .collect(),
         reply: info,
     })
 }
@@ -135,8 +152,10 @@ pub fn readopt(view: View<'_>, e: &PortEntry, ns_alive: bool) -> Result<Decision
 /// deleted without `detach`): removed like a detach. `None` if the port is already gone.
 pub fn reap(view: View<'_>, id: PortId) -> Option<Decision<PortInfo>> {
     let p = view.ports.get(&id)?;
+    let mut effects = super::egress::on_removal(&view, &[id]);
+    effects.push(Effect::DetachPort(id));
     Some(Decision {
-        effects: vec![Effect::DetachPort(id)],
+        effects,
         reply: p.info.clone(),
     })
 }
@@ -153,10 +172,11 @@ pub fn detach_vanished(
         .iter()
         .filter(|(_, p)| p.info.netns == netns && network.is_none_or(|n| p.info.network == n))
         .collect();
+    let ids: Vec<PortId> = ports.iter().map(|(id, _)| **id).collect();
     Decision {
-        effects: ports
-            .iter()
-            .map(|(id, _)| Effect::DetachPort(**id))
+        effects: super::egress::on_removal(&view, &ids)
+            .into_iter()
+            .chain(ids.iter().map(|id| Effect::DetachPort(*id)))
             .collect(),
         reply: ports.into_iter().map(|(_, p)| p.info.clone()).collect(),
     }

@@ -135,6 +135,7 @@ mod tests {
             encrypted: false,
             key_file: None,
             key_check: None,
+            internal: false,
         };
         let (path, text) = resolv_conf(&req("c1", None, &[]), &network).expect("written");
         assert_eq!(path, Path::new("/etc/netns/c1/resolv.conf"));
@@ -160,6 +161,7 @@ mod tests {
             port_security: true,
             names: names.iter().map(|n| n.to_string()).collect(),
             container_id: None,
+            egress: None,
         };
         let ports = [
             port("10.5.0.2/24", &["a", "web"]),

@@ -25,6 +25,7 @@ fn spec(name: &str, n: u32, subnet: &str) -> NetworkSpec {
         mtu: None,
         encrypted: false,
         key_file: None,
+        internal: false,
     }
 }
 
@@ -39,6 +40,7 @@ fn record(name: &str, n: u32, subnet: &str) -> NetworkRecord {
         encrypted: false,
         key_file: None,
         key_check: None,
+        internal: false,
     }
 }
 
@@ -59,6 +61,7 @@ fn port(network: &str, netns: &str, ino: u64, ip: &str, mac: u8) -> PortRecord {
             port_security: true,
             names: vec![netns.into()],
             container_id: None,
+            egress: None,
         },
         ns: ns(ino),
     }
@@ -69,6 +72,7 @@ fn port(network: &str, netns: &str, ino: u64, ip: &str, mac: u8) -> PortRecord {
 struct World {
     state: State,
     ports: BTreeMap<PortId, PortRecord>,
+    egress: super::egress::Egress,
 }
 
 impl World {
@@ -79,7 +83,11 @@ impl World {
         state.peers.push("192.0.2.2:4789".parse().expect("addr"));
         let mut ports = BTreeMap::new();
         ports.insert(PortId(1), port("blue", "c1", 11, "10.10.0.1/24", 1));
-        World { state, ports }
+        World {
+            state,
+            ports,
+            egress: Default::default(),
+        }
     }
 
     fn view(&self) -> View<'_> {
@@ -87,6 +95,7 @@ impl World {
             state: &self.state,
             ports: &self.ports,
             underlay_mtu: UNDERLAY,
+            egress: self.egress,
         }
     }
 }
@@ -418,6 +427,7 @@ fn attach_refusals_name_the_problem() {
         state: &empty,
         ports: &none,
         underlay_mtu: UNDERLAY,
+        egress: Default::default(),
     };
     let e = attach_check(view, &req("c", None), facts(1), MAC).expect_err("no networks");
     assert!(e.to_string().contains("vswitch network create"), "{e}");
@@ -910,3 +920,5 @@ fn handoff_leaves_the_tap_for_its_caller_and_tells_ports_apart_by_label() {
     let e = attach_check(w.view(), &r, facts(11), MAC).expect_err("same label twice");
     assert!(matches!(e, RequestError::AlreadyAttached { .. }), "{e}");
 }
+
+mod egress;

@@ -11,6 +11,7 @@ fn net(name: &str, vni: u32) -> NetworkRecord {
         encrypted: false,
         key_file: None,
         key_check: None,
+        internal: false,
     }
 }
 
