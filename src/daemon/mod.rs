@@ -21,8 +21,8 @@ pub mod masquerade;
 mod restore;
 pub use restore::{cleanup, Cleanup};
 pub mod keys;
-mod limits;
 pub mod probe;
+mod process;
 pub mod rules;
 mod services;
 mod views;
@@ -84,21 +84,6 @@ pub struct ClusterConfig {
     pub tls: Option<TlsFiles>,
 }
 
-const HOSTNAME: &str = "/proc/sys/kernel/hostname";
-
-/// `--name`, or the kernel's hostname.
-fn host_name(given: Option<&str>) -> Result<String, DaemonError> {
-    if let Some(n) = given {
-        return Ok(n.to_owned());
-    }
-    let text = std::fs::read_to_string(HOSTNAME).map_err(|source| DaemonError::Hostname {
-        path: HOSTNAME,
-        source,
-    })?;
-    crate::cli::parse_host_name(text.trim())
-        .map_err(|_| DaemonError::BadHostname(text.trim().into()))
-}
-
 /// The daemon's mutable state, behind one async mutex.
 #[derive(Debug)]
 pub(crate) struct Inner {
@@ -152,7 +137,7 @@ impl<S> std::fmt::Debug for Daemon<S> {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
-    match limits::raise_open_files() {
+    match process::raise_open_files() {
         Ok((soft, _)) => tracing::debug!("open files: up to {soft}"),
         Err(e) => tracing::warn!("cannot raise the limit on open files: {e}"),
     }
@@ -166,7 +151,7 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     if config.listen.is_unspecified() {
         return Err(DaemonError::ClusterListen);
     }
-    let name = host_name(config.name.as_deref())?;
+    let name = process::host_name(config.name.as_deref())?;
     rt.block_on(async {
         let store = EtcdStore::connect(
             EtcdConfig {
@@ -224,7 +209,7 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
         store.describe()
     );
     let daemon = Arc::new(Daemon {
-        name: host_name(config.name.as_deref()).unwrap_or_else(|_| "localhost".into()),
+        name: process::host_name(config.name.as_deref()).unwrap_or_else(|_| "localhost".into()),
         vtep: SocketAddr::new(IpAddr::V4(config.listen), config.port),
         switch,
         dataplane,

@@ -1,10 +1,29 @@
-//! Process limits the daemon needs: every port holds a TAP file descriptor (and every network,
-//! peer and control connection one more), so a shell's usual soft limit of 1,024 open files
-//! would stop attaches at about a thousand ports with `EMFILE`. The daemon raises its soft
-//! limit to the hard one at start, as Go's runtime and most network daemons do; the systemd
-//! unit sets both (`LimitNOFILE`).
+//! What the daemon takes from its process and the kernel before it starts: the host's name,
+//! and the limit on open files.
+//!
+//! Every port holds a TAP file descriptor (and every network, peer and control connection one
+//! more), so a shell's usual soft limit of 1,024 open files would stop attaches at about a
+//! thousand ports with `EMFILE`. The daemon raises its soft limit to the hard one at start, as
+//! Go's runtime and most network daemons do; the systemd unit sets both (`LimitNOFILE`).
 
 use std::io;
+
+use super::DaemonError;
+
+const HOSTNAME: &str = "/proc/sys/kernel/hostname";
+
+/// `--name`, or the kernel's hostname.
+pub(super) fn host_name(given: Option<&str>) -> Result<String, DaemonError> {
+    if let Some(n) = given {
+        return Ok(n.to_owned());
+    }
+    let text = std::fs::read_to_string(HOSTNAME).map_err(|source| DaemonError::Hostname {
+        path: HOSTNAME,
+        source,
+    })?;
+    crate::cli::parse_host_name(text.trim())
+        .map_err(|_| DaemonError::BadHostname(text.trim().into()))
+}
 
 /// The soft and hard limits on open files, after raising the soft one to the hard one.
 pub(super) fn raise_open_files() -> io::Result<(u64, u64)> {
