@@ -322,6 +322,10 @@ fn seal_refuses_small_buffers_and_huge_frames() {
     assert_eq!(sender.seal(&mut buf, 100), Ok(buf.len()));
     assert_eq!(sender.stats().sealed(), 1);
     assert_eq!(FRAME_OFFSET + MAX_FRAME_LEN + TAG_LEN, 65_535);
+    // The largest frame itself is sealed: into a datagram of exactly 65,535 bytes.
+    let mut big = vec![0u8; 65_535];
+    assert_eq!(sender.seal(&mut big, MAX_FRAME_LEN), Ok(65_535));
+    assert_eq!(sender.stats().sealed(), 2);
 }
 
 proptest! {

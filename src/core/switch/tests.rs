@@ -1,6 +1,7 @@
 //! The switch's API contract: the order of deliveries and sends, and every drop counted once.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::*;
 use crate::core::seal::{NetworkKey, SealConfig, Sealer};
@@ -179,4 +180,35 @@ fn frames_over_the_port_mtu_are_refused_at_ingress_and_counted() {
     let port = sw.port_traffic(PortId(1)).expect("port");
     assert_eq!(port.drops.get("too_big"), Some(&2));
     assert!(sw.set_port_mtu(PortId(9), Some(1)).is_err());
+}
+
+#[test]
+fn announce_within_is_half_the_rotating_networks_shortest_interval() {
+    let mut s = Switch::new(SwitchConfig::default());
+    let key = NetworkKey::from_bytes([7; 32]);
+    // Two sealed networks with their own announcement intervals (neither the default).
+    let mut sealers = Vec::new();
+    for (v, ms) in [(7, 800), (8, 600)] {
+        let vni = Vni::new(v).expect("vni");
+        s.add_network(vni).expect("network");
+        let config = SealConfig {
+            announce_interval: Duration::from_millis(ms),
+            ..SealConfig::default()
+        };
+        let sealer = Sealer::new(v, &key, v.into(), config).expect("sealer");
+        s.set_sealer(vni, Some(sealer)).expect("sealed");
+        sealers.push(
+            s.network(vni)
+                .and_then(|n| n.sealer())
+                .expect("set")
+                .clone(),
+        );
+    }
+    // Stable: nothing to announce.
+    assert_eq!(s.announce_within(), None);
+    let new_key = NetworkKey::from_bytes([9; 32]);
+    sealers[0].rotate(&new_key, &[peer()], NOW).expect("rotate");
+    assert_eq!(s.announce_within(), Some(Duration::from_millis(400)));
+    sealers[1].rotate(&new_key, &[peer()], NOW).expect("rotate");
+    assert_eq!(s.announce_within(), Some(Duration::from_millis(300)));
 }
