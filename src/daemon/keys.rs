@@ -158,6 +158,23 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    #[test]
+    fn a_dropped_network_key_leaves_zeros_where_its_bytes_were() {
+        use crate::core::seal::{NetworkKey, KEY_LEN};
+        // Here, not in core::seal (which has no unsafe code): the key's storage is read after
+        // its drop. NetworkKey is its 32 bytes and nothing else, so they are its whole storage.
+        assert_eq!(std::mem::size_of::<NetworkKey>(), KEY_LEN);
+        let mut slot = std::mem::MaybeUninit::new(NetworkKey::from_bytes([0xab; KEY_LEN]));
+        // SAFETY: the key is initialised and dropped exactly once, in place; MaybeUninit never
+        // drops it again and its storage stays this test's. Its drop wrote every byte (zeros),
+        // so reading them as a byte array reads initialised memory.
+        let left = unsafe {
+            std::ptr::drop_in_place(slot.as_mut_ptr());
+            slot.as_ptr().cast::<[u8; KEY_LEN]>().read()
+        };
+        assert_eq!(left, [0; KEY_LEN]);
+    }
+
     fn tmp(name: &str) -> std::path::PathBuf {
         std::env::temp_dir().join(format!("vswitch-keys-{}-{name}", std::process::id()))
     }

@@ -233,6 +233,11 @@ mod tests {
         let shown = format!("{key:?} {:?}", KeySlot::new(&key, 1, 2, 0));
         assert!(!shown.contains("ab, ") && !shown.contains("171"), "{shown}");
         assert!(shown.contains(&format!("{}", key.id().0)), "{shown}");
+        // The key's own Debug: its name and id, nothing else.
+        assert_eq!(
+            format!("{key:?}"),
+            format!("NetworkKey {{ id: KeyId({}), .. }}", key.id().0)
+        );
     }
 
     #[test]

@@ -1162,6 +1162,12 @@ fn debug_output_has_no_secrets() {
         !shown.contains("92,") && !shown.contains("5c, 5c"),
         "{shown}"
     );
+    // What it does show: the network, the sender id and the key's id.
+    assert!(
+        shown.starts_with("Sealer { vni: 11259375, sender_id: 0x0000000000000001, ")
+            && shown.contains(&format!("KeyId({})", key.id().0)),
+        "{shown}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
