@@ -161,13 +161,13 @@ impl KeySlot {
         &self.send
     }
 
-    /// Take the next counter, or `None` once the next one would be `u64::MAX`. Never wraps:
-    /// `fetch_add` would, after enough refused attempts, so this is a compare-exchange loop.
+    /// Take the next counter, or `None` once the counter reached `u64::MAX` (so `u64::MAX`
+    /// itself is never used). Never wraps: `fetch_add` would, after enough refused attempts,
+    /// so this is a compare-exchange loop.
     pub(crate) fn next_counter(&self) -> Option<u64> {
         self.counter
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_add(1))
             .ok()
-            .filter(|&c| c < u64::MAX)
     }
 
     /// The counter the next datagram would use (`u64::MAX` when exhausted).
@@ -233,6 +233,10 @@ mod tests {
         let shown = format!("{key:?} {:?}", KeySlot::new(&key, 1, 2, 0));
         assert!(!shown.contains("ab, ") && !shown.contains("171"), "{shown}");
         assert!(shown.contains(&format!("{}", key.id().0)), "{shown}");
+        assert_eq!(
+            format!("{:?}", KeySlot::new(&key, 1, 2, 5)),
+            format!("KeySlot {{ id: KeyId({}), counter: 5, .. }}", key.id().0)
+        );
         // The key's own Debug: its name and id, nothing else.
         assert_eq!(
             format!("{key:?}"),
