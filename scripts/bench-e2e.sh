@@ -5,12 +5,14 @@
 #   b  kernel vxlan (VNI 100, dstport 4789) + a Linux bridge in each host, container MTU 1450
 #   c  vswitch: one daemon per host, peered, network --vni 100 --subnet 10.77.0.0/24, attach
 #   d  vswitch with an encrypted network (skipped with a note until `vswitch key generate` works)
-# Metrics: iperf3 TCP 1 and 4 streams, UDP 64-byte packet rate, ping latency p50/p99.
+# Metrics: iperf3 TCP 1 and 4 streams, UDP 64-byte packet rate, ping latency p50/p99; fan-in
+# (modes b-d): ten more containers on host 1 each sending TCP to its own receiver on host 2, all
+# at once; and for vswitch, each daemon's CPU use while idle (from /proc/PID/stat).
 # Prints a table with the ratio of each mode to (b) and writes target/bench-e2e/results.json
 # (raw iperf3/ping output in target/bench-e2e/raw/). A benchmark, not a test: it fails only when
 # a mode cannot be set up or measured, and then says which step.
 #
-# Usage: scripts/bench-e2e.sh [--quick] [--only a,b,c,d] [--time SECONDS]
+# Usage: scripts/bench-e2e.sh [--quick] [--only a,b,c,d] [--time SECONDS] [--idle SECONDS]
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -18,15 +20,16 @@ set -euo pipefail
 
 usage() {
     cat <<EOF
-usage: $0 [--quick] [--only a,b,c,d] [--time SECONDS]
+usage: $0 [--quick] [--only a,b,c,d] [--time SECONDS] [--idle SECONDS]
 
-  --quick        2 s per iperf3 test and 50 pings (default: 5 s and 200 pings)
+  --quick        2 s per iperf3 test, 50 pings, 5 s idle (default: 5 s, 200 pings, 30 s)
   --only LIST    comma-separated modes to run (default: a,b,c,d)
                    a  direct veth between the containers (ceiling)
                    b  kernel vxlan + Linux bridge per host (the baseline for ratios)
                    c  vswitch
                    d  vswitch, encrypted network
   --time N       seconds per iperf3 test (overrides --quick)
+  --idle N       seconds over which an idle daemon's CPU use is measured (overrides --quick)
 
 Environment: VSWITCH=path to the binary (default target/release/vswitch, built by this
 script), VS_KEEP_WORK=1 keeps the work dir (daemon logs) after the run, RUST_LOG for daemons.
@@ -36,13 +39,17 @@ EOF
 MODES=(a b c d)
 DURATION=5
 PINGS=200
+IDLE=30
 QUICK=0
+# Fan-in: this many sender containers on host 1, one receiver each on host 2.
+FANIN=10
 while (($#)); do
     case $1 in
     --quick)
         QUICK=1
         DURATION=2
         PINGS=50
+        IDLE=5
         ;;
     --only)
         [[ $# -ge 2 ]] || die "--only needs a list, e.g. --only a,b"
@@ -53,6 +60,11 @@ while (($#)); do
     --time)
         [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || die "--time needs a whole number of seconds"
         DURATION=$2
+        shift
+        ;;
+    --idle)
+        [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || die "--idle needs a whole number of seconds"
+        IDLE_SET=$2
         shift
         ;;
     -h | --help)
@@ -66,6 +78,7 @@ while (($#)); do
     esac
     shift
 done
+IDLE=${IDLE_SET:-$IDLE}
 for m in "${MODES[@]}"; do
     [[ $m =~ ^[abcd]$ ]] || die "unknown mode '$m' in --only (choose from a,b,c,d)"
 done
@@ -171,6 +184,35 @@ setup_b() {
     done
     ip -n "$(c1)" addr add "$IP1/24" dev "$CIF"
     ip -n "$(c2)" addr add "$IP2/24" dev "$CIF"
+    setup_fanin
+}
+
+# The fan-in pairs: sender i (1..FANIN) on host 1 is 10.77.0.(100+i), its receiver on host 2
+# is 10.77.0.(150+i).
+fan_ns() { echo "$P-$MODE-f$1$2"; }
+fan_ip() { if [[ $2 == a ]]; then echo "10.77.0.$((100 + $1))"; else echo "10.77.0.$((150 + $1))"; fi; }
+
+setup_fanin() {
+    local i side h c link host
+    step "fan-in: $FANIN containers on host 1 and $FANIN on host 2"
+    for ((i = 1; i <= FANIN; i++)); do
+        for side in a b; do
+            host=1
+            [[ $side == b ]] && host=2
+            h=$P-$MODE-h$host
+            c=$(fan_ns "$i" "$side")
+            mk_container "$c"
+            if [[ $MODE == b ]]; then
+                link=$P-f$i$side
+                mk_veth "$c" "$P-e0" "$h" "$link" 1450
+                ip -n "$h" link set "$link" master "$P-br"
+                ip -n "$c" addr add "$(fan_ip "$i" "$side")/24" dev "$P-e0"
+            else
+                vsctl "$VS_WORK/$MODE-h$host/vswitch.sock" attach "$c" --network bench \
+                    --ip "$(fan_ip "$i" "$side")/24" >/dev/null
+            fi
+        done
+    done
 }
 
 # setup_vswitch [--encrypted] — modes c and d.
@@ -195,6 +237,7 @@ setup_vswitch() {
         step "start vswitch daemon in host $i ($(host_ip "$i"), --peer $(host_ip "$peer"))"
         start_daemon "$h" "$sock" "$VS_WORK/$MODE-h$i/state" \
             --listen "$(host_ip "$i")" --port 4789 --peer "$(host_ip "$peer"):4789" --underlay-mtu 1500
+        echo "$DAEMON_PID" >>"$VS_WORK/daemons-$MODE"
     done
     for i in 1 2; do
         sock=$VS_WORK/$MODE-h$i/vswitch.sock
@@ -212,6 +255,7 @@ setup_vswitch() {
     step "check eth0 in the containers"
     ip -n "$(c1)" -o addr show dev eth0
     ip -n "$(c2)" -o addr show dev eth0
+    setup_fanin
 }
 
 
@@ -245,7 +289,7 @@ ipf() {
 }
 
 measure() {
-    local omit=() i
+    local omit=() i daemons
     ((QUICK)) || omit=(-O 1)
     step "start iperf3 server in container 2"
     spawn "$VS_WORK/iperf3-server-$MODE.log" "$(c2)" iperf3 -s -B "$IP2" -p "$PORT"
@@ -267,6 +311,12 @@ measure() {
     ipf udp64 -u -l 64 -b 0 -t "$DURATION"
     step "ping latency, $PINGS pings at 5 ms intervals"
     ip netns exec "$(c1)" ping -n -c "$PINGS" -i 0.005 -W 1 "$IP2" >"$RAW/$MODE-ping.txt"
+    [[ $MODE == a ]] || fanin
+    if [[ $MODE == [cd] ]]; then
+        step "idle: each daemon's CPU use over ${IDLE}s without traffic"
+        mapfile -t daemons <"$VS_WORK/daemons-$MODE"
+        idle_cpu "$IDLE" "${daemons[@]}" >"$RAW/$MODE-idle.txt"
+    fi
     if [[ $MODE == [cd] ]]; then
         step "save vswitch stats --json of both daemons"
         for i in 1 2; do
@@ -277,7 +327,7 @@ measure() {
     step "parse results"
     python3 - "$RAW" "$MODE" "$(ip -n "$(c1)" -o link show dev "$CIF" | sed -n 's/.* mtu \([0-9]*\).*/\1/p')" \
         >"$VS_WORK/res-$MODE.json" <<'PY'
-import json, re, sys
+import json, os, re, sys
 raw, mode, mtu = sys.argv[1], sys.argv[2], sys.argv[3]
 def load(name):
     with open(f"{raw}/{mode}-{name}.json") as f:
@@ -304,6 +354,14 @@ def pct(p):  # nearest-rank percentile
 m["ping_p50_us"] = pct(50) if times else None
 m["ping_p99_us"] = pct(99) if times else None
 m["ping_loss_pct"] = 100 * (1 - int(sent[2]) / int(sent[1])) if sent else None
+fan = [f"{raw}/{mode}-fanin-{i}.json" for i in range(1, 100)]
+fan = [f for f in fan if os.path.exists(f)]
+if fan:
+    m["fanin_gbps"] = sum(json.load(open(f))["end"]["sum_received"]["bits_per_second"] for f in fan) / 1e9
+    m["fanin_retransmits"] = sum(json.load(open(f))["end"]["sum_sent"].get("retransmits", 0) for f in fan)
+if os.path.exists(f"{raw}/{mode}-idle.txt"):
+    with open(f"{raw}/{mode}-idle.txt") as f:
+        m["idle_cpu_pct"] = max(float(line.split()[1]) for line in f if line.strip())
 out = {"status": "ok", "mtu": int(mtu) if mtu else None, "metrics": m}
 for h in (1, 2):  # vswitch modes: drop counters by reason, per host
     try:
@@ -312,6 +370,55 @@ for h in (1, 2):  # vswitch modes: drop counters by reason, per host
     except (OSError, ValueError, AttributeError):
         pass
 print(json.dumps(out))
+PY
+}
+
+# fanin — FANIN iperf3 clients on host 1, each to its own server on host 2, all at once.
+fanin() {
+    local i pids=() rc=0
+    step "fan-in: $FANIN TCP senders on host 1 to $FANIN receivers on host 2, ${DURATION}s"
+    for ((i = 1; i <= FANIN; i++)); do
+        spawn "$VS_WORK/iperf3-fan$i-$MODE.log" "$(fan_ns "$i" b)" iperf3 -s -B "$(fan_ip "$i" b)" -p "$PORT"
+    done
+    for ((i = 1; i <= FANIN; i++)); do
+        wait_listen "$(fan_ns "$i" b)" "$PORT" 5 || {
+            echo "fan-in iperf3 server $i did not listen within 5 s" >&2
+            return 1
+        }
+        wait_ping "$(fan_ns "$i" a)" "$(fan_ip "$i" b)" 10 || {
+            echo "fan-in sender $i cannot reach $(fan_ip "$i" b)" >&2
+            return 1
+        }
+    done
+    for ((i = 1; i <= FANIN; i++)); do
+        timeout $((DURATION + 30)) ip netns exec "$(fan_ns "$i" a)" iperf3 -c "$(fan_ip "$i" b)" \
+            -p "$PORT" --connect-timeout 5000 -J -t "$DURATION" >"$RAW/$MODE-fanin-$i.json" 2>&1 &
+        pids+=($!)
+    done
+    for i in "${pids[@]}"; do wait "$i" || rc=$?; done
+    ((rc == 0)) || echo "a fan-in iperf3 client failed (status $rc); see $RAW/$MODE-fanin-*.json" >&2
+    return "$rc"
+}
+
+# idle_cpu SECONDS PID... — each PID's CPU use (user + system) over SECONDS, in % of one core,
+# one line per PID.
+idle_cpu() {
+    local secs=$1 pid
+    shift
+    python3 - "$secs" "$@" <<'PY'
+import os, sys, time
+secs, pids = float(sys.argv[1]), sys.argv[2:]
+tck = os.sysconf("SC_CLK_TCK")
+def ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime
+before = {p: ticks(p) for p in pids}
+t0 = time.monotonic()
+time.sleep(secs)
+elapsed = time.monotonic() - t0
+for p in pids:
+    print(p, 100.0 * (ticks(p) - before[p]) / tck / elapsed)
 PY
 }
 
@@ -380,11 +487,11 @@ done
 
 python3 - "$OUT/results.json" "$DURATION" "$PINGS" "$QUICK" "$(uname -r)" "$(nproc)" \
     "$(iperf3 --version | head -n1)" "$(git -C "$VS_ROOT" describe --always --dirty 2>/dev/null || echo unknown)" \
-    "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)" \
+    "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)" "$IDLE" "$FANIN" \
     "${MODES[@]/#/mode=}" "${RESULTS[@]}" <<'PY'
 import json, sys, time
-out, duration, pings, quick, kernel, ncpu, iperf, rev, cpu = sys.argv[1:10]
-rest = sys.argv[10:]
+out, duration, pings, quick, kernel, ncpu, iperf, rev, cpu, idle, fanin = sys.argv[1:12]
+rest = sys.argv[12:]
 modes = [a[5:] for a in rest if a.startswith("mode=")]
 files = [a for a in rest if not a.startswith("mode=")]
 labels = {"a": "veth (ceiling)", "b": "kernel vxlan", "c": "vswitch", "d": "vswitch+enc"}
@@ -399,6 +506,7 @@ doc = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "kernel": kernel, "cpus": int(ncpu), "cpu": cpu, "iperf3": iperf, "git": rev,
         "seconds_per_test": int(duration), "pings": int(pings), "quick": quick == "1",
+        "idle_seconds": int(idle), "fanin_senders": int(fanin),
         "topology": "2 host netns joined by veth (192.0.2.0/24, MTU 1500); containers 10.77.0.11 -> 10.77.0.12",
     },
     "modes": res,
@@ -419,6 +527,9 @@ rows = [
     ("ping p50      us", "ping_p50_us", "{:.0f}", True),
     ("ping p99      us", "ping_p99_us", "{:.0f}", True),
     ("ping loss     %", "ping_loss_pct", "{:.1f}", False),
+    ("fan-in 10 TCP Gbit/s", "fanin_gbps", "{:.2f}", True),
+    ("fan-in retransmits", "fanin_retransmits", "{}", False),
+    ("idle CPU %core (max)", "idle_cpu_pct", "{:.2f}", False),
     ("container MTU", None, "{}", False),
 ]
 base = res.get("b", {}).get("metrics") if res.get("b", {}).get("status") == "ok" else None

@@ -27,7 +27,8 @@
 //! A coalesced superframe is marked `NEEDS_CSUM` with the pseudo-header sum in the TCP checksum
 //! field, and the receiving kernel then trusts its payload. So every segment's TCP checksum is
 //! verified here before it is merged; a segment that fails is left alone, written as it came,
-//! and the container's kernel drops it. Frames that are not coalescable are written as they are.
+//! and the container's kernel drops it — unless a verified outer UDP checksum already covered
+//! it ([`Coalescer::push_verified`]). Frames that are not coalescable are written as they are.
 //!
 //! The header layouts (where the IP and TCP fields are, checksums) are in
 //! [`crate::wire::tcpip`]; this module decides what to do with them.
@@ -293,14 +294,39 @@ impl Coalescer {
         (!self.is_empty()).then_some(self.pending.tag)
     }
 
-    /// Offers one Ethernet frame bound for `tag`.
+    /// Offers one Ethernet frame bound for `tag`. Its TCP checksum is verified first: a frame
+    /// that fails is [`Push::Unsuitable`].
     pub fn push(&mut self, tag: u32, frame: &[u8]) -> Push {
+        self.offer(tag, frame, true)
+    }
+
+    /// Offers one Ethernet frame bound for `tag` whose bytes are known to be the ones its
+    /// sender checksummed, so its TCP checksum is not verified again (one pass over the
+    /// payload less).
+    ///
+    /// **When that is sound.** Only for a frame that arrived inside a datagram the kernel
+    /// delivered with a UDP GRO/GSO segment size: the kernel coalesces (`udp_gro_receive_segment`)
+    /// only datagrams with a nonzero UDP checksum it has validated, and a UDP GSO run is only
+    /// ever built by a UDP socket that checksums (the raw socket's zero-checksum datagrams
+    /// never arrive that way). That outer checksum covers the whole inner frame, so any
+    /// damage on the way is caught there. The inner TCP checksum of such a frame was computed
+    /// by the sending switch itself, from its own copy, when it cut the superframe
+    /// ([`segment`]); checking it again could only catch damage inside the sender's memory.
+    /// A checksum is no authentication: a hostile sender can make either one right.
+    pub fn push_verified(&mut self, tag: u32, frame: &[u8]) -> Push {
+        self.offer(tag, frame, false)
+    }
+
+    fn offer(&mut self, tag: u32, frame: &[u8], verify: bool) -> Push {
         let Some(t) = TcpFrame::parse(frame) else {
             return Push::Unsuitable;
         };
         let flags = t.flags(frame);
         let plen = t.payload_len();
-        if flags & TCP_ACK == 0 || flags & !MERGEABLE != 0 || plen == 0 || !t.tcp_checksum_ok(frame)
+        if flags & TCP_ACK == 0
+            || flags & !MERGEABLE != 0
+            || plen == 0
+            || (verify && !t.tcp_checksum_ok(frame))
         {
             return Push::Unsuitable;
         }

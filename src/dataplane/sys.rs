@@ -413,6 +413,28 @@ pub fn set_buffer_sizes(fd: RawFd, bytes: usize) {
     }
 }
 
+/// The socket's receive and send buffer sizes as the kernel reports them (`SO_RCVBUF`,
+/// `SO_SNDBUF`: twice what was set, the kernel's bookkeeping included).
+#[cfg(test)]
+pub fn buffer_sizes(fd: RawFd) -> io::Result<(usize, usize)> {
+    let get = |opt| -> io::Result<usize> {
+        let mut v: libc::c_int = 0;
+        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: the value and length point at a live c_int and socklen_t of the stated size.
+        cvt(unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        })?;
+        Ok(usize::try_from(v).unwrap_or(0))
+    };
+    Ok((get(libc::SO_RCVBUF)?, get(libc::SO_SNDBUF)?))
+}
+
 /// Zeroed storage for epoll events.
 pub fn epoll_events(n: usize) -> Vec<libc::epoll_event> {
     // SAFETY: all-zero is a valid epoll_event.

@@ -315,6 +315,7 @@ pub(super) fn underlay_worker(shared: &Shared) {
                     0 => len.max(1),
                     g => g,
                 };
+                let verified = recv.gso_size[i] > 0;
                 if recv.truncated[i] {
                     // More than the buffer held: the last datagram is cut. Keep the whole ones.
                     batch
@@ -345,11 +346,20 @@ pub(super) fn underlay_worker(shared: &Shared) {
                     if let [port] = fwd.ports[..] {
                         if let Some(PortSink::Tap(tap)) = batch.ports.get(&port) {
                             if tap.vnet_hdr_len() > 0 {
-                                match coalescer.push(port.0, frame) {
+                                // A run the kernel coalesced (or a GSO run) had a verified
+                                // outer UDP checksum: see `Coalescer::push_verified`.
+                                let push = |c: &mut Coalescer| {
+                                    if verified {
+                                        c.push_verified(port.0, frame)
+                                    } else {
+                                        c.push(port.0, frame)
+                                    }
+                                };
+                                match push(&mut coalescer) {
                                     Push::Merged => continue,
                                     Push::Busy => {
                                         write_superframe(shared, batch.ports, &mut coalescer);
-                                        if coalescer.push(port.0, frame) == Push::Merged {
+                                        if push(&mut coalescer) == Push::Merged {
                                             continue;
                                         }
                                     }

@@ -32,8 +32,11 @@ const FLOOD: &str = "
 import socket, sys
 ip, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+# 1 000 bytes each: 40 000 of them are about twice what the daemon's 16 MiB receive buffer
+# (32 MiB with the kernel's bookkeeping) holds.
+payload = b'lost-or-counted' * 67
 for _ in range(n):
-    s.sendto(b'lost-or-counted', (ip, port))
+    s.sendto(payload, (ip, port))
 ";
 
 fn flood(ns: &str, ip: &str, port: u16, n: u64) {

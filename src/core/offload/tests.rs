@@ -436,6 +436,29 @@ fn a_corrupt_segment_is_not_merged() {
     assert_eq!(c.push(0, &segs[2]), Push::Unsuitable);
 }
 
+/// A frame whose integrity the outer UDP checksum already vouched for is merged without its
+/// TCP checksum being checked again; the rules of coalescing still apply in full.
+#[test]
+fn a_verified_segment_is_merged_without_its_checksum_being_checked() {
+    let (frame, hdr) = superframe(false, false, &[3; 4000], Flags::default(), 1000);
+    let mut segs = segments(&frame, &hdr);
+    let t = TcpFrame::parse(&segs[1]).expect("tcp");
+    segs[1][t.l4 + 16] ^= 0xff; // the TCP checksum field only
+    let mut c = Coalescer::new();
+    assert_eq!(c.push(0, &segs[0]), Push::Merged);
+    assert_eq!(c.push(0, &segs[1]), Push::Unsuitable, "checked: refused");
+    assert_eq!(
+        c.push_verified(0, &segs[1]),
+        Push::Merged,
+        "verified: merged"
+    );
+    assert_eq!(c.push_verified(1, &segs[2]), Push::Busy, "other port");
+    assert_eq!(c.push_verified(0, &segs[3]), Push::Busy, "gap in sequence");
+    assert_eq!(c.push_verified(0, &segs[2]), Push::Merged);
+    let (_, bytes) = c.take().expect("pending");
+    assert_eq!(receive(&[bytes.to_vec()]), vec![3; 3000]);
+}
+
 #[test]
 fn different_flows_and_tags_do_not_merge() {
     let (frame, hdr) = superframe(false, false, &[3; 4000], Flags::default(), 1000);
