@@ -10,11 +10,14 @@
 #
 # Usage: scripts/fuzz-smoke.sh [TARGET...]
 # Env:   FUZZ_SECONDS   seconds per target (default 30)
+#        FUZZ_JOBS      targets fuzzed at once (default: the number of CPUs; each target is one
+#                       libFuzzer process on one core, so each still gets its FUZZ_SECONDS)
 #        FUZZ_TOOLCHAIN toolchain to build with (default nightly)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${FUZZ_SECONDS:-30}
+jobs=${FUZZ_JOBS:-$(nproc)}
 toolchain=${FUZZ_TOOLCHAIN:-nightly}
 
 if ! rustup toolchain list | grep -q "^$toolchain"; then
@@ -40,22 +43,39 @@ else
 fi
 
 work=$root/fuzz/target/smoke
-failed=()
-printf '%-14s %14s  %s\n' target executions result
-for t in "${targets[@]}"; do
+# One target: its log in $work/$t.log, its result (ok or FAILED) in $work/$t.result.
+fuzz_one() {
+    local t=$1 d seeds=() result=ok
     mkdir -p "$work/$t"
-    seeds=()
     for d in "$root/fuzz/corpus/$t" "$root/fuzz/regressions/$t"; do
         [ -d "$d" ] && seeds+=("$d")
     done
-    log=$work/$t.log
-    result=ok
     if ! cargo +"$toolchain" fuzz run "$t" "$work/$t" "${seeds[@]}" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        >"$log" 2>&1; then
+        >"$work/$t.log" 2>&1; then
         result=FAILED
-        failed+=("$t")
     fi
+    echo "$result" >"$work/$t.result"
+}
+mkdir -p "$work"
+running=0
+for t in "${targets[@]}"; do
+    rm -f "$work/$t.result"
+    if ((running >= jobs)); then
+        wait -n || true
+        running=$((running - 1))
+    fi
+    fuzz_one "$t" &
+    running=$((running + 1))
+done
+wait
+
+failed=()
+printf '%-14s %14s  %s\n' target executions result
+for t in "${targets[@]}"; do
+    log=$work/$t.log
+    result=$(cat "$work/$t.result" 2>/dev/null || echo FAILED)
+    [ "$result" = ok ] || failed+=("$t")
     execs=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\).*/\1/p' "$log" | tail -n 1)
     if [ -z "$execs" ]; then
         execs=$(sed -n 's/^#\([0-9]*\)[[:space:]]*DONE.*/\1/p' "$log" | tail -n 1)
