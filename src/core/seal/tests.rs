@@ -1035,10 +1035,28 @@ fn rotating_during_a_rotation_is_refused_until_it_completes() {
             phase: RotationPhase::Accepting { .. }
         }
     ));
+    // What the user reads: the phase, with the times it waits for.
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "a key rotation is already in progress (accepting new key {}, waiting for peers \
+             until {} ms); rotate again once it is stable",
+            k2.id(),
+            T0.saturating_add(secs(30)).as_millis()
+        )
+    );
     let switched = T0.saturating_add(secs(30));
     host.tick(switched);
     let err = host.rotate(&k3, &[B], switched).expect_err("overlap");
-    assert!(err.to_string().contains("in progress"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "a key rotation is already in progress (old key {} still accepted until {} ms); \
+             rotate again once it is stable",
+            k1.id(),
+            switched.saturating_add(secs(60)).as_millis()
+        )
+    );
     // rotate ticks first: once the overlap is over no explicit tick is needed.
     host.rotate(&k3, &[B], switched.saturating_add(secs(60)))
         .expect("stable again");
