@@ -17,6 +17,15 @@
 //! a local port is the authority on what lives here) does. They do not count against the
 //! capacity, which bounds what the data plane can make the table learn; how many there are is
 //! up to the cluster's advertisements (at most one per address of the network).
+//!
+//! **The hasher.** Keys come from the network: anyone on the overlay picks the source MACs the
+//! table learns. An unkeyed hash (FxHash and the like) would let them choose MACs that all fall
+//! into one bucket and turn every lookup into a long probe, a denial of service. So the table
+//! is keyed: [`foldhash`] seeded at random per table (`MacHasher`), cheaper than std's SipHash
+//! on a short key. foldhash claims only "minimal" flooding resistance
+//! (against an attacker who cannot learn the seed); here that attacker sees neither hash values
+//! nor the table's order (listings are sorted by MAC), and the table holds at most `capacity`
+//! learned entries, so at worst a flood costs bounded probes, never unbounded growth.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -27,6 +36,7 @@ use std::time::Duration;
 
 use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::DashMap;
+use foldhash::fast::RandomState as MacHasher;
 
 use super::time::{duration_millis, Timestamp};
 use crate::wire::Mac;
@@ -123,7 +133,7 @@ pub struct FdbEntry {
 /// The MAC table of one network.
 #[derive(Debug)]
 pub struct Fdb {
-    map: DashMap<Mac, Entry>,
+    map: DashMap<Mac, Entry, MacHasher>,
     expiry: Mutex<Expiry>,
     ageing_ms: u64,
     capacity: usize,
@@ -133,7 +143,7 @@ pub struct Fdb {
 impl Fdb {
     pub fn new(config: FdbConfig) -> Fdb {
         Fdb {
-            map: DashMap::new(),
+            map: DashMap::with_hasher(MacHasher::default()),
             expiry: Mutex::new(Expiry::default()),
             ageing_ms: duration_millis(config.ageing).max(1),
             capacity: config.capacity.max(1),

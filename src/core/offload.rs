@@ -39,11 +39,11 @@
 use std::ops::Range;
 
 use crate::wire::ethernet::HEADER_LEN as ETH_LEN;
-pub use crate::wire::tcpip::{fold, sum, TcpFrame};
 use crate::wire::tcpip::{
-    pseudo_sum, L4Frame, MAX_IP_LEN, TCP_ACK, TCP_CHECKSUM_OFFSET, TCP_CWR, TCP_ECE, TCP_FIN,
-    TCP_PSH, TCP_RST, TCP_SYN, TCP_URG,
+    copy_sum, pseudo_sum, L4Frame, MAX_IP_LEN, TCP_ACK, TCP_CHECKSUM_OFFSET, TCP_CWR, TCP_ECE,
+    TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG,
 };
+pub use crate::wire::tcpip::{fold, sum, TcpFrame};
 use crate::wire::virtio_net::{self, VnetHdr};
 
 /// Why a frame could not be segmented or its checksum completed.
@@ -208,7 +208,7 @@ pub fn segment(
             .unwrap_or(&[]);
         let out = &mut arena[segs.frame(i)];
         out[..t.payload].copy_from_slice(headers);
-        out[t.payload..].copy_from_slice(chunk);
+        let payload_sum = copy_sum(&mut out[t.payload..], chunk);
         let seg = t.with_end(out.len());
         seg.set_ip_len(out);
         if !t.v6 {
@@ -224,7 +224,7 @@ pub fn segment(
             flags &= !TCP_CWR;
         }
         seg.set_flags(out, flags);
-        seg.fill_tcp_checksum(out);
+        seg.fill_tcp_checksum_with(out, payload_sum);
     }
     Ok(segs)
 }

@@ -5,7 +5,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 /// Hashes the small integer keys of the switch's own maps (VNIs, port ids) with one multiply.
 /// Those keys are configuration, never inserted from the network, so flooding them is not a
-/// concern; the MAC table, whose keys come from the network, keeps std's keyed SipHash.
+/// concern; the MAC table, whose keys come from the network, keeps a randomly seeded hasher
+/// (see [`crate::core::fdb`]).
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct IdHasher(u64);
 
