@@ -1019,6 +1019,32 @@ fn old_and_new_keys_are_accepted_during_the_overlap_then_the_old_is_dropped() {
     assert_eq!(host.next_deadline(), None);
 }
 
+/// A key nobody here holds is unknown in every phase of a rotation: never tried with the next
+/// or the previous key (and then refused as a forgery, `auth_failed`).
+#[test]
+fn a_third_key_is_unknown_while_rotating_and_during_the_overlap() {
+    let (k1, k2) = two_keys();
+    let k3 = (3..=255)
+        .map(key)
+        .find(|k| k.id() != k1.id() && k.id() != k2.id())
+        .expect("third id");
+    let host = sealer(&k1, 1);
+    let stranger = sealer(&k3, 4);
+    trust(&host, &stranger, 4);
+    let unknown = |t| open(&host, 4, &seal(&stranger, b"s"), t);
+    assert_eq!(unknown(T0), Err(OpenDrop::UnknownKey), "stable");
+    host.rotate(&k2, &[B], T0).expect("rotate");
+    assert!(matches!(
+        host.status().phase,
+        RotationPhase::Accepting { .. }
+    ));
+    assert_eq!(unknown(T0), Err(OpenDrop::UnknownKey), "accepting");
+    let switched = T0.saturating_add(secs(30));
+    host.tick(switched);
+    assert!(matches!(host.status().phase, RotationPhase::Overlap { .. }));
+    assert_eq!(unknown(switched), Err(OpenDrop::UnknownKey), "overlap");
+}
+
 #[test]
 fn rotating_during_a_rotation_is_refused_until_it_completes() {
     let (k1, k2) = two_keys();
