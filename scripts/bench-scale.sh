@@ -40,7 +40,7 @@ done
 ((N <= M * 4000)) || die "--containers: at most 4000 per network"
 
 need_root "$@"
-ensure_pkgs iproute2:ip iputils-ping:ping procps:sysctl
+ensure_pkgs iproute2:ip iputils-ping:ping procps:sysctl python3:python3
 vs_init "vss$$"
 P=$VS_PREFIX
 OUT=$VS_ROOT/target/bench-scale
@@ -85,13 +85,38 @@ P99=$(pct 99)
 MAX=$(tail -n 1 "$LAT.sorted")
 
 say "every container pings its neighbour"
+# The kernel's ARP table is one table for all namespaces (net.ipv4.neigh.default.gc_thresh3,
+# 1,024 entries by default): a ping leaves an entry in the sender and one in the receiver, and
+# 512 pairs fill it ("neighbor table overflow" in the kernel log; the next container cannot
+# even send its ARP request). Each pair forgets its entries after its ping, so what is
+# measured is the switch, not that host-wide limit (README: Limits).
 FAILED=0
 for ((k = 0; k < N; k++)); do
     n=$(((k + M) % N))
     ((n % M == k % M)) || continue
     ip=10.$((100 + n % M)).$(((n / M + 2) / 256)).$(((n / M + 2) % 256))
-    ip netns exec "$P-c$k" ping -n -c 1 -W 2 "$ip" >/dev/null 2>&1 || FAILED=$((FAILED + 1))
+    if ! ip netns exec "$P-c$k" ping -n -c 1 -W 2 "$ip" >/dev/null 2>&1; then
+        FAILED=$((FAILED + 1))
+        # Say which, and whether it was for good: a second try (with ping's own words), the
+        # sender's interface, address and neighbour entry, and both ports' counters.
+        again=$(ip netns exec "$P-c$k" ping -n -c 3 -W 2 "$ip" 2>&1 | tail -n 2 | tr '\n' ' ' ||
+            true)
+        note "container $k could not ping $ip (container $n); 3 more pings: $again"
+        note "  sender's eth0: $(ip -n "$P-c$k" -br addr show dev eth0 2>&1)"
+        note "  sender's neighbour entry: $(ip -n "$P-c$k" neigh show "$ip" | tr '\n' ' ')"
+        note "  target's eth0: $(ip -n "$P-c$n" -br addr show dev eth0 2>&1)"
+        note "  ports: $(vsctl "$SOCK" stats --json | python3 -c '
+import json, sys
+for p in json.load(sys.stdin)["ports"]:
+    if p["netns"].endswith(("-c" + sys.argv[1], "-c" + sys.argv[2])):
+        print(p["netns"], p["traffic"], "overruns", p["overruns"])' "$k" "$n")"
+    fi
+    ip -n "$P-c$k" neigh flush dev eth0 2>/dev/null || true
+    ip -n "$P-c$n" neigh flush dev eth0 2>/dev/null || true
 done
+if ((FAILED > 0)); then
+    note "the daemon's counters: $(vsctl "$SOCK" stats)"
+fi
 
 say "one network's MAC table at $F entries"
 FDB_BIN=${FDB_MEMORY:-}
