@@ -18,6 +18,14 @@ fn key(byte: u8) -> NetworkKey {
     NetworkKey::from_bytes([byte; KEY_LEN])
 }
 
+/// A key whose id differs from both of these.
+fn third_key(k1: &NetworkKey, k2: &NetworkKey) -> NetworkKey {
+    (3..=255)
+        .map(key)
+        .find(|k| k.id() != k1.id() && k.id() != k2.id())
+        .expect("third id")
+}
+
 /// Two keys with different ids.
 fn two_keys() -> (NetworkKey, NetworkKey) {
     let k1 = key(1);
@@ -920,10 +928,7 @@ fn switches_when_every_expected_peer_advertises_the_new_key() {
 #[test]
 fn a_datagram_sealed_with_the_new_key_proves_acceptance() {
     let (k1, k2) = two_keys();
-    let k3 = (3..=255)
-        .map(key)
-        .find(|k| k.id() != k1.id() && k.id() != k2.id())
-        .expect("third id");
+    let k3 = third_key(&k1, &k2);
     let host = sealer(&k1, 1);
     host.rotate(&k2, &[B], T0).expect("rotate");
     // B is already on k2 and rotating on to k3: it seals with k2 but advertises k3.
@@ -1024,10 +1029,7 @@ fn old_and_new_keys_are_accepted_during_the_overlap_then_the_old_is_dropped() {
 #[test]
 fn a_third_key_is_unknown_while_rotating_and_during_the_overlap() {
     let (k1, k2) = two_keys();
-    let k3 = (3..=255)
-        .map(key)
-        .find(|k| k.id() != k1.id() && k.id() != k2.id())
-        .expect("third id");
+    let k3 = third_key(&k1, &k2);
     let host = sealer(&k1, 1);
     let stranger = sealer(&k3, 4);
     trust(&host, &stranger, 4);
@@ -1048,10 +1050,7 @@ fn a_third_key_is_unknown_while_rotating_and_during_the_overlap() {
 #[test]
 fn rotating_during_a_rotation_is_refused_until_it_completes() {
     let (k1, k2) = two_keys();
-    let k3 = (3..=255)
-        .map(key)
-        .find(|k| k.id() != k1.id() && k.id() != k2.id())
-        .expect("third id");
+    let k3 = third_key(&k1, &k2);
     let host = sealer(&k1, 1);
     host.rotate(&k2, &[B], T0).expect("rotate");
     let err = host.rotate(&k3, &[B], T0).expect_err("accepting");
