@@ -1440,3 +1440,21 @@ fn an_exhausted_counter_is_counted_as_key_exhausted_by_the_switch() {
 fn sealer_for_addr(key: &NetworkKey, sender_id: u64) -> Sealer<SocketAddr> {
     Sealer::new(VNI, key, sender_id, SealConfig::default()).expect("default config is valid")
 }
+
+/// The switch time is kept even at the clock's very end: `u64::MAX` ms stands for "not yet
+/// switched", so the last millisecond is recorded as the one before it, never as no switch.
+#[test]
+fn a_switch_at_the_end_of_the_clock_is_still_a_switch() {
+    let (k1, k2) = two_keys();
+    let host = sealer(&k1, 1);
+    let end = Timestamp(u64::MAX);
+    host.rotate(&k2, &[], end).expect("rotate");
+    assert_eq!(
+        host.status().phase,
+        RotationPhase::Accepting {
+            next: k2.id(),
+            grace_deadline: end,
+            switched_at: Some(Timestamp(u64::MAX - 1))
+        }
+    );
+}
