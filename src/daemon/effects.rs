@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::errors::RequestError;
 use super::rules::{self, Effect, KeySource};
 use super::{new_sealer, Daemon, Inner};
-use crate::core::seal::{generate_sender_id, NetworkKey};
+use crate::core::seal::{generate_sender_id, NetworkKey, RotateError};
 use crate::core::sync::{read, write};
 use crate::core::{PortId, Vtep};
 use crate::dataplane::tap::{Offload, Tap, TapOptions};
@@ -148,9 +148,16 @@ impl<S: StateStore> Daemon<S> {
                     let sealer = sw.network(vni).and_then(|n| n.sealer()).ok_or_else(|| {
                         RequestError::Internal(format!("network '{network}' has no sealer"))
                     })?;
+                    let now = self.dataplane.now();
                     sealer
-                        .rotate(&key, &peers, self.dataplane.now())
-                        .map_err(|source| RequestError::Rotate { network, source })?;
+                        .rotate(&key, &peers, now)
+                        .map_err(|source| match source {
+                            RotateError::InProgress { phase } => RequestError::RotationInProgress {
+                                network,
+                                phase: super::views::phase_text(phase, now),
+                            },
+                            source => RequestError::Rotate { network, source },
+                        })?;
                 }
                 // Tell the peers at once; the ticker keeps announcing until it is over.
                 self.dataplane.tick();

@@ -53,6 +53,13 @@ pub enum RequestError {
         network: String,
         source: RotateError,
     },
+    /// The running rotation, as `network inspect` words it (times from now, not the daemon's
+    /// clock).
+    #[error(
+        "cannot rotate the key of '{network}': a key rotation is already in progress ({phase}); \
+         rotate again once it is stable (vswitch network inspect {network} shows it)"
+    )]
+    RotationInProgress { network: String, phase: String },
     #[error("there are no networks yet: create one with `vswitch network create`")]
     NoNetworks,
     #[error("several networks exist ({0}): say which with --network")]

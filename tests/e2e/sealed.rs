@@ -559,6 +559,31 @@ fn key_rotation_under_a_live_tcp_stream_loses_nothing() {
         }
     }
     lab.assert_ping(&c2, "10.30.0.1");
+
+    // A third key during the overlap is refused, in words a user can act on (how long the old
+    // key stays accepted, not the daemon's clock), and changes nothing.
+    let k3 = lab.dir.join("k3");
+    keygen(&k3);
+    let sending = seal_stats(&lab.hosts[0])["sending_key"].clone();
+    let out = lab.hosts[0].vs(&[
+        "network",
+        "rotate-key",
+        "sec",
+        "--key-file",
+        k3.to_str().expect("path"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "refused: {err}");
+    let prefix = "error: cannot rotate the key of 'sec': a key rotation is already in progress \
+                  (sending with the new key; old key ";
+    assert!(
+        err.starts_with(prefix)
+            && err.contains(" still accepted for ")
+            && err.contains(" s); rotate again once it is stable (vswitch network inspect sec"),
+        "{err}"
+    );
+    assert_eq!(seal_stats(&lab.hosts[0])["sending_key"], sending);
+    lab.assert_ping(&c1, "10.30.0.2");
 }
 
 /// `key generate` needs no root, and the daemon keeps its own copy of a network key, mode 0600,
