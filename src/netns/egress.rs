@@ -210,11 +210,5 @@ pub async fn egress_exists(host_ifname: &str) -> Result<bool, NetnsError> {
 }
 
 fn is_veth(link: &rtnetlink::packet_route::link::LinkMessage) -> bool {
-    use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo};
-    link.attributes.iter().any(|a| match a {
-        LinkAttribute::LinkInfo(infos) => infos
-            .iter()
-            .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth))),
-        _ => false,
-    })
+    super::netlink::link_kind_is(link, &rtnetlink::packet_route::link::InfoKind::Veth)
 }

@@ -191,10 +191,15 @@ pub(crate) fn link_is_loopback(link: &LinkMessage) -> bool {
 
 /// Whether the link is a TUN/TAP device (`IFLA_INFO_KIND` "tun").
 pub(crate) fn link_is_tun(link: &LinkMessage) -> bool {
+    link_kind_is(link, &InfoKind::Tun)
+}
+
+/// Whether the link's kind (`ip -d link`'s `tun`, `veth`, ...) is `kind`.
+pub(crate) fn link_kind_is(link: &LinkMessage, kind: &InfoKind) -> bool {
     link.attributes.iter().any(|a| match a {
         LinkAttribute::LinkInfo(infos) => infos
             .iter()
-            .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Tun))),
+            .any(|i| matches!(i, LinkInfo::Kind(k) if k == kind)),
         _ => false,
     })
 }
