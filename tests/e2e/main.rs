@@ -39,4 +39,5 @@ mod podman;
 mod restore;
 mod sealed;
 mod services;
+mod streams;
 mod systemd;
