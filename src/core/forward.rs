@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 
-use super::counters::DropReason;
+use super::counters::{DropReason, Lane};
 use super::fdb::{PortId, Vtep};
 use crate::wire::Vni;
 
@@ -29,6 +29,9 @@ pub struct Forward {
     /// Set when the switch answered the frame itself (proxy ARP): this reply, not the frame,
     /// goes to `ports` (the asking port).
     pub reply: Option<Reply>,
+    /// The traffic counters the switch adds to for this caller: shared by default; a data-path
+    /// worker makes its `Forward` with [`Forward::with_own_lane`].
+    pub lane: Lane,
 }
 
 /// The length of an Ethernet frame carrying an IPv4-over-Ethernet ARP packet (no padding).
@@ -45,6 +48,15 @@ impl Reply {
 }
 
 impl Forward {
+    /// A `Forward` whose traffic is counted in a lane of its own (see [`Lane::claim`]): for a
+    /// data-path worker, which keeps it for its life.
+    pub fn with_own_lane() -> Forward {
+        Forward {
+            lane: Lane::claim(),
+            ..Forward::default()
+        }
+    }
+
     pub fn clear(&mut self) {
         self.vni = None;
         self.ports.clear();

@@ -15,7 +15,7 @@ pub mod switch;
 pub mod sync;
 pub mod time;
 
-pub use counters::{DropReason, Traffic, TrafficSnapshot};
+pub use counters::{DropReason, Lane, Traffic, TrafficSnapshot};
 pub use fdb::{Fdb, FdbConfig, FdbEntry, Learned, Location, PortId, Vtep};
 pub use switch::{Encapsulated, Forward, PortSecurity, Sends, Switch, SwitchConfig, SwitchError};
 pub use time::Timestamp;

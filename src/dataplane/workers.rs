@@ -158,7 +158,8 @@ pub(super) fn ports_worker(shared: &Shared, mut sender: RawSender) {
     let mut bufs: Vec<Box<[u8]>> = (0..BATCH)
         .map(|_| vec![0u8; HEADROOM + MAX_FRAME + TAILROOM].into_boxed_slice())
         .collect();
-    let mut fwd = Forward::default();
+    // This worker's own traffic counters: no lock-prefixed add per frame.
+    let mut fwd = Forward::with_own_lane();
     let mut segmenter = Segmenter::new();
     // Datagrams waiting for one sendmmsg.
     let mut pending: Vec<Pending> = Vec::with_capacity(BATCH);
@@ -283,7 +284,7 @@ pub(super) fn count_sent(shared: &Shared, (sent, err): (usize, Option<io::Error>
 /// Datagrams from the underlay to local ports.
 pub(super) fn underlay_worker(shared: &Shared) {
     let mut recv = RecvBatch::new(BATCH, MAX_FRAME);
-    let mut fwd = Forward::default();
+    let mut fwd = Forward::with_own_lane();
     let mut coalescer = Coalescer::new();
     let fd = shared.udp.as_raw_fd();
     while !shared.stop.load(Ordering::Relaxed) {

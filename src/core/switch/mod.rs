@@ -340,12 +340,12 @@ impl Switch {
         let Some(p) = self.ports.get(&port) else {
             return self.drop_frame(out, DropReason::UnknownPort, &[]);
         };
-        p.traffic.rx(frame.len());
+        p.traffic.rx(&out.lane, frame.len());
         let Some(network) = self.networks.get(&p.vni) else {
             return self.drop_frame(out, DropReason::UnknownPort, &[&p.traffic]);
         };
         out.vni = Some(network.vni);
-        network.traffic.rx(frame.len());
+        network.traffic.rx(&out.lane, frame.len());
         let scopes = [&p.traffic, &network.traffic];
         let dst = match self.admit(now, network, frame, Location::Port(port), Some(p)) {
             Ok(dst) => dst,
@@ -386,7 +386,7 @@ impl Switch {
         let Some(peer) = self.peers.iter().find(|p| p.vtep.0.ip() == from.ip()) else {
             return self.drop_frame(out, DropReason::UnknownVtep, &[]);
         };
-        peer.traffic.rx(datagram.len());
+        peer.traffic.rx(&out.lane, datagram.len());
         let repr = match VxlanRepr::parse(&VxlanPacket::new_unchecked(&*datagram)) {
             Ok(repr) => repr,
             Err(e) => return self.drop_frame(out, e.into(), &[&peer.traffic]),
@@ -409,7 +409,7 @@ impl Switch {
             },
         };
         let frame = &datagram[out.frame.clone()];
-        network.traffic.rx(frame.len());
+        network.traffic.rx(&out.lane, frame.len());
         let dst = match self.admit(now, network, frame, Location::Vtep(peer.vtep), None) {
             Ok(dst) => dst,
             Err(reason) => return self.drop_frame(out, reason, &scopes),
@@ -550,14 +550,14 @@ impl Switch {
     fn count_tx(&self, network: &Network, out: &Forward, len: usize) {
         for q in &out.ports {
             if let Some(p) = self.ports.get(q) {
-                p.traffic.tx(len);
-                network.traffic.tx(len);
+                p.traffic.tx(&out.lane, len);
+                network.traffic.tx(&out.lane, len);
             }
         }
         for v in &out.vteps {
             if let Some(peer) = self.peers.iter().find(|p| p.vtep == *v) {
-                peer.traffic.tx(len);
-                network.traffic.tx(len);
+                peer.traffic.tx(&out.lane, len);
+                network.traffic.tx(&out.lane, len);
             }
         }
     }
