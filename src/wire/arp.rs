@@ -123,4 +123,14 @@ mod tests {
         assert!(!claims(&[0u8; 60], IP, A));
         assert!(!claims(&probe(A, IP)[..20], IP, B));
     }
+
+    #[test]
+    fn asking_for_the_address_or_probing_another_is_no_claim() {
+        // An ordinary request from a host with an address, asking who has IP: it wants to talk
+        // to IP's owner, it does not use IP.
+        let asking = request(B, Ipv4Addr::new(10, 0, 0, 9), IP);
+        assert!(!claims(&asking, IP, A));
+        // Another station probing for a different address.
+        assert!(!claims(&probe(B, Ipv4Addr::new(10, 0, 0, 6)), IP, A));
+    }
 }
