@@ -1,5 +1,5 @@
-//! Kernel-class offloads in userspace, without I/O: TCP segmentation of the superframes a TAP
-//! with TSO hands us, completion of partial checksums, and the reverse — coalescing consecutive
+//! Kernel-class offloads in userspace, without I/O: TCP and UDP segmentation of the superframes
+//! a TAP with TSO and USO hands us, completion of partial checksums, and the reverse — coalescing consecutive
 //! TCP segments from the underlay into one superframe for the TAP (userspace GRO), after
 //! [`complete_partial_checksum`] finished what a checksum-offloading sender left partial.
 //!
@@ -13,6 +13,11 @@
 //! only on the first) and a full TCP checksum — what the kernel's `tcp_gso_segment` would
 //! produce. Segments go into consecutive slots of one caller-owned arena, each with `headroom`
 //! in front and `tailroom` behind, so the switch can encapsulate (and seal) each in place.
+//!
+//! With `TUN_F_USO4|USO6` (Linux 6.2+) the TAP also hands us UDP superframes (`gso_type`
+//! UDP_L4): what a container's UDP socket sent with `UDP_SEGMENT` (QUIC stacks do). They are cut
+//! the same way into `gso_size`-byte datagrams, each with its own IP length and identification,
+//! UDP length and full UDP checksum, as the kernel's `__udp_gso_segment` would.
 //!
 //! # Receive: [`Coalescer`]
 //!
@@ -40,8 +45,8 @@ use std::ops::Range;
 
 use crate::wire::ethernet::HEADER_LEN as ETH_LEN;
 use crate::wire::tcpip::{
-    copy_sum, pseudo_sum, L4Frame, MAX_IP_LEN, TCP_ACK, TCP_CHECKSUM_OFFSET, TCP_CWR, TCP_ECE,
-    TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG,
+    copy_sum, pseudo_sum, L4Frame, MAX_IP_LEN, PROTO_UDP, TCP_ACK, TCP_CHECKSUM_OFFSET, TCP_CWR,
+    TCP_ECE, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG, UDP_HEADER_LEN,
 };
 pub use crate::wire::tcpip::{fold, sum, TcpFrame};
 use crate::wire::virtio_net::{self, VnetHdr};
@@ -51,7 +56,9 @@ use crate::wire::virtio_net::{self, VnetHdr};
 pub enum OffloadError {
     #[error("frame too short for the headers it claims")]
     Truncated,
-    #[error("superframe is not TCP over IPv4/IPv6 (or its IP version does not match gso_type)")]
+    #[error(
+        "superframe is not TCP or UDP over IPv4/IPv6 (or its IP version does not match gso_type)"
+    )]
     Unsupported,
     #[error("superframe with gso_size 0")]
     BadGsoSize,
@@ -162,7 +169,8 @@ impl Segments {
     }
 }
 
-/// Cuts the TCP superframe `frame` described by `hdr` into segments of at most `gso_size`
+/// Cuts the TCP (or, for `GSO_UDP_L4`, UDP) superframe `frame` described by `hdr` into
+/// segments of at most `gso_size`
 /// payload bytes, written into consecutive slots of `arena`: each slot is `headroom` bytes,
 /// the segment, then at least `tailroom` bytes, so the switch can encapsulate (and seal) every
 /// segment in place. [`Segments::frame`] says where each one lies.
@@ -176,33 +184,28 @@ pub fn segment(
     headroom: usize,
     tailroom: usize,
 ) -> Result<Segments, OffloadError> {
+    if hdr.gso() == virtio_net::GSO_UDP_L4 {
+        return segment_udp(frame, hdr, arena, headroom, tailroom);
+    }
     let t = TcpFrame::parse(frame).ok_or(OffloadError::Unsupported)?;
     match (hdr.gso(), t.v6) {
         (virtio_net::GSO_TCPV4, false) | (virtio_net::GSO_TCPV6, true) => {}
         _ => return Err(OffloadError::Unsupported),
     }
-    let mss = usize::from(hdr.gso_size);
-    if mss == 0 {
-        return Err(OffloadError::BadGsoSize);
-    }
-    let payload = &frame[t.payload..t.end];
-    let count = payload.len().div_ceil(mss).max(1);
-    // Slots start 16-byte aligned relative to the arena, which keeps the copies fast.
-    let stride = (headroom + t.payload + mss + tailroom).next_multiple_of(16);
-    if count.saturating_mul(stride) > arena.len() {
-        return Err(OffloadError::NoRoom);
-    }
-    let segs = Segments {
-        count,
-        stride,
+    let segs = layout(
+        t.payload,
+        t.payload_len(),
+        hdr,
+        arena.len(),
         headroom,
-        full_len: t.payload + mss,
-        last_len: t.payload + (payload.len() - (count - 1) * mss),
-    };
+        tailroom,
+    )?;
+    let mss = usize::from(hdr.gso_size);
+    let payload = &frame[t.payload..t.end];
     let headers = &frame[..t.payload];
     let seq0 = t.seq(frame);
     let id0 = t.ipv4_id(frame);
-    for i in 0..count {
+    for i in 0..segs.count {
         let chunk = payload
             .get(i * mss..payload.len().min((i + 1) * mss))
             .unwrap_or(&[]);
@@ -217,7 +220,7 @@ pub fn segment(
         }
         seg.set_seq(out, seq0.wrapping_add((i * mss) as u32));
         let mut flags = seg.flags(out);
-        if i + 1 < count {
+        if i + 1 < segs.count {
             flags &= !(TCP_FIN | TCP_PSH);
         }
         if i > 0 {
@@ -225,6 +228,70 @@ pub fn segment(
         }
         seg.set_flags(out, flags);
         seg.fill_tcp_checksum_with(out, payload_sum);
+    }
+    Ok(segs)
+}
+
+/// Where the segments of a superframe with `headers` bytes of headers and `payload_len` bytes
+/// of payload go in an arena of `arena_len` bytes, `hdr.gso_size` payload bytes each.
+fn layout(
+    headers: usize,
+    payload_len: usize,
+    hdr: &VnetHdr,
+    arena_len: usize,
+    headroom: usize,
+    tailroom: usize,
+) -> Result<Segments, OffloadError> {
+    let mss = usize::from(hdr.gso_size);
+    if mss == 0 {
+        return Err(OffloadError::BadGsoSize);
+    }
+    let count = payload_len.div_ceil(mss).max(1);
+    // Slots start 16-byte aligned relative to the arena, which keeps the copies fast.
+    let stride = (headroom + headers + mss + tailroom).next_multiple_of(16);
+    if count.saturating_mul(stride) > arena_len {
+        return Err(OffloadError::NoRoom);
+    }
+    Ok(Segments {
+        count,
+        stride,
+        headroom,
+        full_len: headers + mss,
+        last_len: headers + (payload_len - (count - 1) * mss),
+    })
+}
+
+/// [`segment`] for a UDP superframe (`GSO_UDP_L4`, USO): as the kernel's `__udp_gso_segment`
+/// does, every datagram gets the same headers with its own IP length (and, for IPv4,
+/// identification and header checksum), UDP length and full UDP checksum; the payload is cut
+/// into `gso_size` pieces, the last one shorter.
+fn segment_udp(
+    frame: &[u8],
+    hdr: &VnetHdr,
+    arena: &mut [u8],
+    headroom: usize,
+    tailroom: usize,
+) -> Result<Segments, OffloadError> {
+    let u = L4Frame::parse(frame)
+        .filter(|u| u.proto == PROTO_UDP)
+        .ok_or(OffloadError::Unsupported)?;
+    let at = u.l4 + UDP_HEADER_LEN;
+    let payload = frame.get(at..u.end).ok_or(OffloadError::Truncated)?;
+    let segs = layout(at, payload.len(), hdr, arena.len(), headroom, tailroom)?;
+    let mss = usize::from(hdr.gso_size);
+    let id0 = u.ipv4_id(frame);
+    for i in 0..segs.count {
+        let chunk = payload
+            .get(i * mss..payload.len().min((i + 1) * mss))
+            .unwrap_or(&[]);
+        let out = &mut arena[segs.frame(i)];
+        out[..at].copy_from_slice(&frame[..at]);
+        let payload_sum = copy_sum(&mut out[at..], chunk);
+        let seg = u.with_end(out.len());
+        seg.set_ip_len(out);
+        seg.set_ipv4_id(out, id0.wrapping_add(i as u16));
+        seg.fill_ipv4_checksum(out);
+        seg.fill_udp_len_and_checksum_with(out, payload_sum);
     }
     Ok(segs)
 }
@@ -416,3 +483,5 @@ impl Coalescer {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod uso_tests;

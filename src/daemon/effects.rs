@@ -395,11 +395,16 @@ impl<S: StateStore> Daemon<S> {
     }
 }
 
-/// The virtio-net header and TSO/checksum offloads: the container's kernel sends us 64 KiB TCP
-/// superframes with partial checksums and takes coalesced ones back (see `dataplane`
-/// "Offloads").
+/// The virtio-net header and TSO/USO/checksum offloads: the container's kernel sends us 64 KiB
+/// TCP and UDP superframes with partial checksums and takes coalesced TCP ones back (see
+/// `dataplane` "Offloads"). A kernel older than 6.2 refuses the USO bits (`EINVAL`): then the
+/// TAP gets TSO alone, and the container's kernel cuts its UDP superframes itself.
 fn with_offloads(tap: &Tap) -> std::io::Result<()> {
-    tap.set_offload(Offload::CSUM | Offload::TSO4 | Offload::TSO6 | Offload::TSO_ECN)
+    let tso = Offload::CSUM | Offload::TSO4 | Offload::TSO6 | Offload::TSO_ECN;
+    match tap.set_offload(tso | Offload::USO4 | Offload::USO6) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => tap.set_offload(tso),
+        other => other,
+    }
 }
 
 /// Forgets a port's TAP and deletes its interface: persistence off, so closing the last

@@ -12,9 +12,10 @@
 //!
 //! # Offloads
 //!
-//! TAPs are opened with the virtio-net header and TSO/checksum offloads (see `daemon`), so the
-//! container's kernel hands us TCP superframes of up to 64 KiB instead of MTU-sized frames, and
-//! takes superframes from us. Per superframe the switch is asked once (forwarding, learning,
+//! TAPs are opened with the virtio-net header and TSO/USO/checksum offloads (see `daemon`), so
+//! the container's kernel hands us TCP superframes, and UDP superframes its sockets sent with
+//! `UDP_SEGMENT` (Linux 6.2+), of up to 64 KiB instead of MTU-sized frames, and takes TCP
+//! superframes from us. Per superframe the switch is asked once (forwarding, learning,
 //! counters: one frame of the superframe's size); a local port gets the superframe as is, header
 //! and all; for VTEPs it is cut into MTU-sized segments ([`crate::core::offload::segment`]), each
 //! encapsulated by `Switch::encapsulate` in place, and the whole run leaves in one `sendmsg` with

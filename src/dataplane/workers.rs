@@ -71,9 +71,15 @@ impl Batch<'_> {
     /// The first half of carrying out `fwd`: `frame` to every local port. Returns the sends to
     /// VTEPs that are left, if any.
     pub fn deliver<'f>(&self, fwd: &'f Forward, frame: &[u8], vnet: &VnetHdr) -> Option<Sends<'f>> {
-        // The gateway takes single frames (a container's TCP to it is segmented to its MSS).
-        if let (true, Some(vni), false) = (fwd.gateway, fwd.vni, vnet.is_gso()) {
-            self.shared.to_gateway(vni, frame);
+        // The gateway takes single frames (a container's TCP to it is segmented to its MSS); a
+        // superframe for it is refused and counted.
+        match (fwd.gateway, fwd.vni, vnet.is_gso()) {
+            (true, Some(vni), false) => self.shared.to_gateway(vni, frame),
+            (true, _, true) => {
+                let c = &self.shared.counters;
+                c.offload_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
         }
         fwd.deliver(frame, |port, frame| {
             self.shared.deliver(self.ports.get(&port), vnet, frame)

@@ -34,6 +34,8 @@ pub const TCP_CWR: u8 = 0x80;
 pub const TCP_CHECKSUM_OFFSET: usize = 16;
 /// Offset of the checksum inside the UDP header.
 pub const UDP_CHECKSUM_OFFSET: usize = 6;
+/// Length of the UDP header.
+pub const UDP_HEADER_LEN: usize = 8;
 /// The largest IP packet (IPv4 total length, IPv6 payload length + 40 both stay under this).
 pub const MAX_IP_LEN: usize = 65_535;
 
@@ -124,42 +126,34 @@ impl TcpFrame {
         frame[self.l4 + field::FLAGS] = flags;
     }
 
+    /// The IP layer of this layout (the IP helpers live there, shared with UDP).
+    fn ip_layer(&self) -> L4Frame {
+        L4Frame {
+            v6: self.v6,
+            proto: PROTO_TCP,
+            l4: self.l4,
+            end: self.end,
+        }
+    }
+
     /// The IPv4 identification (0 for IPv6, which has none outside fragments).
     pub fn ipv4_id(&self, frame: &[u8]) -> u16 {
-        if self.v6 {
-            return 0;
-        }
-        let b = &frame[Self::ip(field::V4_ID)];
-        u16::from_be_bytes([b[0], b[1]])
+        self.ip_layer().ipv4_id(frame)
     }
 
     pub fn set_ipv4_id(&self, frame: &mut [u8], id: u16) {
-        if !self.v6 {
-            frame[Self::ip(field::V4_ID)].copy_from_slice(&id.to_be_bytes());
-        }
+        self.ip_layer().set_ipv4_id(frame, id);
     }
 
     /// Writes the IP length fields for an IP packet ending at [`TcpFrame::end`]: IPv4 total
     /// length, or IPv6 payload length.
     pub fn set_ip_len(&self, frame: &mut [u8]) {
-        let ip_len = self.end - ETH_LEN;
-        if self.v6 {
-            let len = (ip_len - IPV6_HEADER_LEN) as u16;
-            frame[Self::ip(field::V6_PAYLOAD_LEN)].copy_from_slice(&len.to_be_bytes());
-        } else {
-            frame[Self::ip(field::V4_TOTAL_LEN)].copy_from_slice(&(ip_len as u16).to_be_bytes());
-        }
+        self.ip_layer().set_ip_len(frame);
     }
 
     /// Computes the IPv4 header checksum in place (nothing for IPv6, which has none).
     pub fn fill_ipv4_checksum(&self, frame: &mut [u8]) {
-        if self.v6 {
-            return;
-        }
-        let ip = &mut frame[ETH_LEN..self.l4];
-        ip[field::V4_CHECKSUM].copy_from_slice(&[0, 0]);
-        let c = !fold(sum(ip, 0));
-        ip[field::V4_CHECKSUM].copy_from_slice(&c.to_be_bytes());
+        self.ip_layer().fill_ipv4_checksum(frame);
     }
 
     /// Writes `value` into the TCP checksum field.
@@ -288,6 +282,69 @@ impl L4Frame {
     /// The pseudo-header sum (addresses, protocol, transport length) of this frame's segment.
     pub fn pseudo_sum(&self, frame: &[u8]) -> u64 {
         addresses_sum(frame, self.v6, self.proto, self.end - self.l4)
+    }
+
+    /// The same headers in a frame whose IP packet ends at `end` (a segment cut from this one).
+    pub fn with_end(self, end: usize) -> L4Frame {
+        L4Frame { end, ..self }
+    }
+
+    /// The IPv4 identification (0 for IPv6, which has none outside fragments).
+    pub fn ipv4_id(&self, frame: &[u8]) -> u16 {
+        if self.v6 {
+            return 0;
+        }
+        let b = &frame[TcpFrame::ip(field::V4_ID)];
+        u16::from_be_bytes([b[0], b[1]])
+    }
+
+    pub fn set_ipv4_id(&self, frame: &mut [u8], id: u16) {
+        if !self.v6 {
+            frame[TcpFrame::ip(field::V4_ID)].copy_from_slice(&id.to_be_bytes());
+        }
+    }
+
+    /// Writes the IP length fields for an IP packet ending at [`L4Frame::end`]: IPv4 total
+    /// length, or IPv6 payload length.
+    pub fn set_ip_len(&self, frame: &mut [u8]) {
+        let ip_len = self.end - ETH_LEN;
+        if self.v6 {
+            let len = (ip_len - IPV6_HEADER_LEN) as u16;
+            frame[TcpFrame::ip(field::V6_PAYLOAD_LEN)].copy_from_slice(&len.to_be_bytes());
+        } else {
+            frame[TcpFrame::ip(field::V4_TOTAL_LEN)]
+                .copy_from_slice(&(ip_len as u16).to_be_bytes());
+        }
+    }
+
+    /// Computes the IPv4 header checksum in place (nothing for IPv6, which has none).
+    pub fn fill_ipv4_checksum(&self, frame: &mut [u8]) {
+        if self.v6 {
+            return;
+        }
+        let ip = &mut frame[ETH_LEN..self.l4];
+        ip[field::V4_CHECKSUM].copy_from_slice(&[0, 0]);
+        let c = !fold(sum(ip, 0));
+        ip[field::V4_CHECKSUM].copy_from_slice(&c.to_be_bytes());
+    }
+
+    /// For a UDP datagram ending at [`L4Frame::end`]: writes its UDP length, then its full
+    /// checksum from the header and `payload_sum`, a sum (congruent to [`sum`]) of the payload
+    /// `l4 + UDP_HEADER_LEN..end` computed elsewhere (by [`copy_sum`] while it was copied in).
+    /// A checksum that comes out 0 is sent as 0xffff: 0 means "none" in UDP (RFC 768), and IPv6
+    /// requires one (RFC 8200 §8.1).
+    pub fn fill_udp_len_and_checksum_with(&self, frame: &mut [u8], payload_sum: u64) {
+        let udp = self.l4..self.l4 + UDP_HEADER_LEN;
+        let len = (self.end - self.l4) as u16;
+        frame[udp.start + 4..udp.start + 6].copy_from_slice(&len.to_be_bytes());
+        frame[udp.start + UDP_CHECKSUM_OFFSET..udp.end].copy_from_slice(&[0, 0]);
+        // The UDP header is 8 bytes, so the payload's sum adds to the header's as it is.
+        let acc = self.pseudo_sum(frame) + payload_sum;
+        let c = match !fold(sum(&frame[udp.clone()], acc)) {
+            0 => 0xffff,
+            c => c,
+        };
+        frame[udp.start + UDP_CHECKSUM_OFFSET..udp.end].copy_from_slice(&c.to_be_bytes());
     }
 }
 

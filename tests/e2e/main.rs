@@ -41,3 +41,4 @@ mod sealed;
 mod services;
 mod streams;
 mod systemd;
+mod uso;

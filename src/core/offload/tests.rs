@@ -71,6 +71,19 @@ fn arena() -> Vec<u8> {
     vec![0u8; 256 * 1024]
 }
 
+/// The IPv4 header of a whole IP packet in `frame`, its total length and header checksum checked
+/// with etherparse.
+pub(super) fn ipv4_checked(frame: &[u8]) -> Ipv4HeaderSlice<'_> {
+    let ip = Ipv4HeaderSlice::from_slice(&frame[14..]).expect("ipv4");
+    assert_eq!(usize::from(ip.total_len()), frame.len() - 14);
+    assert_eq!(
+        ip.header_checksum(),
+        ip.to_header().calc_header_checksum(),
+        "ipv4 header checksum"
+    );
+    ip
+}
+
 /// Checks IP and TCP checksums and lengths with etherparse; returns (seq, flags, payload).
 fn check_segment(frame: &[u8]) -> (u32, u8, Vec<u8>) {
     let t = TcpFrame::parse(frame).expect("tcp segment");
@@ -82,13 +95,7 @@ fn check_segment(frame: &[u8]) -> (u32, u8, Vec<u8>) {
         assert_eq!(usize::from(ip.payload_length()), frame.len() - 14 - 40);
         tcp.calc_checksum_ipv6(&ip, payload).expect("fits")
     } else {
-        let ip = Ipv4HeaderSlice::from_slice(&frame[14..]).expect("ipv4");
-        assert_eq!(usize::from(ip.total_len()), frame.len() - 14);
-        assert_eq!(
-            ip.header_checksum(),
-            ip.to_header().calc_header_checksum(),
-            "ipv4 header checksum"
-        );
+        let ip = ipv4_checked(frame);
         tcp.calc_checksum_ipv4(&ip, payload).expect("fits")
     };
     assert_eq!(tcp.checksum(), expect, "tcp checksum");
