@@ -5,7 +5,8 @@
 #   b  kernel vxlan (VNI 100, dstport 4789) + a Linux bridge in each host, container MTU 1450
 #   c  vswitch: one daemon per host, peered, network --vni 100 --subnet 10.77.0.0/24, attach
 #   d  vswitch with an encrypted network (skipped with a note until `vswitch key generate` works)
-# Metrics: iperf3 TCP 1 and 4 streams, UDP 64-byte packet rate, ping latency p50/p99; fan-in
+# Metrics: iperf3 TCP 1 and 4 streams, UDP 64-byte packet rate, UDP with USO (UDP_SEGMENT
+# superframes of 1,400-byte datagrams), ping latency p50/p99; fan-in
 # (modes b-d): ten more containers on host 1 each sending TCP to its own receiver on host 2, all
 # at once; and for vswitch, each daemon's CPU use while idle (from /proc/PID/stat).
 # Prints a table with the ratio of each mode to (b) and writes target/bench-e2e/results.json
@@ -309,6 +310,7 @@ measure() {
     ipf tcp4 -t "$DURATION" -P 4 "${omit[@]}"
     step "iperf3 UDP, 64-byte payload, -b 0, ${DURATION}s"
     ipf udp64 -u -l 64 -b 0 -t "$DURATION"
+    uso
     step "ping latency, $PINGS pings at 5 ms intervals"
     ip netns exec "$(c1)" ping -n -c "$PINGS" -i 0.005 -W 1 "$IP2" >"$RAW/$MODE-ping.txt"
     [[ $MODE == a ]] || fanin
@@ -354,6 +356,13 @@ def pct(p):  # nearest-rank percentile
 m["ping_p50_us"] = pct(50) if times else None
 m["ping_p99_us"] = pct(99) if times else None
 m["ping_loss_pct"] = 100 * (1 - int(sent[2]) / int(sent[1])) if sent else None
+def last_json(path):
+    with open(path) as f:
+        return json.loads([l for l in f if l.startswith("{")][-1])
+utx, urx = last_json(f"{raw}/{mode}-uso-tx.json"), last_json(f"{raw}/{mode}-uso-rx.json")
+m["uso_tx_gbps"] = utx["bytes"] * 8 / utx["seconds"] / 1e9
+m["uso_rx_gbps"] = urx["bytes"] * 8 / urx["seconds"] / 1e9 if urx["seconds"] else 0.0
+m["uso_loss_pct"] = 100 * (1 - urx["bytes"] / utx["bytes"]) if utx["bytes"] else None
 fan = [f"{raw}/{mode}-fanin-{i}.json" for i in range(1, 100)]
 fan = [f for f in fan if os.path.exists(f)]
 if fan:
@@ -397,6 +406,61 @@ fanin() {
     done
     for i in "${pids[@]}"; do wait "$i" || rc=$?; done
     ((rc == 0)) || echo "a fan-in iperf3 client failed (status $rc); see $RAW/$MODE-fanin-*.json" >&2
+    return "$rc"
+}
+
+# uso — UDP with segmentation offload: a sender in container 1 writes 64 KiB superframes of
+# 1,400-byte datagrams with UDP_SEGMENT as fast as it can for DURATION seconds (what QUIC stacks
+# do); the receiver in container 2 reads with UDP_GRO. iperf3 3.12 cannot send with GSO, hence
+# Python; both report JSON ($RAW/$MODE-uso-tx.json, -rx.json).
+uso() {
+    local rx=$RAW/$MODE-uso-rx.json tx=$RAW/$MODE-uso-tx.json rc=0
+    step "UDP with USO: 1400-byte datagrams in 64 KiB superframes, ${DURATION}s"
+    spawn "$rx" "$(c2)" python3 -c '
+import json, socket, sys, time
+ip, port, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)  # SO_RCVBUFFORCE
+s.setsockopt(socket.SOL_UDP, 104, 1)  # UDP_GRO
+s.bind((ip, port)); s.settimeout(1.0)
+print("ready", flush=True)
+got, first, last = 0, None, None
+end = time.monotonic() + secs + 10
+while time.monotonic() < end:
+    try:
+        n = len(s.recv(1 << 16))
+    except socket.timeout:
+        if first is not None:
+            break
+        continue
+    last = time.monotonic()
+    first = first or last
+    got += n
+secs_rx = (last - first) if first and last and last > first else None
+print(json.dumps({"bytes": got, "seconds": secs_rx}))
+' "$IP2" "$((PORT + 1))" "$DURATION"
+    local rxpid=$SPAWN_PID i
+    for ((i = 0; i < 50; i++)); do
+        grep -q ready "$rx" 2>/dev/null && break
+        sleep 0.1
+    done
+    timeout $((DURATION + 30)) ip netns exec "$(c1)" python3 -c '
+import json, socket, sys, time
+ip, port, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_UDP, 103, 1400)  # UDP_SEGMENT
+s.connect((ip, port))
+buf = bytes(1400 * 46)
+sent, errors, t0 = 0, 0, time.monotonic()
+while time.monotonic() - t0 < secs:
+    try:
+        sent += s.send(buf)
+    except OSError:
+        errors += 1
+print(json.dumps({"bytes": sent, "seconds": time.monotonic() - t0, "errors": errors}))
+' "$IP2" "$((PORT + 1))" "$DURATION" >"$tx" || rc=$?
+    wait "$rxpid" || true
+    ((rc == 0)) || echo "the USO sender failed (status $rc); see $tx" >&2
     return "$rc"
 }
 
@@ -524,6 +588,9 @@ rows = [
     ("UDP 64B rx    Mbit/s", "udp64_rx_mbps", "{:.1f}", True),
     ("UDP 64B tx    kpps", "udp64_tx_kpps", "{:.0f}", True),
     ("UDP 64B loss  %", "udp64_loss_pct", "{:.1f}", False),
+    ("UDP USO rx    Gbit/s", "uso_rx_gbps", "{:.2f}", True),
+    ("UDP USO tx    Gbit/s", "uso_tx_gbps", "{:.2f}", True),
+    ("UDP USO loss  %", "uso_loss_pct", "{:.1f}", False),
     ("ping p50      us", "ping_p50_us", "{:.0f}", True),
     ("ping p99      us", "ping_p99_us", "{:.0f}", True),
     ("ping loss     %", "ping_loss_pct", "{:.1f}", False),
