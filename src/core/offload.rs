@@ -46,7 +46,7 @@ use std::ops::Range;
 use crate::wire::ethernet::HEADER_LEN as ETH_LEN;
 use crate::wire::tcpip::{
     copy_sum, pseudo_sum, L4Frame, MAX_IP_LEN, PROTO_UDP, TCP_ACK, TCP_CHECKSUM_OFFSET, TCP_CWR,
-    TCP_ECE, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG, UDP_HEADER_LEN,
+    TCP_ECE, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG, UDP_CHECKSUM_OFFSET, UDP_HEADER_LEN,
 };
 pub use crate::wire::tcpip::{fold, sum, TcpFrame};
 use crate::wire::virtio_net::{self, VnetHdr};
@@ -308,10 +308,26 @@ pub enum Push {
     Unsuitable,
 }
 
+/// How [`Coalescer::offer`] may treat a frame.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offer {
+    /// The frame's bytes are known to be the ones its sender checksummed: its transport
+    /// checksum is not verified again (see [`Coalescer::push_verified`]).
+    pub verified: bool,
+    /// UDP datagrams may be coalesced too, into a `GSO_UDP_L4` superframe: only for a TAP with
+    /// USO (`TUN_F_USO4|USO6`, Linux 6.2+), whose kernel takes such superframes.
+    pub udp: bool,
+}
+
+/// Most datagrams in one UDP superframe (the kernel's `UDP_GRO_CNT_MAX`).
+const MAX_UDP_SEGMENTS: usize = 64;
+
 /// The flow of the pending superframe.
 #[derive(Debug, Clone, Copy, Default)]
 struct Pending {
     tag: u32,
+    /// A UDP superframe (`t.payload` is then the end of the UDP header).
+    udp: bool,
     t: TcpFrame,
     gso_size: usize,
     segments: usize,
@@ -364,7 +380,7 @@ impl Coalescer {
     /// Offers one Ethernet frame bound for `tag`. Its TCP checksum is verified first: a frame
     /// that fails is [`Push::Unsuitable`].
     pub fn push(&mut self, tag: u32, frame: &[u8]) -> Push {
-        self.offer(tag, frame, true)
+        self.offer(tag, frame, Offer::default())
     }
 
     /// Offers one Ethernet frame bound for `tag` whose bytes are known to be the ones its
@@ -381,12 +397,27 @@ impl Coalescer {
     /// ([`segment`]); checking it again could only catch damage inside the sender's memory.
     /// A checksum is no authentication: a hostile sender can make either one right.
     pub fn push_verified(&mut self, tag: u32, frame: &[u8]) -> Push {
-        self.offer(tag, frame, false)
+        let how = Offer {
+            verified: true,
+            udp: false,
+        };
+        self.offer(tag, frame, how)
     }
 
-    fn offer(&mut self, tag: u32, frame: &[u8], verify: bool) -> Push {
+    /// Offers one Ethernet frame bound for `tag`, as [`Coalescer::push`] (or
+    /// [`Coalescer::push_verified`]) does, and with `how.udp` UDP datagrams too: consecutive
+    /// datagrams of one flow (same headers but for IP length, id and checksums) whose payloads
+    /// are as long as the first one's, the last one possibly shorter, become one `GSO_UDP_L4`
+    /// superframe of at most 64 datagrams and 64 KiB, the rules of the kernel's
+    /// `udp_gro_receive_segment`. A datagram without a checksum (0, IPv4 only) is coalesced
+    /// only when verified (its bytes are then covered by the outer checksum).
+    pub fn offer(&mut self, tag: u32, frame: &[u8], how: Offer) -> Push {
+        let verify = !how.verified;
         let Some(t) = TcpFrame::parse(frame) else {
-            return Push::Unsuitable;
+            return match how.udp {
+                true => self.offer_udp(tag, frame, verify),
+                false => Push::Unsuitable,
+            };
         };
         let flags = t.flags(frame);
         let plen = t.payload_len();
@@ -405,6 +436,7 @@ impl Coalescer {
             self.len = t.end;
             self.pending = Pending {
                 tag,
+                udp: false,
                 t,
                 gso_size: plen,
                 segments: 1,
@@ -418,6 +450,7 @@ impl Coalescer {
         let head = &self.buf[h..h + p.t.payload];
         if p.tag != tag
             || p.closed
+            || p.udp
             || p.t.v6 != t.v6
             || p.t.l4 != t.l4
             || p.t.payload != t.payload
@@ -438,6 +471,55 @@ impl Coalescer {
         Push::Merged
     }
 
+    fn offer_udp(&mut self, tag: u32, frame: &[u8], verify: bool) -> Push {
+        let Some(u) = L4Frame::parse(frame).filter(|u| u.proto == PROTO_UDP) else {
+            return Push::Unsuitable;
+        };
+        let at = u.l4 + UDP_HEADER_LEN;
+        if !u.udp_len_ok(frame) || at == u.end || (verify && !u.udp_checksum_ok(frame)) {
+            return Push::Unsuitable;
+        }
+        let plen = u.end - at;
+        let h = virtio_net::HEADER_LEN;
+        if self.is_empty() {
+            self.buf[h..h + u.end].copy_from_slice(&frame[..u.end]);
+            self.len = u.end;
+            self.pending = Pending {
+                tag,
+                udp: true,
+                t: TcpFrame {
+                    v6: u.v6,
+                    l4: u.l4,
+                    payload: at,
+                    end: u.end,
+                },
+                gso_size: plen,
+                segments: 1,
+                ..Pending::default()
+            };
+            return Push::Merged;
+        }
+        let p = &self.pending;
+        if p.tag != tag
+            || p.closed
+            || !p.udp
+            || p.t.v6 != u.v6
+            || p.t.l4 != u.l4
+            || plen > p.gso_size
+            || p.segments == MAX_UDP_SEGMENTS
+            || self.len + plen - ETH_LEN > MAX_IP_LEN
+            || !u.same_udp_flow(&self.buf[h..h + at], &frame[..at])
+        {
+            return Push::Busy;
+        }
+        self.buf[h + self.len..h + self.len + plen].copy_from_slice(&frame[at..u.end]);
+        self.len += plen;
+        let p = &mut self.pending;
+        p.segments += 1;
+        p.closed = plen < p.gso_size;
+        Push::Merged
+    }
+
     /// Finishes the pending superframe and returns its tag and bytes (virtio-net header
     /// included), ready for a TAP write. `None` when nothing is pending.
     pub fn take(&mut self) -> Option<(u32, &[u8])> {
@@ -450,6 +532,26 @@ impl Coalescer {
         let vnet = if p.segments == 1 {
             // One segment, untouched and verified.
             VnetHdr::DATA_VALID
+        } else if p.udp {
+            let frame = &mut self.buf[h..h + len];
+            let u = L4Frame {
+                v6: p.t.v6,
+                proto: PROTO_UDP,
+                l4: p.t.l4,
+                end: len,
+            };
+            u.set_ip_len(frame);
+            u.fill_ipv4_checksum(frame);
+            u.set_udp_len_and_partial_checksum(frame);
+            VnetHdr {
+                flags: virtio_net::F_NEEDS_CSUM,
+                gso_type: virtio_net::GSO_UDP_L4,
+                hdr_len: p.t.payload as u16,
+                gso_size: p.gso_size as u16,
+                csum_start: p.t.l4 as u16,
+                csum_offset: UDP_CHECKSUM_OFFSET as u16,
+                num_buffers: 0,
+            }
         } else {
             let frame = &mut self.buf[h..h + len];
             let t = p.t.with_end(len);

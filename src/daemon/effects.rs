@@ -398,11 +398,12 @@ impl<S: StateStore> Daemon<S> {
 /// The virtio-net header and TSO/USO/checksum offloads: the container's kernel sends us 64 KiB
 /// TCP and UDP superframes with partial checksums and takes coalesced TCP ones back (see
 /// `dataplane` "Offloads"). A kernel older than 6.2 refuses the USO bits (`EINVAL`): then the
-/// TAP gets TSO alone, and the container's kernel cuts its UDP superframes itself.
+/// TAP gets TSO alone, and the container's kernel cuts its UDP superframes itself (and gets
+/// no coalesced UDP from us: the data path asks [`Tap::offload`]).
 fn with_offloads(tap: &Tap) -> std::io::Result<()> {
     let tso = Offload::CSUM | Offload::TSO4 | Offload::TSO6 | Offload::TSO_ECN;
     match tap.set_offload(tso | Offload::USO4 | Offload::USO6) {
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => tap.set_offload(tso),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => tap.set_offload(tso),
         other => other,
     }
 }

@@ -31,6 +31,7 @@ use std::io::{self, IoSlice, Read, Write};
 use std::ops::BitOr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::netns::ifname::{check_ifname, IFNAME_MAX_LEN};
 use crate::wire::virtio_net::{self, VnetHdr};
@@ -126,6 +127,8 @@ pub struct Tap {
     file: File,
     name: String,
     vnet_hdr_len: usize,
+    /// The offloads last set with [`Tap::set_offload`] (`TUN_F_*` bits).
+    offload: AtomicU32,
 }
 
 /// `struct ifreq` reduced to the two members the TUN ioctls use, padded to the real size so the
@@ -297,6 +300,7 @@ impl Tap {
             file,
             name: req.name(),
             vnet_hdr_len: 0,
+            offload: AtomicU32::new(0),
         };
         if opts.vnet_hdr {
             tap.set_vnet_hdr_len(VNET_HDR_LEN)?;
@@ -339,6 +343,11 @@ impl Tap {
     /// [`TapOptions::vnet_hdr`], else [`VNET_HDR_LEN`].
     pub fn vnet_hdr_len(&self) -> usize {
         self.vnet_hdr_len
+    }
+
+    /// The offloads the kernel accepted last ([`Tap::set_offload`]); none before.
+    pub fn offload(&self) -> Offload {
+        Offload(self.offload.load(Ordering::Relaxed))
     }
 
     fn set_vnet_hdr_len(&mut self, len: usize) -> io::Result<()> {
@@ -388,6 +397,7 @@ impl Tap {
                 format!("cannot set offloads {:#x} on {}", offload.bits(), self.name)
             }));
         }
+        self.offload.store(offload.bits(), Ordering::Relaxed);
         Ok(())
     }
 

@@ -11,8 +11,8 @@ use std::sync::atomic::Ordering;
 
 use super::segmenter::Segmenter;
 use super::sys::{self, RawSender, RecvBatch};
-use super::{PortSink, Shared, BATCH, HEADROOM, MAX_FRAME, POLL, TAILROOM};
-use crate::core::offload::{self, Coalescer, Push};
+use super::{Offload, PortSink, Shared, BATCH, HEADROOM, MAX_FRAME, POLL, TAILROOM};
+use crate::core::offload::{self, Coalescer, Offer, Push};
 use crate::core::sync::read;
 use crate::core::{DropReason, Forward, PortId, Sends, Switch, Timestamp, Vtep};
 use crate::wire::underlay::{UnderlayPacket, UnderlayRepr, OUTER_LEN};
@@ -354,14 +354,13 @@ pub(super) fn underlay_worker(shared: &Shared) {
                         if let Some(PortSink::Tap(tap)) = batch.ports.get(&port) {
                             if tap.vnet_hdr_len() > 0 {
                                 // A run the kernel coalesced (or a GSO run) had a verified
-                                // outer UDP checksum: see `Coalescer::push_verified`.
-                                let push = |c: &mut Coalescer| {
-                                    if verified {
-                                        c.push_verified(port.0, frame)
-                                    } else {
-                                        c.push(port.0, frame)
-                                    }
+                                // outer UDP checksum: see `Coalescer::push_verified`. UDP is
+                                // coalesced only for a TAP that takes UDP superframes.
+                                let how = Offer {
+                                    verified,
+                                    udp: tap.offload().contains(Offload::USO4 | Offload::USO6),
                                 };
+                                let push = |c: &mut Coalescer| c.offer(port.0, frame, how);
                                 match push(&mut coalescer) {
                                     Push::Merged => continue,
                                     Push::Busy => {

@@ -191,24 +191,12 @@ impl TcpFrame {
     /// segment (IP length, id and checksum; TCP sequence number, checksum and PSH). Both are
     /// header bytes (`..payload`) with this layout.
     pub fn same_flow(&self, a: &[u8], b: &[u8]) -> bool {
-        let ip = ETH_LEN;
         let same = |r: Range<usize>| a.get(r.clone()) == b.get(r);
         let byte = |i: usize| (a.get(i).copied(), b.get(i).copied());
-        let ip_ok = if self.v6 {
-            // version, traffic class, flow label; next header, hop limit; addresses
-            same(ip..ip + 4) && same(ip + 6..ip + IPV6_HEADER_LEN)
-        } else {
-            // version/IHL, ToS; DF; TTL, protocol; addresses; options
-            let (fa, fb) = byte(ip + 6);
-            same(ip..ip + 2)
-                && fa.map(|f| f & 0xe0) == fb.map(|f| f & 0xe0)
-                && same(ip + 8..ip + 10)
-                && same(ip + 12..self.l4)
-        };
+        let ip_ok = same_ip_headers(self.v6, self.l4, a, b);
         let l4 = self.l4;
         let (fa, fb) = byte(l4 + field::FLAGS);
         ip_ok
-            && same(0..ETH_LEN)
             // ports; ack number
             && same(l4..l4 + 4)
             && same(l4 + 8..l4 + 12)
@@ -218,6 +206,22 @@ impl TcpFrame {
             && same(l4 + 14..l4 + 16)
             && same(l4 + 18..self.payload)
     }
+}
+
+/// Whether the Ethernet and IP headers (up to `l4`) of `a` and `b` are those of one flow: equal
+/// except the fields that change from segment to segment (IP length, id and checksum).
+fn same_ip_headers(v6: bool, l4: usize, a: &[u8], b: &[u8]) -> bool {
+    let ip = ETH_LEN;
+    let same = |r: Range<usize>| a.get(r.clone()) == b.get(r);
+    let ip_ok = if v6 {
+        // version, traffic class, flow label; next header, hop limit; addresses
+        same(ip..ip + 4) && same(ip + 6..ip + IPV6_HEADER_LEN)
+    } else {
+        // version/IHL, ToS; DF; TTL, protocol; addresses; options
+        let flags = |f: &[u8]| f.get(ip + 6).map(|f| f & 0xe0);
+        same(ip..ip + 2) && flags(a) == flags(b) && same(ip + 8..ip + 10) && same(ip + 12..l4)
+    };
+    ip_ok && same(0..ETH_LEN)
 }
 
 /// Where the transport header of an untagged Ethernet + IPv4/IPv6 frame lies, whatever the
@@ -326,6 +330,38 @@ impl L4Frame {
         ip[field::V4_CHECKSUM].copy_from_slice(&[0, 0]);
         let c = !fold(sum(ip, 0));
         ip[field::V4_CHECKSUM].copy_from_slice(&c.to_be_bytes());
+    }
+
+    /// For a UDP datagram: whether its UDP length field matches the IP packet's (so `l4 +
+    /// UDP_HEADER_LEN..end` is exactly its payload).
+    pub fn udp_len_ok(&self, frame: &[u8]) -> bool {
+        let at = self.l4 + 4;
+        self.l4 + UDP_HEADER_LEN <= self.end
+            && frame.get(at..at + 2) == Some(&((self.end - self.l4) as u16).to_be_bytes()[..])
+    }
+
+    /// For a UDP datagram: whether it carries a checksum (nonzero) and it is correct.
+    pub fn udp_checksum_ok(&self, frame: &[u8]) -> bool {
+        let at = self.l4 + UDP_CHECKSUM_OFFSET;
+        frame.get(at..at + 2).is_some_and(|c| c != [0, 0])
+            && fold(sum(&frame[self.l4..self.end], self.pseudo_sum(frame))) == 0xffff
+    }
+
+    /// Whether the headers `b` (of a datagram after `a`) are those of the same UDP flow: the
+    /// same Ethernet and IP headers (but for length, id and checksum) and the same ports.
+    pub fn same_udp_flow(&self, a: &[u8], b: &[u8]) -> bool {
+        let ports = self.l4..self.l4 + 4;
+        same_ip_headers(self.v6, self.l4, a, b) && a.get(ports.clone()) == b.get(ports)
+    }
+
+    /// For a UDP superframe ending at [`L4Frame::end`]: writes its UDP length, and the
+    /// pseudo-header sum into its checksum field, as a partial checksum (`NEEDS_CSUM`) wants.
+    pub fn set_udp_len_and_partial_checksum(&self, frame: &mut [u8]) {
+        let at = self.l4 + 4;
+        frame[at..at + 2].copy_from_slice(&((self.end - self.l4) as u16).to_be_bytes());
+        let partial = fold(self.pseudo_sum(frame));
+        let at = self.l4 + UDP_CHECKSUM_OFFSET;
+        frame[at..at + 2].copy_from_slice(&partial.to_be_bytes());
     }
 
     /// For a UDP datagram ending at [`L4Frame::end`]: writes its UDP length, then its full

@@ -1,7 +1,8 @@
 //! UDP segmentation offload (USO) end to end: a container's UDP socket sends 12,000-byte
 //! superframes with `UDP_SEGMENT`; its TAP hands them to the switch whole (TUN_F_USO4/6), and the
-//! switch cuts each into 1,200-byte datagrams once for the far host, or delivers it whole to a
-//! local port, whose kernel cuts it. Either way the receiver must see every datagram, each one
+//! switch cuts each into 1,200-byte datagrams once for the far host (whose switch coalesces them
+//! back into one superframe for its TAP), or delivers it whole to a local port. Either way the
+//! receiving kernel cuts what it gets, and the receiver must see every datagram, each one
 //! segment long with the bytes that were sent.
 
 use std::time::Duration;
@@ -113,13 +114,28 @@ fn udp_superframes_are_cut_once_and_arrive_whole() {
     lab.assert_ping(&a1, "10.110.0.3");
     let a = &lab.hosts[0];
 
-    // To the far host: the switch cuts every superframe itself.
+    // To the far host: the switch cuts every superframe itself, and the far switch coalesces
+    // each run of datagrams back into one UDP superframe for its TAP.
+    let b = &lab.hosts[1];
     let before = dataplane(a, "superframes_segmented");
+    let coalesced_before = dataplane(b, "superframes_coalesced");
     udp_gso(&a1, &b1, "10.110.0.2", 9700);
     let cut = dataplane(a, "superframes_segmented") - before;
     assert!(
         cut >= u64::from(SUPERFRAMES),
         "host A cut {cut} superframes for {SUPERFRAMES} sent: the TAP did not hand them over whole"
+    );
+    // Each superframe leaves A as one GSO run and arrives as one; half of them is a margin for
+    // runs the receiving worker happened to read in two batches.
+    let coalesced = dataplane(b, "superframes_coalesced") - coalesced_before;
+    assert!(
+        coalesced >= u64::from(SUPERFRAMES / 2),
+        "host B wrote {coalesced} coalesced superframes for {SUPERFRAMES} UDP runs"
+    );
+    assert_eq!(
+        dataplane(b, "tap_write_errors"),
+        0,
+        "tap_write_errors on host B"
     );
 
     // To a local port: written to its TAP whole, cut by the receiving container's kernel.

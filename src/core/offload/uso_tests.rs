@@ -191,3 +191,163 @@ proptest! {
         prop_assert_eq!(joined, payload);
     }
 }
+
+// ---- coalescing UDP (GRO towards a TAP with USO) ----
+
+const UDP: Offer = Offer {
+    verified: false,
+    udp: true,
+};
+
+/// Offers every frame, taking the pending superframe whenever the coalescer is busy; returns
+/// the written superframes' virtio-net headers and frames.
+fn coalesce_udp(frames: &[Vec<u8>], how: Offer) -> Vec<(VnetHdr, Vec<u8>)> {
+    let mut c = Coalescer::new();
+    let mut out = Vec::new();
+    let take = |c: &mut Coalescer, out: &mut Vec<(VnetHdr, Vec<u8>)>| {
+        if let Some((_, bytes)) = c.take() {
+            let (h, f) = bytes.split_at(virtio_net::HEADER_LEN);
+            out.push((VnetHdr::parse(h).expect("header"), f.to_vec()));
+        }
+    };
+    for f in frames {
+        match c.offer(7, f, how) {
+            Push::Merged => {}
+            Push::Busy => {
+                take(&mut c, &mut out);
+                assert_eq!(c.offer(7, f, how), Push::Merged, "merges after a take");
+            }
+            Push::Unsuitable => {
+                take(&mut c, &mut out);
+                out.push((VnetHdr::PLAIN, f.clone()));
+            }
+        }
+    }
+    take(&mut c, &mut out);
+    out
+}
+
+#[test]
+fn consecutive_datagrams_coalesce_into_a_udp_superframe_that_cuts_back_to_them() {
+    for v6 in [false, true] {
+        let payload: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+        let (frame, hdr) = udp_superframe(v6, &payload, 1400);
+        let sent = datagrams(&frame, &hdr);
+        let written = coalesce_udp(&sent, UDP);
+        assert_eq!(written.len(), 1, "one superframe (v6 {v6})");
+        let (vnet, mut superframe) = written[0].clone();
+        assert_eq!(
+            (vnet.gso_type, vnet.gso_size, vnet.flags),
+            (virtio_net::GSO_UDP_L4, 1400, virtio_net::F_NEEDS_CSUM)
+        );
+        assert_eq!(usize::from(vnet.hdr_len), superframe.len() - 5000);
+        // What the container's kernel does with it: cut it back into the same datagrams.
+        assert_eq!(datagrams(&superframe, &vnet), sent, "v6 {v6}");
+        // And the partial checksum, completed, is the whole superframe's UDP checksum.
+        complete_checksum(&mut superframe, &vnet).expect("in range");
+        let (_, _, p) = check_datagram(&superframe);
+        assert_eq!(p, payload);
+    }
+}
+
+#[test]
+fn udp_is_coalesced_only_for_a_tap_that_takes_it() {
+    let (frame, hdr) = udp_superframe(false, &[3; 3000], 1000);
+    let sent = datagrams(&frame, &hdr);
+    let tcp_only = Offer {
+        verified: false,
+        udp: false,
+    };
+    let written = coalesce_udp(&sent, tcp_only);
+    assert_eq!(written.len(), 3);
+    assert!(written.iter().all(|(h, _)| *h == VnetHdr::PLAIN));
+    let one = coalesce_udp(&sent[..1], UDP);
+    assert_eq!(
+        one,
+        [(VnetHdr::DATA_VALID, sent[0].clone())],
+        "a lone datagram"
+    );
+}
+
+#[test]
+fn a_udp_run_ends_where_the_kernels_would() {
+    let (frame, hdr) = udp_superframe(false, &[5; 3500], 1000);
+    let mut sent = datagrams(&frame, &hdr);
+    // 1000, 1000, 1000, 500: the short one closes the run; another 1000 starts a new one.
+    sent.push(sent[0].clone());
+    let written = coalesce_udp(&sent, UDP);
+    let sizes: Vec<usize> = written.iter().map(|(_, f)| f.len() - 42).collect();
+    assert_eq!(sizes, [3500, 1000]);
+    let mut co = Coalescer::new();
+    assert_eq!(co.offer(7, &sent[0], UDP), Push::Merged);
+    // A longer datagram than the first does not join.
+    let (long, hdr) = udp_superframe(false, &[5; 1200], 1400);
+    let long = datagrams(&long, &hdr).remove(0);
+    assert_eq!(co.offer(7, &long, UDP), Push::Busy, "longer than the first");
+    // Another flow (other source port; its checksum is then wrong, so offered as verified).
+    let mut other = sent[1].clone();
+    other[34..36].copy_from_slice(&4434u16.to_be_bytes());
+    let verified = Offer {
+        verified: true,
+        udp: true,
+    };
+    assert_eq!(co.offer(7, &other, verified), Push::Busy, "another flow");
+    assert_eq!(co.offer(8, &sent[1], UDP), Push::Busy, "another port");
+    assert_eq!(
+        co.offer(7, &sent[1], UDP),
+        Push::Merged,
+        "and the flow's next one joins"
+    );
+    // At most 64 datagrams in one superframe, however small.
+    let (frame, hdr) = udp_superframe(false, &[9; 70 * 16], 16);
+    let small = datagrams(&frame, &hdr);
+    let written = coalesce_udp(&small, UDP);
+    let counts: Vec<usize> = written.iter().map(|(_, f)| (f.len() - 42) / 16).collect();
+    assert_eq!(counts, [64, 6]);
+}
+
+#[test]
+fn unverifiable_or_malformed_datagrams_are_not_coalesced() {
+    let (frame, hdr) = udp_superframe(false, &[1; 2000], 1000);
+    let sent = datagrams(&frame, &hdr);
+    let mut bad = sent[1].clone();
+    *bad.last_mut().expect("payload") ^= 1;
+    let mut c = Coalescer::new();
+    assert_eq!(c.offer(7, &sent[0], UDP), Push::Merged);
+    assert_eq!(c.offer(7, &bad, UDP), Push::Unsuitable, "wrong checksum");
+    let verified = Offer {
+        verified: true,
+        udp: true,
+    };
+    assert_eq!(
+        c.offer(7, &bad, verified),
+        Push::Merged,
+        "covered by the outer checksum"
+    );
+    // No checksum (0): nothing to verify it with.
+    let mut none = sent[1].clone();
+    none[40..42].copy_from_slice(&[0, 0]);
+    assert_eq!(Coalescer::new().offer(7, &none, UDP), Push::Unsuitable);
+    assert_eq!(Coalescer::new().offer(7, &none, verified), Push::Merged);
+    // A UDP length that disagrees with the IP length.
+    let mut short = sent[1].clone();
+    short[38..40].copy_from_slice(&100u16.to_be_bytes());
+    assert_eq!(
+        Coalescer::new().offer(7, &short, verified),
+        Push::Unsuitable
+    );
+    // TCP pending, then UDP (and the other way round): busy, never mixed.
+    let mut tcp = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([10, 9, 0, 1], [10, 9, 0, 2], 64)
+        .tcp(1, 2, 0, 100)
+        .ack(1)
+        .write(&mut tcp, &[0; 1000])
+        .expect("fits");
+    let mut c = Coalescer::new();
+    assert_eq!(c.offer(7, &tcp, UDP), Push::Merged);
+    assert_eq!(c.offer(7, &sent[0], UDP), Push::Busy);
+    let mut c = Coalescer::new();
+    assert_eq!(c.offer(7, &sent[0], UDP), Push::Merged);
+    assert_eq!(c.offer(7, &tcp, UDP), Push::Busy);
+}
