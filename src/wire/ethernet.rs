@@ -262,7 +262,7 @@ impl Fold {
 
 #[cfg(test)]
 mod tests {
-    use super::Mac;
+    use super::{classify, Mac, MacParseError};
     use std::hash::{Hash, Hasher};
 
     /// Records what a `Hash` impl writes, so the test sees the key, not a hash of it.
@@ -299,5 +299,62 @@ mod tests {
                 assert_ne!(written(other), written(mac), "byte {i} bit {bit}");
             }
         }
+    }
+
+    #[test]
+    fn local_sets_the_local_bit_and_clears_the_group_bit_only() {
+        assert_eq!(Mac::local([0; 6]), Mac([2, 0, 0, 0, 0, 0]));
+        assert_eq!(
+            Mac::local([0xff; 6]),
+            Mac([0xfe, 0xff, 0xff, 0xff, 0xff, 0xff])
+        );
+        assert_eq!(
+            Mac::local([0x55, 1, 2, 3, 4, 5]),
+            Mac([0x56, 1, 2, 3, 4, 5])
+        );
+    }
+
+    #[test]
+    fn debug_prints_the_address() {
+        let mac = Mac([0x02, 0x42, 0xac, 0x11, 0x00, 0x02]);
+        assert_eq!(format!("{mac:?}"), "02:42:ac:11:00:02");
+    }
+
+    #[test]
+    fn octets_of_one_or_two_hex_digits_parse_and_nothing_else() {
+        assert_eq!(
+            "2:42:ac:11:0:2".parse::<Mac>(),
+            Ok(Mac([0x02, 0x42, 0xac, 0x11, 0x00, 0x02]))
+        );
+        assert_eq!(
+            "02-42-AC-11-00-02".parse::<Mac>(),
+            Ok(Mac([0x02, 0x42, 0xac, 0x11, 0x00, 0x02]))
+        );
+        for bad in [
+            "0ff:00:00:00:00:01",
+            "02::ac:11:00:02",
+            "02:42:ac:11:00",
+            "02:42:ac:11:00:02:03",
+            "02:42:ac:11:00:g2",
+            "",
+        ] {
+            assert_eq!(
+                bad.parse::<Mac>(),
+                Err(MacParseError(bad.to_owned())),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_vlan_id_is_the_tcis_low_twelve_bits() {
+        let mut frame = vec![0u8; 18];
+        frame[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+        // PCP 7, DEI 0, VID 5.
+        frame[14..16].copy_from_slice(&0xe005u16.to_be_bytes());
+        let info = classify(&frame).expect("a header");
+        assert_eq!((info.ethertype, info.vlan), (0x8100, Some(5)));
+        frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        assert_eq!(classify(&frame).expect("a header").vlan, None);
     }
 }
