@@ -410,12 +410,15 @@ fanin() {
 }
 
 # uso — UDP with segmentation offload: a sender in container 1 writes 64 KiB superframes of
-# 1,400-byte datagrams with UDP_SEGMENT as fast as it can for DURATION seconds (what QUIC stacks
+# 1,400-byte datagrams (smaller if the MTU is) with UDP_SEGMENT as fast as it can for DURATION seconds (what QUIC stacks
 # do); the receiver in container 2 reads with UDP_GRO. iperf3 3.12 cannot send with GSO, hence
 # Python; both report JSON ($RAW/$MODE-uso-tx.json, -rx.json).
 uso() {
-    local rx=$RAW/$MODE-uso-rx.json tx=$RAW/$MODE-uso-tx.json rc=0
-    step "UDP with USO: 1400-byte datagrams in 64 KiB superframes, ${DURATION}s"
+    local rx=$RAW/$MODE-uso-rx.json tx=$RAW/$MODE-uso-tx.json rc=0 mtu seg
+    # 1,400-byte datagrams, or smaller where the container's MTU is (a sealed network: 1,414).
+    mtu=$(ip -n "$(c1)" -o link show dev "$CIF" | sed -n 's/.* mtu \([0-9]*\).*/\1/p')
+    seg=$((mtu - 28 < 1400 ? mtu - 28 : 1400))
+    step "UDP with USO: ${seg}-byte datagrams in 64 KiB superframes, ${DURATION}s"
     spawn "$rx" "$(c2)" python3 -c '
 import json, socket, sys, time
 ip, port, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
@@ -448,9 +451,10 @@ print(json.dumps({"bytes": got, "seconds": secs_rx}))
 import json, socket, sys, time
 ip, port, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_UDP, 103, 1400)  # UDP_SEGMENT
+seg = int(sys.argv[4])
+s.setsockopt(socket.SOL_UDP, 103, seg)  # UDP_SEGMENT
 s.connect((ip, port))
-buf = bytes(1400 * 46)
+buf = bytes(seg * (65000 // seg))
 sent, errors, t0 = 0, 0, time.monotonic()
 while time.monotonic() - t0 < secs:
     try:
@@ -458,7 +462,7 @@ while time.monotonic() - t0 < secs:
     except OSError:
         errors += 1
 print(json.dumps({"bytes": sent, "seconds": time.monotonic() - t0, "errors": errors}))
-' "$IP2" "$((PORT + 1))" "$DURATION" >"$tx" || rc=$?
+' "$IP2" "$((PORT + 1))" "$DURATION" "$seg" >"$tx" || rc=$?
     wait "$rxpid" || true
     ((rc == 0)) || echo "the USO sender failed (status $rc); see $tx" >&2
     return "$rc"
