@@ -357,4 +357,69 @@ mod tests {
         frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
         assert_eq!(classify(&frame).expect("a header").vlan, None);
     }
+
+    /// An IPv4 (or IPv6) frame from `src` with a TCP header on `sport`/`dport`.
+    fn ip_frame(v6: bool, src: u8, sport: u16, dport: u16) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let b = if v6 {
+            let mut a = [0xfd; 16];
+            a[15] = src;
+            b.ipv6(a, [0xfe; 16], 64)
+        } else {
+            b.ipv4([10, 0, 0, src], [10, 0, 0, 99], 64)
+        };
+        let mut f = Vec::new();
+        b.tcp(sport, dport, 1, 1000)
+            .write(&mut f, &[0; 10])
+            .expect("fits");
+        f
+    }
+
+    #[test]
+    fn flow_hash_covers_addresses_and_ports_of_ipv4_and_ipv6() {
+        use super::flow_hash;
+        for v6 in [false, true] {
+            let a = flow_hash(&ip_frame(v6, 1, 1000, 80));
+            assert_eq!(a, flow_hash(&ip_frame(v6, 1, 1000, 80)), "v6 {v6}");
+            assert_ne!(
+                a,
+                flow_hash(&ip_frame(v6, 2, 1000, 80)),
+                "source address, v6 {v6}"
+            );
+            assert_ne!(
+                a,
+                flow_hash(&ip_frame(v6, 1, 1001, 80)),
+                "source port, v6 {v6}"
+            );
+            assert_ne!(
+                a,
+                flow_hash(&ip_frame(v6, 1, 1000, 81)),
+                "destination port, v6 {v6}"
+            );
+        }
+    }
+
+    #[test]
+    fn flow_hash_reads_ports_only_where_they_are() {
+        use super::flow_hash;
+        // A first fragment (offset 0, more fragments) holds the ports; a later one does not, so
+        // the bytes where ports would be are payload.
+        let mut first = ip_frame(false, 1, 1000, 80);
+        first[14 + 6] = 0x20; // MF
+        let mut other_port = first.clone();
+        other_port[34..36].copy_from_slice(&1001u16.to_be_bytes());
+        assert_ne!(flow_hash(&first), flow_hash(&other_port), "first fragment");
+        let mut later = first.clone();
+        later[14 + 7] = 0x10; // offset 16 * 8 bytes
+        let mut later_other = later.clone();
+        later_other[34..36].copy_from_slice(&1001u16.to_be_bytes());
+        assert_eq!(flow_hash(&later), flow_hash(&later_other), "later fragment");
+        // Not IP: the Ethernet header alone.
+        let mut arp = first.clone();
+        arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        let mut arp_other = arp.clone();
+        arp_other[26..30].copy_from_slice(&[10, 0, 0, 7]);
+        assert_eq!(flow_hash(&arp), flow_hash(&arp_other), "not IP");
+        assert_ne!(flow_hash(&arp), flow_hash(&first));
+    }
 }
