@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use crate::control::Request;
-use crate::core::offload::{self, Coalescer, Push};
+use crate::core::offload::{self, Coalescer, Offer, Push};
 use crate::core::seal::{handshake, NetworkKey, OpenDrop, SealConfig, Sealer};
 use crate::core::switch::{HEADROOM, TAILROOM};
 use crate::core::Timestamp;
@@ -122,8 +122,9 @@ pub fn state_file(data: &[u8]) {
     }
 }
 
-/// `offload`: any bytes as a virtio-net header + frame from a TAP. Never panics; segmentation
-/// writes only inside its arena slots, and coalescing what it produced never grows the data.
+/// `offload`: any bytes as a virtio-net header + frame from a TAP (TCP or, with USO, UDP
+/// superframes). Never panics; segmentation writes only inside its arena slots, and coalescing
+/// what it produced never grows the data.
 pub fn offload(data: &[u8]) {
     let Ok(hdr) = VnetHdr::parse(data) else {
         return;
@@ -137,14 +138,19 @@ pub fn offload(data: &[u8]) {
         return;
     };
     let mut coalescer = Coalescer::new();
+    // TCP and UDP segments both, as for a TAP with USO.
+    let how = Offer {
+        verified: false,
+        udp: true,
+    };
     let mut total_in = 0;
     for r in segs.frames() {
         assert!(r.start >= HEADROOM && r.end + TAILROOM <= arena_len);
         let seg = &arena[r];
         total_in += seg.len();
-        if let Push::Busy = coalescer.push(1, seg) {
+        if let Push::Busy = coalescer.offer(1, seg, how) {
             coalescer.take();
-            coalescer.push(1, seg);
+            coalescer.offer(1, seg, how);
         }
     }
     if let Some((_, merged)) = coalescer.take() {
