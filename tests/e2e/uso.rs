@@ -144,3 +144,19 @@ fn udp_superframes_are_cut_once_and_arrive_whole() {
         assert_eq!(dataplane(a, key), 0, "{key} on host A");
     }
 }
+
+#[test]
+fn udp_superframes_cross_a_sealed_network_whole() {
+    // Each datagram is sealed on its own after the cut, and opened before it is coalesced.
+    let (lab, c1, c2) = crate::sealed::sealed_pair("k", "k");
+    lab.assert_ping(&c1, "10.30.0.2");
+    let before = dataplane(&lab.hosts[0], "superframes_segmented");
+    udp_gso(&c1, &c2, "10.30.0.2", 9702);
+    let cut = dataplane(&lab.hosts[0], "superframes_segmented") - before;
+    assert!(
+        cut >= u64::from(SUPERFRAMES),
+        "host A cut {cut} superframes for {SUPERFRAMES} sent"
+    );
+    // B sealed at least the ping's reply.
+    crate::sealed::assert_sealed_all_opened(&lab, u64::from(SUPERFRAMES * PER), 1);
+}
