@@ -1,7 +1,8 @@
 //! Kernel-class offloads in userspace, without I/O: TCP and UDP segmentation of the superframes
-//! a TAP with TSO and USO hands us, completion of partial checksums, and the reverse — coalescing consecutive
-//! TCP segments from the underlay into one superframe for the TAP (userspace GRO), after
-//! [`complete_partial_checksum`] finished what a checksum-offloading sender left partial.
+//! a TAP with TSO and USO hands us, completion of partial checksums, and the reverse —
+//! coalescing consecutive TCP segments (and, for a TAP with USO, UDP datagrams) from the underlay
+//! into one superframe for the TAP (userspace GRO), after [`complete_partial_checksum`] finished
+//! what a checksum-offloading sender left partial.
 //!
 //! # Transmit: [`segment`]
 //!
@@ -34,6 +35,8 @@
 //! verified here before it is merged; a segment that fails is left alone, written as it came,
 //! and the container's kernel drops it — unless a verified outer UDP checksum already covered
 //! it ([`Coalescer::push_verified`]). Frames that are not coalescable are written as they are.
+//! UDP datagrams follow the same scheme with `udp_gro_receive_segment`'s rules
+//! ([`Coalescer::offer`]) into a `GSO_UDP_L4` superframe, only for a TAP that takes them.
 //!
 //! The header layouts (where the IP and TCP fields are, checksums) are in
 //! [`crate::wire::tcpip`]; this module decides what to do with them.
@@ -170,8 +173,8 @@ impl Segments {
 }
 
 /// Cuts the TCP (or, for `GSO_UDP_L4`, UDP) superframe `frame` described by `hdr` into
-/// segments of at most `gso_size`
-/// payload bytes, written into consecutive slots of `arena`: each slot is `headroom` bytes,
+/// segments of at most `gso_size` payload bytes, written into consecutive slots of `arena`:
+/// each slot is `headroom` bytes,
 /// the segment, then at least `tailroom` bytes, so the switch can encapsulate (and seal) every
 /// segment in place. [`Segments::frame`] says where each one lies.
 ///
