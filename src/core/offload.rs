@@ -204,35 +204,59 @@ pub fn segment(
         tailroom,
     )?;
     let mss = usize::from(hdr.gso_size);
-    let payload = &frame[t.payload..t.end];
-    let headers = &frame[..t.payload];
     let seq0 = t.seq(frame);
-    let id0 = t.ipv4_id(frame);
+    cut(
+        frame,
+        t.ip_layer(),
+        t.payload,
+        &segs,
+        mss,
+        arena,
+        |i, out, payload_sum| {
+            let seg = t.with_end(out.len());
+            seg.set_seq(out, seq0.wrapping_add((i * mss) as u32));
+            let mut flags = seg.flags(out);
+            if i + 1 < segs.count {
+                flags &= !(TCP_FIN | TCP_PSH);
+            }
+            if i > 0 {
+                flags &= !TCP_CWR;
+            }
+            seg.set_flags(out, flags);
+            seg.fill_tcp_checksum_with(out, payload_sum);
+        },
+    );
+    Ok(segs)
+}
+
+/// Writes every segment of `segs` into `arena`: the headers `frame[..at]`, its `mss`-byte piece
+/// of the payload `frame[at..ip.end]` (summed while it is copied), its IP length and, for IPv4,
+/// its identification (counting up from the superframe's) and header checksum; then `finish(i,
+/// segment, payload_sum)` completes the transport header. `ip` is `frame`'s parsed layout.
+fn cut(
+    frame: &[u8],
+    ip: L4Frame,
+    at: usize,
+    segs: &Segments,
+    mss: usize,
+    arena: &mut [u8],
+    mut finish: impl FnMut(usize, &mut [u8], u64),
+) {
+    let payload = &frame[at..ip.end];
+    let id0 = ip.ipv4_id(frame);
     for i in 0..segs.count {
         let chunk = payload
             .get(i * mss..payload.len().min((i + 1) * mss))
             .unwrap_or(&[]);
         let out = &mut arena[segs.frame(i)];
-        out[..t.payload].copy_from_slice(headers);
-        let payload_sum = copy_sum(&mut out[t.payload..], chunk);
-        let seg = t.with_end(out.len());
+        out[..at].copy_from_slice(&frame[..at]);
+        let payload_sum = copy_sum(&mut out[at..], chunk);
+        let seg = ip.with_end(out.len());
         seg.set_ip_len(out);
-        if !t.v6 {
-            seg.set_ipv4_id(out, id0.wrapping_add(i as u16));
-            seg.fill_ipv4_checksum(out);
-        }
-        seg.set_seq(out, seq0.wrapping_add((i * mss) as u32));
-        let mut flags = seg.flags(out);
-        if i + 1 < segs.count {
-            flags &= !(TCP_FIN | TCP_PSH);
-        }
-        if i > 0 {
-            flags &= !TCP_CWR;
-        }
-        seg.set_flags(out, flags);
-        seg.fill_tcp_checksum_with(out, payload_sum);
+        seg.set_ipv4_id(out, id0.wrapping_add(i as u16));
+        seg.fill_ipv4_checksum(out);
+        finish(i, out, payload_sum);
     }
-    Ok(segs)
 }
 
 /// Where the segments of a superframe with `headers` bytes of headers and `payload_len` bytes
@@ -281,21 +305,18 @@ fn segment_udp(
     let at = u.l4 + UDP_HEADER_LEN;
     let payload = frame.get(at..u.end).ok_or(OffloadError::Truncated)?;
     let segs = layout(at, payload.len(), hdr, arena.len(), headroom, tailroom)?;
-    let mss = usize::from(hdr.gso_size);
-    let id0 = u.ipv4_id(frame);
-    for i in 0..segs.count {
-        let chunk = payload
-            .get(i * mss..payload.len().min((i + 1) * mss))
-            .unwrap_or(&[]);
-        let out = &mut arena[segs.frame(i)];
-        out[..at].copy_from_slice(&frame[..at]);
-        let payload_sum = copy_sum(&mut out[at..], chunk);
-        let seg = u.with_end(out.len());
-        seg.set_ip_len(out);
-        seg.set_ipv4_id(out, id0.wrapping_add(i as u16));
-        seg.fill_ipv4_checksum(out);
-        seg.fill_udp_len_and_checksum_with(out, payload_sum);
-    }
+    cut(
+        frame,
+        u,
+        at,
+        &segs,
+        usize::from(hdr.gso_size),
+        arena,
+        |_, out, payload_sum| {
+            u.with_end(out.len())
+                .fill_udp_len_and_checksum_with(out, payload_sum);
+        },
+    );
     Ok(segs)
 }
 

@@ -127,7 +127,7 @@ impl TcpFrame {
     }
 
     /// The IP layer of this layout (the IP helpers live there, shared with UDP).
-    fn ip_layer(&self) -> L4Frame {
+    pub fn ip_layer(&self) -> L4Frame {
         L4Frame {
             v6: self.v6,
             proto: PROTO_TCP,
