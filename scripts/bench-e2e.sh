@@ -410,8 +410,8 @@ fanin() {
 }
 
 # uso — UDP with segmentation offload: a sender in container 1 writes 64 KiB superframes of
-# 1,400-byte datagrams (smaller if the MTU is) with UDP_SEGMENT as fast as it can for DURATION seconds (what QUIC stacks
-# do); the receiver in container 2 reads with UDP_GRO. iperf3 3.12 cannot send with GSO, hence
+# 1,400-byte datagrams (smaller if the MTU is) with UDP_SEGMENT as fast as it can for DURATION
+# seconds (what QUIC stacks do); the receiver in container 2 reads with UDP_GRO. iperf3 3.12 cannot send with GSO, hence
 # Python; both report JSON ($RAW/$MODE-uso-tx.json, -rx.json).
 uso() {
     local rx=$RAW/$MODE-uso-rx.json tx=$RAW/$MODE-uso-tx.json rc=0 mtu seg
