@@ -188,7 +188,7 @@ pub fn segment(
     tailroom: usize,
 ) -> Result<Segments, OffloadError> {
     if hdr.gso() == virtio_net::GSO_UDP_L4 {
-        return segment_udp(frame, hdr, arena, headroom, tailroom);
+        return udp::segment_udp(frame, hdr, arena, headroom, tailroom);
     }
     let t = TcpFrame::parse(frame).ok_or(OffloadError::Unsupported)?;
     match (hdr.gso(), t.v6) {
@@ -286,38 +286,6 @@ fn layout(
         full_len: headers + mss,
         last_len: headers + (payload_len - (count - 1) * mss),
     })
-}
-
-/// [`segment`] for a UDP superframe (`GSO_UDP_L4`, USO): as the kernel's `__udp_gso_segment`
-/// does, every datagram gets the same headers with its own IP length (and, for IPv4,
-/// identification and header checksum), UDP length and full UDP checksum; the payload is cut
-/// into `gso_size` pieces, the last one shorter.
-fn segment_udp(
-    frame: &[u8],
-    hdr: &VnetHdr,
-    arena: &mut [u8],
-    headroom: usize,
-    tailroom: usize,
-) -> Result<Segments, OffloadError> {
-    let u = L4Frame::parse(frame)
-        .filter(|u| u.proto == PROTO_UDP)
-        .ok_or(OffloadError::Unsupported)?;
-    let at = u.l4 + UDP_HEADER_LEN;
-    let payload = frame.get(at..u.end).ok_or(OffloadError::Truncated)?;
-    let segs = layout(at, payload.len(), hdr, arena.len(), headroom, tailroom)?;
-    cut(
-        frame,
-        u,
-        at,
-        &segs,
-        usize::from(hdr.gso_size),
-        arena,
-        |_, out, payload_sum| {
-            u.with_end(out.len())
-                .fill_udp_len_and_checksum_with(out, payload_sum);
-        },
-    );
-    Ok(segs)
 }
 
 /// What [`Coalescer::push`] did with a frame.
@@ -495,55 +463,6 @@ impl Coalescer {
         Push::Merged
     }
 
-    fn offer_udp(&mut self, tag: u32, frame: &[u8], verify: bool) -> Push {
-        let Some(u) = L4Frame::parse(frame).filter(|u| u.proto == PROTO_UDP) else {
-            return Push::Unsuitable;
-        };
-        let at = u.l4 + UDP_HEADER_LEN;
-        if !u.udp_len_ok(frame) || at == u.end || (verify && !u.udp_checksum_ok(frame)) {
-            return Push::Unsuitable;
-        }
-        let plen = u.end - at;
-        let h = virtio_net::HEADER_LEN;
-        if self.is_empty() {
-            self.buf[h..h + u.end].copy_from_slice(&frame[..u.end]);
-            self.len = u.end;
-            self.pending = Pending {
-                tag,
-                udp: true,
-                t: TcpFrame {
-                    v6: u.v6,
-                    l4: u.l4,
-                    payload: at,
-                    end: u.end,
-                },
-                gso_size: plen,
-                segments: 1,
-                ..Pending::default()
-            };
-            return Push::Merged;
-        }
-        let p = &self.pending;
-        if p.tag != tag
-            || p.closed
-            || !p.udp
-            || p.t.v6 != u.v6
-            || p.t.l4 != u.l4
-            || plen > p.gso_size
-            || p.segments == MAX_UDP_SEGMENTS
-            || self.len + plen - ETH_LEN > MAX_IP_LEN
-            || !u.same_udp_flow(&self.buf[h..h + at], &frame[..at])
-        {
-            return Push::Busy;
-        }
-        self.buf[h + self.len..h + self.len + plen].copy_from_slice(&frame[at..u.end]);
-        self.len += plen;
-        let p = &mut self.pending;
-        p.segments += 1;
-        p.closed = plen < p.gso_size;
-        Push::Merged
-    }
-
     /// Finishes the pending superframe and returns its tag and bytes (virtio-net header
     /// included), ready for a TAP write. `None` when nothing is pending.
     pub fn take(&mut self) -> Option<(u32, &[u8])> {
@@ -606,6 +525,8 @@ impl Coalescer {
         Some((p.tag, &self.buf[..h + len]))
     }
 }
+
+mod udp;
 
 #[cfg(test)]
 mod tests;
