@@ -62,6 +62,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 state_dir: a.state_dir,
                 underlay_mtu: a.underlay_mtu,
                 storm_limit: a.storm_limit,
+                workers: a.workers,
                 dns_upstreams: a.dns_upstreams,
                 socket: cli.socket,
                 name: a.name,

@@ -374,6 +374,84 @@ netns_test! {
 }
 
 netns_test! {
+    /// One descriptor per data-path worker: a multi-queue TAP's queues all carry frames, and a
+    /// persistent one is taken back in whichever queue mode it was made (an older daemon's
+    /// single-queue ports included).
+    fn multi_queue_taps_and_reopening_across_queue_modes() {
+        let opts = TapOptions::new().nonblocking(true);
+        let tap = Tap::create(&tap_pattern(), opts.queues(3)).expect("a 3-queue TAP");
+        let name = tap.name().to_string();
+        assert_eq!(tap.queues(), 3);
+        let link = &ip_json(&["-d", "link", "show", "dev", &name])[0];
+        assert_eq!(link["linkinfo"]["info_data"]["multi_queue"], true, "{link}");
+        // sysfs shows the namespace that mounted it: mount this one's (in the test's private
+        // mount namespace) to see the TAP's queues.
+        let mounted = Command::new("mount")
+            .args(["-t", "sysfs", "sysfs", "/sys"])
+            .status()
+            .expect("running mount");
+        assert!(mounted.success(), "mounting this namespace's sysfs");
+        let txq = |name: &str| {
+            let dir = format!("/sys/class/net/{name}/queues");
+            std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{dir}: {e}"))
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with("tx-"))
+                .count()
+        };
+        assert_eq!(txq(&name), 3, "the kernel sends on as many queues as are attached");
+
+        // Every queue injects frames into the interface, and what the kernel sends out of it
+        // (its own IPv6 router solicitations and DAD probes) is read from the queues.
+        let rx = |name: &str| -> u64 {
+            let path = format!("/sys/class/net/{name}/statistics/rx_packets");
+            std::fs::read_to_string(&path).expect(&path).trim().parse().expect("a count")
+        };
+        ip(&["link", "set", "dev", &name, "up"]);
+        let before = rx(&name);
+        let frame = arp_reply([2, 0, 0, 0, 0, 9], [10, 9, 9, 9], [0xff; 6], [10, 9, 9, 1]);
+        for q in 0..3 {
+            assert_eq!(tap.write_on(q, &frame).expect("write on a queue"), frame.len());
+        }
+        assert_eq!(rx(&name) - before, 3, "one frame per queue arrived");
+        let mut buf = [0u8; 2048];
+        let got = wait_for(Duration::from_secs(5), || {
+            (0..3).any(|q| tap.read_on(q, &mut buf).is_ok())
+        });
+        assert!(got, "no frame the kernel sent came out of any queue");
+
+        // Persistent: taken back with as many queues as asked, or with one.
+        tap.set_persist(true).expect("persist");
+        drop(tap);
+        let again = Tap::reopen(&name, opts.queues(2)).expect("reopen with 2 queues");
+        assert_eq!(again.queues(), 2);
+        assert_eq!(txq(&name), 2);
+        drop(again);
+        let one = Tap::reopen(&name, opts).expect("a multi-queue TAP reopened with one queue");
+        assert_eq!(one.queues(), 1);
+        one.set_persist(false).expect("persistence off");
+        drop(one);
+        assert!(!link_exists_here(&name), "{name} outlived its descriptors");
+
+        // An older daemon's single-queue port: taken back with its one queue.
+        let single = Tap::create(&tap_pattern(), opts).expect("a single-queue TAP");
+        let name = single.name().to_string();
+        single.set_persist(true).expect("persist");
+        drop(single);
+        let back = Tap::reopen(&name, opts.queues(2)).expect("single-queue TAP, asked for 2");
+        assert_eq!(back.queues(), 1);
+        let link = &ip_json(&["-d", "link", "show", "dev", &name])[0];
+        assert_eq!(link["linkinfo"]["info_data"]["multi_queue"], false, "{link}");
+        back.set_persist(false).expect("persistence off");
+        drop(back);
+        assert!(!link_exists_here(&name));
+
+        let err = Tap::create(&tap_pattern(), opts.queues(257)).expect_err("too many queues");
+        assert!(err.to_string().contains("at most 256"), "{err}");
+    }
+}
+
+netns_test! {
     fn attach_configures_the_port_and_frames_flow() {
         let ns = TestNetns::add("a");
         let tap = Tap::create(&tap_pattern(), TapOptions::new().nonblocking(true))

@@ -142,6 +142,10 @@ pub struct DaemonArgs {
     /// twice as many); 0 turns it off.
     #[arg(long, default_value_t = 1000)]
     pub storm_limit: u32,
+    /// Data-path worker threads, each with its own queue of every port and its own underlay
+    /// socket (default: one per CPU, at most 16).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=crate::dataplane::MAX_WORKERS as i64))]
+    pub workers: Option<u16>,
     /// A resolver the networks' DNS forwards other names to, IP or IP:PORT (repeatable;
     /// default: the nameservers of /etc/resolv.conf).
     #[arg(long = "dns-upstream", value_name = "IP[:PORT]", value_parser = parse_dns_upstream)]
@@ -180,7 +184,7 @@ pub struct DaemonArgs {
     pub egress_subnet: Ipv4Net,
     /// Instead of running: remove every port a stopped daemon left (their interfaces
     /// disappear from the containers) and forget them, for a clean uninstall.
-    #[arg(long, conflicts_with_all = ["listen", "port", "peers", "underlay_mtu", "storm_limit", "store", "name", "metrics"])]
+    #[arg(long, conflicts_with_all = ["listen", "port", "peers", "underlay_mtu", "storm_limit", "workers", "store", "name", "metrics"])]
     pub cleanup: bool,
 }
 

@@ -179,7 +179,7 @@ impl<S: StateStore> Daemon<S> {
             }
             Effect::CreateTap { id, name } => {
                 // Persistent: the port outlives the daemon (see `dataplane::tap`, "Lifetime").
-                let tap = Tap::create(&name, TapOptions::new().vnet_hdr(true))
+                let tap = Tap::create(&name, self.tap_options())
                     .and_then(|tap| {
                         with_offloads(&tap)?;
                         tap.set_persist(true)?;
@@ -191,7 +191,7 @@ impl<S: StateStore> Daemon<S> {
             }
             Effect::ReopenTap { id, ifname, mac } => {
                 let ns = netns.ok_or_else(|| internal(&"no namespace to reopen the TAP in"))?;
-                let tap = super::restore::reopen_tap(ns, &ifname, mac)
+                let tap = super::restore::reopen_tap(ns, &ifname, mac, self.tap_options())
                     .await
                     .and_then(|tap| with_offloads(&tap).map(|()| tap))
                     .map_err(|source| RequestError::Tap {
@@ -392,6 +392,16 @@ impl<S: StateStore> Daemon<S> {
             .map(|(id, r)| rules::entry(*id, r))
             .collect();
         Ok(self.store.save_ports(&entries).await?)
+    }
+}
+
+impl<S: StateStore> Daemon<S> {
+    /// How the daemon's TAPs are opened: the virtio-net header, one queue per data-path
+    /// worker.
+    fn tap_options(&self) -> TapOptions {
+        // At most `MAX_WORKERS` (16) workers: the count always fits.
+        let queues = u16::try_from(self.dataplane.workers()).unwrap_or(1);
+        TapOptions::new().vnet_hdr(true).queues(queues)
     }
 }
 

@@ -62,6 +62,8 @@ pub struct DaemonConfig {
     pub socket: PathBuf,
     /// Storm control per port, broadcast/multicast frames per second (0: off).
     pub storm_limit: u32,
+    /// Data-path worker threads (`None`: one per CPU, at most `dataplane::MAX_WORKERS`).
+    pub workers: Option<u16>,
     /// The resolvers the networks' DNS forwards other names to (empty: /etc/resolv.conf's).
     pub dns_upstreams: Vec<SocketAddr>,
     /// This host's name (default: the kernel's hostname).
@@ -193,7 +195,13 @@ pub async fn run_with<S: StateStore>(config: DaemonConfig, store: S) -> Result<(
         proxy_arp: store.leases_addresses(),
         ..SwitchConfig::default()
     })));
-    let dataplane = Dataplane::start(switch.clone(), config.listen, config.port, start)?;
+    let workers = match config.workers {
+        Some(n) => usize::from(n),
+        None => std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(crate::dataplane::MAX_WORKERS),
+    };
+    let dataplane = Dataplane::start(switch.clone(), config.listen, config.port, workers, start)?;
     let upstreams = match config.dns_upstreams.as_slice() {
         [] => services::system_resolvers(),
         given => given.to_vec(),

@@ -89,10 +89,15 @@ pub(super) fn follow_moved_ports(inner: &mut super::Inner) -> bool {
 
 /// Opens the persistent TAP `ifname` in `ns` again, if it is there and has the port's `mac`:
 /// anything else by that name is not the port's, and is left alone.
-pub(super) async fn reopen_tap(ns: &NetnsRef, ifname: &str, mac: Mac) -> io::Result<Tap> {
+pub(super) async fn reopen_tap(
+    ns: &NetnsRef,
+    ifname: &str,
+    mac: Mac,
+    opts: TapOptions,
+) -> io::Result<Tap> {
     let name = ifname.to_owned();
     ns.run_inside(move || {
-        let tap = Tap::reopen(&name, TapOptions::new().vnet_hdr(true))?;
+        let tap = Tap::reopen(&name, opts)?;
         let found = tap.mac()?;
         if found != mac.0 {
             return Err(io::Error::new(
@@ -107,7 +112,7 @@ pub(super) async fn reopen_tap(ns: &NetnsRef, ifname: &str, mac: Mac) -> io::Res
 
 /// Deletes a recorded port's interface, if it is still there: `false` when it is not.
 async fn delete_recorded_tap(ns: &NetnsRef, e: &PortEntry) -> io::Result<bool> {
-    match reopen_tap(ns, &e.ifname, e.mac).await {
+    match reopen_tap(ns, &e.ifname, e.mac, TapOptions::new().vnet_hdr(true)).await {
         // Not persistent any more, so closing it (now) deletes it.
         Ok(tap) => tap.set_persist(false).map(|()| true),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),

@@ -1,12 +1,24 @@
 //! The I/O loop: moves bytes between TAP ports, the underlay and the core switch.
 //!
-//! Two worker threads, one per direction, each with its own preallocated buffers:
-//! - `ports`: epoll over every TAP; reads frames, asks the switch where they go, writes them to
-//!   local TAPs and sends them, encapsulated, to VTEPs;
-//! - `underlay`: recvmmsg batches from the UDP socket; asks the switch; writes inner frames to
-//!   TAPs.
+//! # Workers
 //!
-//! Neither allocates per frame. They share the switch through a read-mostly lock (taken once
+//! One worker thread per core (`daemon --workers`), each with its own preallocated buffers,
+//! its own queue of every TAP (`IFF_MULTI_QUEUE`) and its own underlay UDP socket (all bound to
+//! the same address with `SO_REUSEPORT`). Each polls its queues and its socket in one epoll set
+//! and moves frames both ways:
+//! - from its TAP queues: asks the switch where a frame goes, writes it to local TAPs and sends
+//!   it, encapsulated, to VTEPs;
+//! - from its socket: recvmmsg batches; asks the switch; writes inner frames to TAPs, on its own
+//!   queue of each.
+//!
+//! The kernel spreads the load by flow on both sides: the container's kernel picks a TAP queue
+//! per flow (the one that last delivered the flow to it), and `SO_REUSEPORT` picks a socket by
+//! the outer addresses and ports, which are per flow too (see "Outer UDP source ports"). So a
+//! flow's frames are handled by one worker, in order, and both directions of a flow usually
+//! meet on the same one. After moving frames a worker polls on for [`SPIN`] before it sleeps,
+//! so an answer that follows within a round trip is picked up without a wake-up.
+//!
+//! No worker allocates per frame. They share the switch through a read-mostly lock (taken once
 //! per batch) and the port table through another; the control plane takes the write side only
 //! to change configuration.
 //!
@@ -76,13 +88,17 @@ use crate::core::{Forward, PortId, Switch, Timestamp};
 use crate::wire::virtio_net::VnetHdr;
 use crate::wire::Vni;
 use sys::{Epoll, RawSender};
-use workers::{ports_worker, underlay_worker};
+use workers::Worker;
 
 /// Frames read per TAP per wakeup, and datagrams per recvmmsg/sendmmsg.
 const BATCH: usize = 32;
 /// Largest frame or datagram handled (jumbo frames included).
 const MAX_FRAME: usize = 65_535;
 const POLL: Duration = Duration::from_millis(200);
+/// How long a worker keeps polling after it last moved a frame (see "Workers").
+const SPIN: Duration = Duration::from_micros(200);
+/// Most workers a data path runs (`daemon --workers`).
+pub const MAX_WORKERS: usize = 16;
 /// Receive buffer of the underlay socket and send buffer of the pool sockets. 4 MiB overflowed
 /// under a fan-in of ten TCP streams (tens of thousands of datagrams dropped, each a
 /// retransmit); 16 MiB did not, at the same throughput (README, Benchmarks).
@@ -104,8 +120,11 @@ pub enum PortSink {
 struct Shared {
     switch: Arc<RwLock<Switch>>,
     ports: RwLock<HashMap<PortId, PortSink>>,
-    epoll: Epoll,
-    udp: UdpSocket,
+    /// One epoll set per worker: its underlay socket and its queue of every TAP.
+    epolls: Vec<Epoll>,
+    /// One underlay socket per worker, all bound to the VXLAN port with `SO_REUSEPORT`; the
+    /// first also sends the control datagrams.
+    udp: Vec<UdpSocket>,
     /// Where superframes are sent from; see "Outer UDP source ports".
     sources: Vec<UdpSocket>,
     source_ports: Vec<u16>,
@@ -129,10 +148,31 @@ impl Shared {
         usize::from(src_port) % self.sources.len()
     }
 
-    fn deliver(&self, sink: Option<&PortSink>, vnet: &VnetHdr, frame: &[u8]) {
+    /// Starts polling every queue of `port`'s TAP, queue `q` in worker `q`'s set (wrapping
+    /// around when there are fewer workers than queues).
+    fn poll(&self, port: PortId, tap: &Tap) -> io::Result<()> {
+        for q in 0..tap.queues() {
+            let token = (q as u64) << 32 | u64::from(port.0);
+            if let Err(e) = self.epolls[q % self.epolls.len()].add(tap.queue_fd(q), token) {
+                self.unpoll(tap);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops polling every queue of `tap` (one not polled is skipped).
+    fn unpoll(&self, tap: &Tap) {
+        for q in 0..tap.queues() {
+            let _ = self.epolls[q % self.epolls.len()].delete(tap.queue_fd(q));
+        }
+    }
+
+    /// Writes `frame` to `sink`, on TAP queue `queue` (the writing worker's own).
+    fn deliver(&self, sink: Option<&PortSink>, queue: usize, vnet: &VnetHdr, frame: &[u8]) {
         match sink {
             Some(PortSink::Tap(tap)) => {
-                if tap.write_with(vnet, frame).is_err() {
+                if tap.write_with_on(queue, vnet, frame).is_err() {
                     self.counters
                         .tap_write_errors
                         .fetch_add(1, Ordering::Relaxed);
@@ -166,30 +206,46 @@ pub struct Dataplane {
 }
 
 impl Dataplane {
-    /// Binds the underlay (UDP `listen:port`) and starts the workers.
+    /// Binds the underlay (UDP `listen:port`, one socket per worker) and starts `workers`
+    /// workers (1 to [`MAX_WORKERS`]).
     pub fn start(
         switch: Arc<RwLock<Switch>>,
         listen: Ipv4Addr,
         port: u16,
+        workers: usize,
         start: Instant,
     ) -> io::Result<Dataplane> {
-        let udp = bind_underlay(SocketAddrV4::new(listen, port))?;
-        sys::set_recv_timeout(udp.as_raw_fd(), POLL)?;
-        sys::set_buffer_sizes(udp.as_raw_fd(), SOCKET_BUFFER);
-        sys::enable_udp_gro(udp.as_raw_fd())?;
-        sys::enable_rxq_overflow(udp.as_raw_fd())?;
+        if !(1..=MAX_WORKERS).contains(&workers) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{workers} data-path workers: choose 1 to {MAX_WORKERS}"),
+            ));
+        }
+        let udp = bind_underlay(SocketAddrV4::new(listen, port), workers)?;
+        let mut epolls = Vec::with_capacity(workers);
+        for sock in &udp {
+            sock.set_nonblocking(true)?;
+            sys::set_buffer_sizes(sock.as_raw_fd(), SOCKET_BUFFER);
+            sys::enable_udp_gro(sock.as_raw_fd())?;
+            sys::enable_rxq_overflow(sock.as_raw_fd())?;
+            let epoll = Epoll::new()?;
+            epoll.add(sock.as_raw_fd(), workers::UNDERLAY)?;
+            epolls.push(epoll);
+        }
         let sources = source_sockets(listen)?;
         let source_ports = sources
             .iter()
             .map(|s| s.local_addr().map(|a| a.port()))
             .collect::<io::Result<Vec<u16>>>()?;
-        let sender = RawSender::new(BATCH)?;
+        let senders = (0..workers)
+            .map(|_| RawSender::new(BATCH))
+            .collect::<io::Result<Vec<_>>>()?;
         let (gone, gone_rx) = tokio::sync::mpsc::unbounded_channel();
         let (services, services_rx) = std::sync::mpsc::sync_channel(services::QUEUE);
         let shared = Arc::new(Shared {
             switch,
             ports: RwLock::new(HashMap::new()),
-            epoll: Epoll::new()?,
+            epolls,
             udp,
             sources,
             source_ports,
@@ -200,25 +256,31 @@ impl Dataplane {
             gone,
             services,
         });
-        let s1 = shared.clone();
-        let s2 = shared.clone();
-        let s3 = shared.clone();
-        let workers = vec![
-            std::thread::Builder::new()
-                .name("vswitch-ports".into())
-                .spawn(move || ports_worker(&s1, sender))?,
-            std::thread::Builder::new()
-                .name("vswitch-underlay".into())
-                .spawn(move || underlay_worker(&s2))?,
+        let mut threads = Vec::with_capacity(workers + 1);
+        for (k, sender) in senders.into_iter().enumerate() {
+            let s = shared.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("vswitch-dp{k}"))
+                    .spawn(move || Worker::new(&s, k, sender).run())?,
+            );
+        }
+        let s = shared.clone();
+        threads.push(
             std::thread::Builder::new()
                 .name("vswitch-services".into())
-                .spawn(move || services::services_worker(&s3, services_rx))?,
-        ];
+                .spawn(move || services::services_worker(&s, services_rx))?,
+        );
         Ok(Dataplane {
             shared,
-            workers,
+            workers: threads,
             gone: std::sync::Mutex::new(Some(gone_rx)),
         })
+    }
+
+    /// How many workers (and so TAP queues per port) this data path runs.
+    pub fn workers(&self) -> usize {
+        self.shared.epolls.len()
     }
 
     pub fn now(&self) -> Timestamp {
@@ -234,14 +296,14 @@ impl Dataplane {
 
     /// The underlay UDP socket's local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.shared.udp.local_addr()
+        self.shared.udp[0].local_addr()
     }
 
     /// Starts moving frames for `port`. The switch must already know the port.
     pub fn add_port(&self, port: PortId, sink: PortSink) -> io::Result<()> {
         if let PortSink::Tap(tap) = &sink {
             tap.set_nonblocking(true)?;
-            self.shared.epoll.add(tap.as_raw_fd(), u64::from(port.0))?;
+            self.shared.poll(port, tap)?;
         }
         write(&self.shared.ports).insert(port, sink);
         Ok(())
@@ -252,7 +314,7 @@ impl Dataplane {
     pub fn remove_port(&self, port: PortId) -> Option<PortSink> {
         let sink = write(&self.shared.ports).remove(&port);
         if let Some(PortSink::Tap(tap)) = &sink {
-            let _ = self.shared.epoll.delete(tap.as_raw_fd());
+            self.shared.unpoll(tap);
         }
         sink
     }
@@ -264,7 +326,7 @@ impl Dataplane {
         buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
         let mut fwd = Forward::default();
         let frame = HEADROOM..HEADROOM + frame.len();
-        self.shared.with_batch(|batch| {
+        self.shared.with_batch(0, |batch| {
             batch
                 .switch
                 .frame_from_port(batch.now, port, &buf[frame.clone()], &mut fwd);
@@ -405,13 +467,23 @@ fn source_sockets(listen: Ipv4Addr) -> io::Result<Vec<UdpSocket>> {
 /// the previous daemon, still exiting) holds it.
 const BIND_PATIENCE: Duration = Duration::from_secs(3);
 
-/// Binds the underlay UDP socket, retrying for [`BIND_PATIENCE`] while the address is in use;
-/// then fails with one message that says what holds it and what to do.
-fn bind_underlay(addr: SocketAddrV4) -> io::Result<UdpSocket> {
+/// Binds the underlay: `n` UDP sockets on `addr`, one per worker, in one `SO_REUSEPORT` group.
+/// Retries for [`BIND_PATIENCE`] while the address is in use; then fails with one message that
+/// says what holds it and what to do.
+///
+/// `SO_REUSEPORT` would let a second daemon (any process of the same user) join the group and
+/// take a share of the traffic unnoticed. So the address is first bound by a socket without
+/// it, which fails while anyone holds the port (another daemon's group included), and only then,
+/// that socket closed, by the group. A daemon starting in the instant between is caught the same
+/// way by its own probe.
+fn bind_underlay(addr: SocketAddrV4, n: usize) -> io::Result<Vec<UdpSocket>> {
     let start = Instant::now();
     loop {
-        match UdpSocket::bind(addr) {
-            Ok(udp) => return Ok(udp),
+        let bound = UdpSocket::bind(addr)
+            .and_then(|probe| probe.local_addr())
+            .and_then(|at| reuseport_group(at, n));
+        match bound {
+            Ok(group) => return Ok(group),
             Err(e) if e.kind() == io::ErrorKind::AddrInUse && start.elapsed() < BIND_PATIENCE => {
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -436,6 +508,20 @@ fn bind_underlay(addr: SocketAddrV4) -> io::Result<UdpSocket> {
     }
 }
 
+/// `n` UDP sockets bound to `at` with `SO_REUSEPORT`: the kernel hands each datagram to one of
+/// them by a hash of its addresses and ports.
+fn reuseport_group(at: SocketAddr, n: usize) -> io::Result<Vec<UdpSocket>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    (0..n)
+        .map(|_| {
+            let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            sock.set_reuse_port(true)?;
+            sock.bind(&at.into())?;
+            Ok(sock.into())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,7 +532,7 @@ mod tests {
     #[test]
     fn sockets_get_burst_sized_buffers() {
         let switch = Arc::new(RwLock::new(Switch::new(SwitchConfig::default())));
-        let dp = match Dataplane::start(switch, Ipv4Addr::LOCALHOST, 0, Instant::now()) {
+        let dp = match Dataplane::start(switch, Ipv4Addr::LOCALHOST, 0, 2, Instant::now()) {
             Ok(dp) => dp,
             Err(e) => {
                 // The raw socket (and the FORCE options) need root; scripts/test.sh runs this
@@ -458,8 +544,10 @@ mod tests {
                 return;
             }
         };
-        let (rcv, _) = sys::buffer_sizes(dp.shared.udp.as_raw_fd()).expect("underlay");
-        assert!(rcv >= SOCKET_BUFFER, "underlay receive buffer {rcv}");
+        for u in &dp.shared.udp {
+            let (rcv, _) = sys::buffer_sizes(u.as_raw_fd()).expect("underlay");
+            assert!(rcv >= SOCKET_BUFFER, "underlay receive buffer {rcv}");
+        }
         for s in &dp.shared.sources {
             let (_, snd) = sys::buffer_sizes(s.as_raw_fd()).expect("pool socket");
             assert!(snd >= SOCKET_BUFFER, "pool socket send buffer {snd}");

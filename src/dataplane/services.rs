@@ -77,14 +77,14 @@ pub(super) fn services_worker(shared: &Shared, rx: Receiver<Message>) {
             Err(RecvTimeoutError::Disconnected) => break,
         }
         let now = shared.now();
-        shared.with_batch(|batch| {
+        shared.with_batch(0, |batch| {
             for (&vni, host) in &mut w.hosts {
                 host.poll(now);
                 while let Some(frame) = host.transmit() {
                     batch.switch.frame_from_gateway(now, vni, &frame, &mut fwd);
                     // Never any sends: the gateway stays on this host.
                     let _ = fwd.deliver(&frame, |port, f| {
-                        shared.deliver(batch.ports.get(&port), &VnetHdr::PLAIN, f)
+                        shared.deliver(batch.ports.get(&port), 0, &VnetHdr::PLAIN, f)
                     });
                 }
                 while let Some(up) = host.take_upstream() {

@@ -71,8 +71,8 @@ pub(crate) struct Counters {
     pub dns_forwarded: AtomicU64,
     pub dns_servfail: AtomicU64,
     pub dns_malformed: AtomicU64,
-    /// The underlay socket's `SO_RXQ_OVFL` count: cumulative, so stored, not added.
-    pub underlay_rx_overflows: AtomicU64,
+    /// Each worker's underlay socket's `SO_RXQ_OVFL` count: cumulative, so stored, not added.
+    pub underlay_rx_overflows: [AtomicU64; super::MAX_WORKERS],
 }
 
 impl Counters {
@@ -94,7 +94,7 @@ impl Counters {
             dns_forwarded: get(&self.dns_forwarded),
             dns_servfail: get(&self.dns_servfail),
             dns_malformed: get(&self.dns_malformed),
-            underlay_rx_overflows: get(&self.underlay_rx_overflows),
+            underlay_rx_overflows: self.underlay_rx_overflows.iter().map(get).sum(),
             // Read from the interfaces by `Dataplane::port_overruns`, not counted here.
             tap_queue_overruns: 0,
         }

@@ -1,4 +1,5 @@
-//! A TAP device owned by the daemon: one file descriptor on `/dev/net/tun`, one Ethernet port.
+//! A TAP device owned by the daemon: one Ethernet port, with one file descriptor on
+//! `/dev/net/tun` per queue.
 //!
 //! # Why not the `tun-tap` crate
 //!
@@ -19,6 +20,16 @@
 //! crash): the container keeps its interface, shown NO-CARRIER while no descriptor is attached,
 //! and a restarted daemon opens it again with [`Tap::reopen`] from inside the container's
 //! namespace. Removing a port turns persistence off first, so closing deletes it.
+//!
+//! # Queues
+//!
+//! A TAP opened with [`TapOptions::queues`] above 1 is a multi-queue device
+//! (`IFF_MULTI_QUEUE`): one descriptor per queue, each attached with its own `TUNSETIFF`. The
+//! container's kernel picks the queue a frame leaves on by its flow (`tun_automq_select_queue`:
+//! the queue that last delivered that flow to it, else a hash), so every data-path worker reads
+//! its own queue and a flow stays on one worker. A device's queue mode is fixed at creation: a
+//! persistent single-queue TAP (made by an older daemon) refuses a multi-queue attach
+//! (`EINVAL`), so [`Tap::reopen`] then takes it back with its one queue.
 //!
 //! # Naming
 //!
@@ -52,7 +63,12 @@ const TUNGETDEVNETNS: libc::Ioctl = 0x54E3;
 pub struct TapOptions {
     vnet_hdr: bool,
     nonblocking: bool,
+    /// Queues (descriptors) to attach; 0 and 1 both mean a single-queue device.
+    queues: u16,
 }
+
+/// Most queues a TAP can have (the kernel's `MAX_TAP_QUEUES`).
+pub const MAX_QUEUES: usize = 256;
 
 impl TapOptions {
     /// Plain frames, blocking I/O.
@@ -60,7 +76,15 @@ impl TapOptions {
         TapOptions {
             vnet_hdr: false,
             nonblocking: false,
+            queues: 1,
         }
+    }
+
+    /// Attach `n` queues (at most [`MAX_QUEUES`]); above 1 the device is multi-queue
+    /// (`IFF_MULTI_QUEUE`), see "Queues".
+    pub const fn queues(mut self, n: u16) -> Self {
+        self.queues = n;
+        self
     }
 
     /// Prefix every frame read or written with a [`VNET_HDR_LEN`]-byte virtio-net header
@@ -124,7 +148,8 @@ impl BitOr for Offload {
 /// as if received on it.
 #[derive(Debug)]
 pub struct Tap {
-    file: File,
+    /// One descriptor per queue; queue 0 carries the device-wide ioctls.
+    queues: Vec<File>,
     name: String,
     vnet_hdr_len: usize,
     /// The offloads last set with [`Tap::set_offload`] (`TUN_F_*` bits).
@@ -183,15 +208,30 @@ impl Tap {
     /// Fails if an interface with that name already exists: the daemon never adopts a device
     /// someone else created (`IFF_TUN_EXCL`).
     pub fn create(name: &str, opts: TapOptions) -> io::Result<Tap> {
-        Tap::open_iff(name, libc::IFF_TUN_EXCL, opts, "create")
+        Tap::open_iff(name, libc::IFF_TUN_EXCL, opts, opts.queues > 1, "create")
     }
 
     /// Opens the existing persistent TAP `name` of the calling thread's network namespace (the
     /// kernel looks the name up there): how a restarted daemon takes its ports back. Only a
     /// persistent TAP is adopted; where none exists, the device the open would have created is
     /// closed (and so deleted) again and the error is `NotFound`.
+    ///
+    /// A device's queue mode cannot change: a single-queue TAP asked for with several queues
+    /// (one an older daemon made) is taken back with its one queue, and a multi-queue TAP asked
+    /// for with one queue gets one queue attached.
     pub fn reopen(name: &str, opts: TapOptions) -> io::Result<Tap> {
-        let tap = Tap::open_iff(name, 0, opts, "open")?;
+        // EINVAL (kind `InvalidInput`; the wrapper with the message keeps the kind, not the
+        // errno) is the kernel refusing the other queue mode. A bad name or queue count fails
+        // the same way again on the retry.
+        let multi = opts.queues > 1;
+        let tap = match Tap::open_iff(name, 0, opts, multi, "open") {
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                // The other mode: a single-queue TAP, or a multi-queue one taken back (or
+                // deleted) with one queue.
+                Tap::open_iff(name, 0, opts.queues(1), !multi, "open")?
+            }
+            other => other?,
+        };
         let mut req = IfReq::new("", 0);
         // SAFETY: TUNGETIFF writes one `struct ifreq` into the pointed-to buffer; `req` is a live,
         // exclusively borrowed value of exactly that size.
@@ -249,56 +289,40 @@ impl Tap {
         Ok(mac)
     }
 
-    /// `TUNSETIFF` on a fresh `/dev/net/tun` descriptor with `extra` flags; `verb` says what
-    /// was attempted, for errors.
-    fn open_iff(name: &str, extra: libc::c_int, opts: TapOptions, verb: &str) -> io::Result<Tap> {
+    /// `TUNSETIFF` on fresh `/dev/net/tun` descriptors, one per queue, with `extra` flags on
+    /// the first, in multi-queue mode if `multi`; `verb` says what was attempted, for errors.
+    fn open_iff(
+        name: &str,
+        extra: libc::c_int,
+        opts: TapOptions,
+        multi: bool,
+        verb: &str,
+    ) -> io::Result<Tap> {
         check_ifname(name).map_err(|why| invalid_input(format!("invalid TAP name: {why}")))?;
-
-        let mut flags = libc::O_CLOEXEC;
-        if opts.nonblocking {
-            flags |= libc::O_NONBLOCK;
+        let queues = usize::from(opts.queues.max(1));
+        if queues > MAX_QUEUES {
+            return Err(invalid_input(format!(
+                "cannot {verb} TAP '{name}' with {queues} queues: at most {MAX_QUEUES}"
+            )));
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(flags)
-            .open(TUN_PATH)
-            .map_err(|e| {
-                with_context(e, || {
-                    format!("cannot open {TUN_PATH} (is the tun module available?)")
-                })
-            })?;
-
-        let mut iff = libc::IFF_TAP | libc::IFF_NO_PI | extra;
+        let mut iff = libc::IFF_TAP | libc::IFF_NO_PI;
         if opts.vnet_hdr {
             iff |= libc::IFF_VNET_HDR;
         }
-        let mut req = IfReq::new(name, iff);
-        // SAFETY: `file` is an open /dev/net/tun descriptor; TUNSETIFF reads and writes back one
-        // `struct ifreq`, and `req` is a live, exclusively borrowed buffer of exactly that size
-        // (checked at compile time above) with a NUL-terminated name.
-        let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req as *mut IfReq) };
-        if rc < 0 {
-            let err = io::Error::last_os_error();
-            let why = match err.raw_os_error() {
-                Some(libc::EBUSY) | Some(libc::EEXIST) => {
-                    format!("cannot {verb} TAP '{name}': an interface with that name already exists or is in use")
-                }
-                Some(libc::EPERM) => {
-                    format!("cannot {verb} TAP '{name}': permission denied (needs CAP_NET_ADMIN)")
-                }
-                Some(libc::EINVAL) => format!(
-                    "cannot {verb} TAP '{name}': the kernel rejected it (the name may belong to \
-                     an interface that is not a TAP)"
-                ),
-                _ => format!("cannot {verb} TAP '{name}'"),
-            };
-            return Err(with_context(err, || why));
+        if multi {
+            iff |= libc::IFF_MULTI_QUEUE;
         }
-
+        let (first, name) = attach_queue(name, iff | extra, opts, verb)?;
+        let mut files = Vec::with_capacity(queues);
+        files.push(first);
+        // The other queues attach to the device by the name the kernel gave it (a pattern such
+        // as `vsw%d` is resolved by now). Dropping `files` on an error detaches them again.
+        for _ in 1..queues {
+            files.push(attach_queue(&name, iff, opts, verb)?.0);
+        }
         let mut tap = Tap {
-            file,
-            name: req.name(),
+            queues: files,
+            name,
             vnet_hdr_len: 0,
             offload: AtomicU32::new(0),
         };
@@ -401,24 +425,26 @@ impl Tap {
         Ok(())
     }
 
-    /// Switches `O_NONBLOCK` on or off.
+    /// Switches `O_NONBLOCK` on or off, on every queue.
     pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        let fd = self.as_raw_fd();
-        // SAFETY: F_GETFL on a descriptor we own; no pointers involved.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        if flags < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let new = if on {
-            flags | libc::O_NONBLOCK
-        } else {
-            flags & !libc::O_NONBLOCK
-        };
-        if new != flags {
-            // SAFETY: F_SETFL with an integer argument on a descriptor we own; no pointers.
-            let rc = unsafe { libc::fcntl(fd, libc::F_SETFL, new) };
-            if rc < 0 {
+        for q in &self.queues {
+            let fd = q.as_raw_fd();
+            // SAFETY: F_GETFL on a descriptor we own; no pointers involved.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+            if flags < 0 {
                 return Err(io::Error::last_os_error());
+            }
+            let new = if on {
+                flags | libc::O_NONBLOCK
+            } else {
+                flags & !libc::O_NONBLOCK
+            };
+            if new != flags {
+                // SAFETY: F_SETFL with an integer argument on a descriptor we own; no pointers.
+                let rc = unsafe { libc::fcntl(fd, libc::F_SETFL, new) };
+                if rc < 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
         }
         Ok(())
@@ -427,18 +453,48 @@ impl Tap {
     /// Reads one frame (preceded by the virtio-net header if enabled). A buffer shorter than the
     /// frame gets the frame truncated, as with any packet descriptor.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        (&self.file).read(buf)
+        self.read_on(0, buf)
     }
 
     /// Writes one frame (preceded by the virtio-net header if enabled).
     pub fn write(&self, frame: &[u8]) -> io::Result<usize> {
-        (&self.file).write(frame)
+        self.write_on(0, frame)
+    }
+
+    /// How many queues (descriptors) this TAP has attached.
+    pub fn queues(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// Queue `q`'s descriptor (for polling). Panics if `q` is not below [`Tap::queues`].
+    pub fn queue_fd(&self, q: usize) -> RawFd {
+        self.queues[q].as_raw_fd()
+    }
+
+    /// [`Tap::read`] from queue `q` (any index: it wraps around the queues there are).
+    pub fn read_on(&self, q: usize, buf: &mut [u8]) -> io::Result<usize> {
+        self.queue(q).read(buf)
+    }
+
+    /// [`Tap::write`] on queue `q` (any index: it wraps around the queues there are). The
+    /// kernel then sends that flow's answers on the same queue.
+    pub fn write_on(&self, q: usize, frame: &[u8]) -> io::Result<usize> {
+        self.queue(q).write(frame)
+    }
+
+    fn queue(&self, q: usize) -> &File {
+        &self.queues[q % self.queues.len()]
     }
 
     /// Writes `frame` with the virtio-net header `vnet` in front of it (one `writev`, no copy).
     /// On a TAP without the header, `vnet` is left out; a frame whose header asks for an
     /// offload cannot be written there and is refused.
     pub fn write_with(&self, vnet: &VnetHdr, frame: &[u8]) -> io::Result<usize> {
+        self.write_with_on(0, vnet, frame)
+    }
+
+    /// [`Tap::write_with`] on queue `q` (any index: it wraps around the queues there are).
+    pub fn write_with_on(&self, q: usize, vnet: &VnetHdr, frame: &[u8]) -> io::Result<usize> {
         if self.vnet_hdr_len == 0 {
             if vnet.is_gso() || vnet.needs_csum() {
                 return Err(invalid_input(format!(
@@ -446,22 +502,70 @@ impl Tap {
                     self.name
                 )));
             }
-            return self.write(frame);
+            return self.write_on(q, frame);
         }
         let hdr = vnet.to_bytes();
-        (&self.file).write_vectored(&[IoSlice::new(&hdr[..self.vnet_hdr_len]), IoSlice::new(frame)])
+        self.queue(q)
+            .write_vectored(&[IoSlice::new(&hdr[..self.vnet_hdr_len]), IoSlice::new(frame)])
     }
+}
+
+/// One `TUNSETIFF` on a fresh `/dev/net/tun` descriptor: creates the device `name`, or
+/// attaches another queue to it. Returns the descriptor and the device's name.
+fn attach_queue(
+    name: &str,
+    iff: libc::c_int,
+    opts: TapOptions,
+    verb: &str,
+) -> io::Result<(File, String)> {
+    let mut flags = libc::O_CLOEXEC;
+    if opts.nonblocking {
+        flags |= libc::O_NONBLOCK;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(flags)
+        .open(TUN_PATH)
+        .map_err(|e| {
+            with_context(e, || {
+                format!("cannot open {TUN_PATH} (is the tun module available?)")
+            })
+        })?;
+    let mut req = IfReq::new(name, iff);
+    // SAFETY: `file` is an open /dev/net/tun descriptor; TUNSETIFF reads and writes back one
+    // `struct ifreq`, and `req` is a live, exclusively borrowed buffer of exactly that size
+    // (checked at compile time above) with a NUL-terminated name.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req as *mut IfReq) };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        let why = match err.raw_os_error() {
+            Some(libc::EBUSY) | Some(libc::EEXIST) => {
+                format!("cannot {verb} TAP '{name}': an interface with that name already exists or is in use")
+            }
+            Some(libc::EPERM) => {
+                format!("cannot {verb} TAP '{name}': permission denied (needs CAP_NET_ADMIN)")
+            }
+            Some(libc::EINVAL) => format!(
+                "cannot {verb} TAP '{name}': the kernel rejected it (the name may belong to an \
+                 interface that is not a TAP, or to a TAP of another queue mode)"
+            ),
+            _ => format!("cannot {verb} TAP '{name}'"),
+        };
+        return Err(with_context(err, || why));
+    }
+    Ok((file, req.name()))
 }
 
 impl AsRawFd for Tap {
     fn as_raw_fd(&self) -> RawFd {
-        self.file.as_raw_fd()
+        self.queues[0].as_raw_fd()
     }
 }
 
 impl AsFd for Tap {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.file.as_fd()
+        self.queues[0].as_fd()
     }
 }
 

@@ -1,6 +1,11 @@
-//! The two worker loops and the glue between them and the switch: every frame goes through
+//! The worker loop and the glue between it and the switch: every frame goes through
 //! [`Batch::deliver`] (local ports first, via `Forward::deliver`) and only then is encapsulated
 //! for VTEPs, so a frame is never sealed before its local copies are out.
+//!
+//! Each worker owns one queue of every TAP and one of the underlay sockets, and moves frames
+//! both ways: what its queues read goes to the switch and on to ports and VTEPs; what its socket
+//! receives goes to ports, written on its own queue of each. The container's kernel answers a
+//! flow on the queue that delivered it, so both directions of a flow meet on one worker.
 
 use std::collections::HashMap;
 use std::io;
@@ -8,10 +13,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use super::segmenter::Segmenter;
 use super::sys::{self, RawSender, RecvBatch};
-use super::{Offload, PortSink, Shared, BATCH, HEADROOM, MAX_FRAME, POLL, TAILROOM};
+use super::{Offload, PortSink, Shared, BATCH, HEADROOM, MAX_FRAME, POLL, SPIN, TAILROOM};
 use crate::core::offload::{self, Coalescer, Offer, Push};
 use crate::core::sync::read;
 use crate::core::{DropReason, Forward, PortId, Sends, Switch, Timestamp, Vtep};
@@ -25,6 +31,8 @@ pub(super) struct Batch<'a> {
     pub switch: &'a Switch,
     pub ports: &'a HashMap<PortId, PortSink>,
     pub now: Timestamp,
+    /// The TAP queue this batch writes on: the worker's own.
+    pub queue: usize,
 }
 
 impl Shared {
@@ -34,7 +42,7 @@ impl Shared {
     pub(super) fn send_control(&self, switch: &Switch, now: Timestamp) {
         let c = &self.counters;
         switch.announce(now, |vtep, datagram| {
-            match self.udp.send_to(datagram, vtep.0) {
+            match self.udp[0].send_to(datagram, vtep.0) {
                 Ok(_) => c.underlay_tx.fetch_add(1, Ordering::Relaxed),
                 Err(e) => {
                     tracing::debug!("control datagram to {}: {e}", vtep.0);
@@ -44,7 +52,7 @@ impl Shared {
         });
     }
 
-    pub(super) fn with_batch<R>(&self, f: impl FnOnce(&Batch<'_>) -> R) -> R {
+    pub(super) fn with_batch<R>(&self, queue: usize, f: impl FnOnce(&Batch<'_>) -> R) -> R {
         let switch = read(&self.switch);
         let ports = read(&self.ports);
         f(&Batch {
@@ -52,6 +60,7 @@ impl Shared {
             switch: &switch,
             ports: &ports,
             now: self.now(),
+            queue,
         })
     }
 }
@@ -82,7 +91,8 @@ impl Batch<'_> {
             _ => {}
         }
         fwd.deliver(frame, |port, frame| {
-            self.shared.deliver(self.ports.get(&port), vnet, frame)
+            self.shared
+                .deliver(self.ports.get(&port), self.queue, vnet, frame)
         })
     }
 
@@ -157,106 +167,272 @@ pub(super) fn replicate(
     }
 }
 
-/// Frames from TAPs to wherever the switch says.
-pub(super) fn ports_worker(shared: &Shared, mut sender: RawSender) {
-    let mut events = sys::epoll_events(64);
-    let mut tokens = Vec::with_capacity(64);
-    let mut bufs: Vec<Box<[u8]>> = (0..BATCH)
-        .map(|_| vec![0u8; HEADROOM + MAX_FRAME + TAILROOM].into_boxed_slice())
-        .collect();
-    // This worker's own traffic counters: no lock-prefixed add per frame.
-    let mut fwd = Forward::with_own_lane();
-    let mut segmenter = Segmenter::new();
-    // Datagrams waiting for one sendmmsg.
-    let mut pending: Vec<Pending> = Vec::with_capacity(BATCH);
-    while !shared.stop.load(Ordering::Relaxed) {
-        if let Err(e) = shared.epoll.wait(&mut events, &mut tokens, POLL) {
-            tracing::error!("epoll_wait: {e}");
-            std::thread::sleep(POLL);
-            continue;
+/// A worker's own state: its buffers, its lane of the traffic counters, its raw sender, its
+/// segment arena and its coalescer. Nothing here is shared, so nothing is locked per frame.
+pub(super) struct Worker<'s> {
+    shared: &'s Shared,
+    /// This worker's index: its epoll set, its underlay socket and its queue of every TAP.
+    index: usize,
+    sender: RawSender,
+    bufs: Vec<Box<[u8]>>,
+    /// This worker's own traffic counters: no lock-prefixed add per frame.
+    fwd: Forward,
+    segmenter: Segmenter,
+    /// Datagrams waiting for one sendmmsg.
+    pending: Vec<Pending>,
+    recv: RecvBatch,
+    coalescer: Coalescer,
+}
+
+/// The epoll token of a worker's underlay socket; a TAP queue's token is its port's id.
+pub(super) const UNDERLAY: u64 = u64::MAX;
+
+impl<'s> Worker<'s> {
+    pub fn new(shared: &'s Shared, index: usize, sender: RawSender) -> Self {
+        Worker {
+            shared,
+            index,
+            sender,
+            bufs: (0..BATCH)
+                .map(|_| vec![0u8; HEADROOM + MAX_FRAME + TAILROOM].into_boxed_slice())
+                .collect(),
+            fwd: Forward::with_own_lane(),
+            segmenter: Segmenter::new(),
+            pending: Vec::with_capacity(BATCH),
+            recv: RecvBatch::new(BATCH, MAX_FRAME),
+            coalescer: Coalescer::new(),
         }
-        if tokens.is_empty() {
-            continue;
-        }
-        shared.with_batch(|batch| {
-            let c = &shared.counters;
+    }
+
+    /// Polls this worker's TAP queues and underlay socket until the data path stops.
+    ///
+    /// After it moved a frame the worker keeps polling, without sleeping, for [`SPIN`]: the
+    /// answer to what it just sent (a ping's reply, a TCP ACK) usually arrives within that time,
+    /// and finding it there saves a sleep and a wake-up, which on a VM cost tens of µs each.
+    /// An idle worker sleeps in `epoll_wait`.
+    pub fn run(mut self) {
+        let shared = self.shared;
+        let epoll = &shared.epolls[self.index];
+        let mut events = sys::epoll_events(64);
+        let mut tokens = Vec::with_capacity(64);
+        let mut spin_until: Option<Instant> = None;
+        while !shared.stop.load(Ordering::Relaxed) {
+            let spinning = spin_until.is_some_and(|t| Instant::now() < t);
+            let timeout = if spinning { Duration::ZERO } else { POLL };
+            if let Err(e) = epoll.wait(&mut events, &mut tokens, timeout) {
+                tracing::error!("epoll_wait: {e}");
+                std::thread::sleep(POLL);
+                continue;
+            }
+            if tokens.is_empty() {
+                if spinning {
+                    // Let whatever else wants this core (the container answering) run.
+                    std::thread::yield_now();
+                } else {
+                    spin_until = None;
+                }
+                continue;
+            }
             for &token in &tokens {
-                let port = PortId(token as u32);
-                let Some(PortSink::Tap(tap)) = batch.ports.get(&port) else {
-                    continue;
-                };
-                let vnet_len = tap.vnet_hdr_len();
-                for _ in 0..BATCH {
-                    let slot = pending.len();
-                    let buf = &mut bufs[slot];
-                    // The virtio-net header lands in the headroom, the frame at HEADROOM.
-                    let n = match tap.read(&mut buf[HEADROOM - vnet_len..HEADROOM + MAX_FRAME]) {
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => {
-                            c.tap_read_errors.fetch_add(1, Ordering::Relaxed);
-                            // EBADFD: the kernel detached the TAP (its interface or its
-                            // namespace was deleted). It would poll ready forever: stop polling
-                            // it and tell the daemon, which reaps the port.
-                            if e.raw_os_error() == Some(libc::EBADFD) {
-                                let _ = shared.epoll.delete(tap.as_raw_fd());
-                                let _ = shared.gone.send(port);
-                            }
-                            break;
-                        }
-                    };
-                    let vnet = if vnet_len == 0 {
-                        VnetHdr::PLAIN
-                    } else {
-                        VnetHdr::parse(&buf[HEADROOM - vnet_len..HEADROOM])
-                            .unwrap_or(VnetHdr::PLAIN)
-                    };
-                    let Some(len) = n.checked_sub(vnet_len) else {
-                        c.offload_errors.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    };
-                    let frame = HEADROOM..HEADROOM + len;
-                    if vnet.is_gso() {
-                        // Keep order: what is queued for sendmmsg leaves before the superframe.
-                        flush(shared, &mut sender, &bufs, &mut pending);
-                        let superframe = &bufs[slot][frame];
-                        batch
-                            .switch
-                            .frame_from_port(batch.now, port, superframe, &mut fwd);
-                        if let Some(sends) = batch.deliver(&fwd, superframe, &vnet) {
-                            segmenter.send(batch, &vnet, superframe, &sends);
-                        }
-                        continue;
-                    }
-                    if !batch.switch.admit_len(port, len) {
-                        continue;
-                    }
-                    if offload::complete_checksum(&mut buf[frame.clone()], &vnet).is_err() {
-                        c.offload_errors.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    batch
-                        .switch
-                        .frame_from_port(batch.now, port, &buf[frame.clone()], &mut fwd);
-                    let Some((packet, sends)) = batch.forward(buf, frame, &VnetHdr::PLAIN, &fwd)
-                    else {
-                        continue;
-                    };
-                    if let [only] = sends.vteps() {
-                        pending.push(Pending {
-                            slot,
-                            range: packet.range,
-                            dst: *vtep_addr(*only).ip(),
-                        });
-                        if pending.len() == BATCH {
-                            flush(shared, &mut sender, &bufs, &mut pending);
-                        }
-                    } else {
-                        replicate(shared, &mut sender, buf, packet, &sends);
-                    }
+                if token == UNDERLAY {
+                    self.underlay_datagrams();
+                } else {
+                    self.tap_frames(PortId(token as u32), (token >> 32) as usize);
                 }
             }
-            flush(shared, &mut sender, &bufs, &mut pending);
+            spin_until = Some(Instant::now() + SPIN);
+        }
+    }
+
+    /// Frames from TAP queue `q` of `port` to wherever the switch says: up to [`BATCH`] of
+    /// them, then the next ready descriptor gets its turn.
+    fn tap_frames(&mut self, port: PortId, q: usize) {
+        let shared = self.shared;
+        let Worker {
+            sender,
+            bufs,
+            fwd,
+            segmenter,
+            pending,
+            ..
+        } = self;
+        shared.with_batch(self.index, |batch| {
+            let c = &shared.counters;
+            let Some(PortSink::Tap(tap)) = batch.ports.get(&port) else {
+                return;
+            };
+            let vnet_len = tap.vnet_hdr_len();
+            for _ in 0..BATCH {
+                let slot = pending.len();
+                let buf = &mut bufs[slot];
+                // The virtio-net header lands in the headroom, the frame at HEADROOM.
+                let n = match tap.read_on(q, &mut buf[HEADROOM - vnet_len..HEADROOM + MAX_FRAME]) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        c.tap_read_errors.fetch_add(1, Ordering::Relaxed);
+                        // EBADFD: the kernel detached the TAP (its interface or its namespace
+                        // was deleted). It would poll ready forever: stop polling it and tell
+                        // the daemon, which reaps the port (once, however many queues say so).
+                        if e.raw_os_error() == Some(libc::EBADFD) {
+                            shared.unpoll(tap);
+                            let _ = shared.gone.send(port);
+                        }
+                        break;
+                    }
+                };
+                let vnet = if vnet_len == 0 {
+                    VnetHdr::PLAIN
+                } else {
+                    VnetHdr::parse(&buf[HEADROOM - vnet_len..HEADROOM]).unwrap_or(VnetHdr::PLAIN)
+                };
+                let Some(len) = n.checked_sub(vnet_len) else {
+                    c.offload_errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let frame = HEADROOM..HEADROOM + len;
+                if vnet.is_gso() {
+                    // Keep order: what is queued for sendmmsg leaves before the superframe.
+                    flush(shared, sender, bufs, pending);
+                    let superframe = &bufs[slot][frame];
+                    batch
+                        .switch
+                        .frame_from_port(batch.now, port, superframe, fwd);
+                    if let Some(sends) = batch.deliver(fwd, superframe, &vnet) {
+                        segmenter.send(batch, &vnet, superframe, &sends);
+                    }
+                    continue;
+                }
+                if !batch.switch.admit_len(port, len) {
+                    continue;
+                }
+                if offload::complete_checksum(&mut buf[frame.clone()], &vnet).is_err() {
+                    c.offload_errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                batch
+                    .switch
+                    .frame_from_port(batch.now, port, &buf[frame.clone()], fwd);
+                let Some((packet, sends)) = batch.forward(buf, frame, &VnetHdr::PLAIN, fwd) else {
+                    continue;
+                };
+                if let [only] = sends.vteps() {
+                    pending.push(Pending {
+                        slot,
+                        range: packet.range,
+                        dst: *vtep_addr(*only).ip(),
+                    });
+                    if pending.len() == BATCH {
+                        flush(shared, sender, bufs, pending);
+                    }
+                } else {
+                    replicate(shared, sender, buf, packet, &sends);
+                }
+            }
+            flush(shared, sender, bufs, pending);
+        });
+    }
+
+    /// One `recvmmsg` batch from this worker's underlay socket to local ports.
+    fn underlay_datagrams(&mut self) {
+        let shared = self.shared;
+        let index = self.index;
+        let Worker {
+            fwd,
+            recv,
+            coalescer,
+            ..
+        } = self;
+        let n = match sys::recv_batch(shared.udp[index].as_raw_fd(), recv) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) => {
+                shared
+                    .counters
+                    .underlay_recv_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("underlay recv: {e}");
+                return;
+            }
+        };
+        if let Some(drops) = recv.overflows {
+            shared.counters.underlay_rx_overflows[index].store(u64::from(drops), Ordering::Relaxed);
+        }
+        shared.with_batch(index, |batch| {
+            let mut datagrams = 0u64;
+            for i in 0..n {
+                let from = SocketAddr::V4(recv.from[i]);
+                let mut len = recv.lens[i];
+                // A UDP_GRO buffer holds a run of datagrams of `gso_size` bytes (the last shorter).
+                let size = match recv.gso_size[i] {
+                    0 => len.max(1),
+                    g => g,
+                };
+                let verified = recv.gso_size[i] > 0;
+                if recv.truncated[i] {
+                    // More than the buffer held: the last datagram is cut. Keep the whole ones.
+                    shared
+                        .counters
+                        .underlay_recv_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    len = match recv.gso_size[i] {
+                        0 => 0,
+                        g => len - len % g,
+                    };
+                }
+                for datagram in recv.bufs[i][..len].chunks_mut(size) {
+                    datagrams += 1;
+                    batch
+                        .switch
+                        .datagram_from_vtep(batch.now, from, datagram, fwd);
+                    if !fwd.ports.is_empty()
+                        && offload::complete_partial_checksum(&mut datagram[fwd.frame.clone()])
+                    {
+                        shared
+                            .counters
+                            .checksums_completed
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    let frame = &datagram[fwd.frame.clone()];
+                    if let [port] = fwd.ports[..] {
+                        if let Some(PortSink::Tap(tap)) = batch.ports.get(&port) {
+                            if tap.vnet_hdr_len() > 0 {
+                                // A run the kernel coalesced (or a GSO run) had a verified
+                                // outer UDP checksum: see `Coalescer::push_verified`. UDP is
+                                // coalesced only for a TAP that takes UDP superframes.
+                                let how = Offer {
+                                    verified,
+                                    udp: tap.offload().contains(Offload::USO4 | Offload::USO6),
+                                };
+                                let push = |c: &mut Coalescer| c.offer(port.0, frame, how);
+                                match push(coalescer) {
+                                    Push::Merged => continue,
+                                    Push::Busy => {
+                                        write_superframe(batch, coalescer);
+                                        if push(coalescer) == Push::Merged {
+                                            continue;
+                                        }
+                                    }
+                                    Push::Unsuitable => {}
+                                }
+                            }
+                        }
+                    }
+                    // Whatever is pending was received before this frame: write it first.
+                    write_superframe(batch, coalescer);
+                    // Split horizon: a frame from the underlay never has sends left.
+                    let _no_sends = batch.deliver(fwd, frame, &VnetHdr::PLAIN);
+                }
+            }
+            write_superframe(batch, coalescer);
+            shared
+                .counters
+                .underlay_rx
+                .fetch_add(datagrams, Ordering::Relaxed);
+            // A handshake answers within the round trip, not at the next tick.
+            if batch.switch.control_due() {
+                shared.send_control(batch.switch, batch.now);
+            }
         });
     }
 }
@@ -287,122 +463,16 @@ pub(super) fn count_sent(shared: &Shared, (sent, err): (usize, Option<io::Error>
     }
 }
 
-/// Datagrams from the underlay to local ports.
-pub(super) fn underlay_worker(shared: &Shared) {
-    let mut recv = RecvBatch::new(BATCH, MAX_FRAME);
-    let mut fwd = Forward::with_own_lane();
-    let mut coalescer = Coalescer::new();
-    let fd = shared.udp.as_raw_fd();
-    while !shared.stop.load(Ordering::Relaxed) {
-        let n = match sys::recv_batch(fd, &mut recv) {
-            Ok(0) => continue,
-            Ok(n) => n,
-            Err(e) => {
-                shared
-                    .counters
-                    .underlay_recv_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("underlay recv: {e}");
-                continue;
-            }
-        };
-        if let Some(drops) = recv.overflows {
-            shared
-                .counters
-                .underlay_rx_overflows
-                .fetch_max(u64::from(drops), Ordering::Relaxed);
-        }
-        shared.with_batch(|batch| {
-            let mut datagrams = 0u64;
-            for i in 0..n {
-                let from = SocketAddr::V4(recv.from[i]);
-                let mut len = recv.lens[i];
-                // A UDP_GRO buffer holds a run of datagrams of `gso_size` bytes (the last shorter).
-                let size = match recv.gso_size[i] {
-                    0 => len.max(1),
-                    g => g,
-                };
-                let verified = recv.gso_size[i] > 0;
-                if recv.truncated[i] {
-                    // More than the buffer held: the last datagram is cut. Keep the whole ones.
-                    batch
-                        .shared
-                        .counters
-                        .underlay_recv_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    len = match recv.gso_size[i] {
-                        0 => 0,
-                        g => len - len % g,
-                    };
-                }
-                for datagram in recv.bufs[i][..len].chunks_mut(size) {
-                    datagrams += 1;
-                    batch
-                        .switch
-                        .datagram_from_vtep(batch.now, from, datagram, &mut fwd);
-                    if !fwd.ports.is_empty()
-                        && offload::complete_partial_checksum(&mut datagram[fwd.frame.clone()])
-                    {
-                        batch
-                            .shared
-                            .counters
-                            .checksums_completed
-                            .fetch_add(1, Ordering::Relaxed);
-                    }
-                    let frame = &datagram[fwd.frame.clone()];
-                    if let [port] = fwd.ports[..] {
-                        if let Some(PortSink::Tap(tap)) = batch.ports.get(&port) {
-                            if tap.vnet_hdr_len() > 0 {
-                                // A run the kernel coalesced (or a GSO run) had a verified
-                                // outer UDP checksum: see `Coalescer::push_verified`. UDP is
-                                // coalesced only for a TAP that takes UDP superframes.
-                                let how = Offer {
-                                    verified,
-                                    udp: tap.offload().contains(Offload::USO4 | Offload::USO6),
-                                };
-                                let push = |c: &mut Coalescer| c.offer(port.0, frame, how);
-                                match push(&mut coalescer) {
-                                    Push::Merged => continue,
-                                    Push::Busy => {
-                                        write_superframe(shared, batch.ports, &mut coalescer);
-                                        if push(&mut coalescer) == Push::Merged {
-                                            continue;
-                                        }
-                                    }
-                                    Push::Unsuitable => {}
-                                }
-                            }
-                        }
-                    }
-                    // Whatever is pending was received before this frame: write it first.
-                    write_superframe(shared, batch.ports, &mut coalescer);
-                    // Split horizon: a frame from the underlay never has sends left.
-                    let _no_sends = batch.deliver(&fwd, frame, &VnetHdr::PLAIN);
-                }
-            }
-            write_superframe(shared, batch.ports, &mut coalescer);
-            shared
-                .counters
-                .underlay_rx
-                .fetch_add(datagrams, Ordering::Relaxed);
-            // A handshake answers within the round trip, not at the next tick.
-            if batch.switch.control_due() {
-                shared.send_control(batch.switch, batch.now);
-            }
-        });
-    }
-}
-
 /// Writes the coalescer's pending superframe (if any) to its port.
-fn write_superframe(shared: &Shared, ports: &HashMap<PortId, PortSink>, c: &mut Coalescer) {
+fn write_superframe(batch: &Batch<'_>, c: &mut Coalescer) {
     let Some((port, bytes)) = c.take() else {
         return;
     };
-    let ok = match ports.get(&PortId(port)) {
-        Some(PortSink::Tap(tap)) => tap.write(bytes).is_ok(),
+    let ok = match batch.ports.get(&PortId(port)) {
+        Some(PortSink::Tap(tap)) => tap.write_on(batch.queue, bytes).is_ok(),
         _ => false,
     };
-    let c = &shared.counters;
+    let c = &batch.shared.counters;
     if !ok {
         c.tap_write_errors.fetch_add(1, Ordering::Relaxed);
     } else if VnetHdr::parse(bytes).is_ok_and(|h| h.is_gso()) {

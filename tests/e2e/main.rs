@@ -42,3 +42,4 @@ mod services;
 mod streams;
 mod systemd;
 mod uso;
+mod workers;
