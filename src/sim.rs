@@ -195,11 +195,11 @@ impl Fabric {
     /// Puts every host's due control datagrams (handshakes, key announcements) in flight.
     fn collect_control(&mut self) {
         for h in &self.hosts {
-            h.switch.announce(self.now, |vtep, bytes| {
+            h.switch.announce(self.now, |vtep, src_port, bytes| {
                 self.in_flight.push_back(Datagram {
                     from: h.addr,
                     to: vtep.0,
-                    src_port: h.addr.port(),
+                    src_port,
                     bytes: bytes.to_vec(),
                 })
             });

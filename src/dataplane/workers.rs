@@ -38,11 +38,12 @@ pub(super) struct Batch<'a> {
 impl Shared {
     /// Runs `f` over one batch, with the switch and the port table read-locked.
     /// Sends the switch's control datagrams due at `now` (see `Switch::announce`) from the
-    /// VXLAN socket.
+    /// pool socket of the source port the switch chose: the one its network's data leaves
+    /// from, so that the receiver takes both from one queue, in order.
     pub(super) fn send_control(&self, switch: &Switch, now: Timestamp) {
         let c = &self.counters;
-        switch.announce(now, |vtep, datagram| {
-            match self.udp[0].send_to(datagram, vtep.0) {
+        switch.announce(now, |vtep, src_port, datagram| {
+            match self.sources[self.source(src_port)].send_to(datagram, vtep.0) {
                 Ok(_) => c.underlay_tx.fetch_add(1, Ordering::Relaxed),
                 Err(e) => {
                     tracing::debug!("control datagram to {}: {e}", vtep.0);

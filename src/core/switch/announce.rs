@@ -9,6 +9,7 @@ use super::{Switch, Vtep, CONTROL_LEN};
 use crate::core::seal::ControlTarget;
 use crate::core::Timestamp;
 use crate::wire::vxlan::{self, VxlanRepr};
+use crate::wire::{udp_source_port, Vni};
 
 impl Switch {
     /// Sends the control datagrams due at `now` on every encrypted network: handshake
@@ -17,12 +18,17 @@ impl Switch {
     /// Call it whenever `tick` is called, every [`Switch::announce_within`] while that is
     /// `Some`, and from the data path whenever [`Switch::control_due`] (after a batch of
     /// received datagrams), so that a handshake takes one round trip.
-    pub fn announce(&self, now: Timestamp, mut send: impl FnMut(Vtep, &[u8])) {
+    ///
+    /// `send` gets the VTEP, the outer source port to send from (the network's
+    /// [`sealed_source_port`](sealed_source_port), so that control datagrams stay in line
+    /// with the network's data) and the datagram.
+    pub fn announce(&self, now: Timestamp, mut send: impl FnMut(Vtep, u16, &[u8])) {
         let mut buf = [0u8; CONTROL_LEN];
         for network in self.networks.values() {
             let Some(sealer) = &network.seal else {
                 continue;
             };
+            let port = sealed_source_port(network.vni);
             buf[..vxlan::HEADER_LEN].copy_from_slice(
                 &VxlanRepr {
                     vni: network.vni,
@@ -34,13 +40,13 @@ impl Switch {
                 match due {
                     Ok((ControlTarget::Everyone, len)) => {
                         for peer in &self.peers {
-                            send(peer.vtep, &buf[..len]);
+                            send(peer.vtep, port, &buf[..len]);
                         }
                     }
                     Ok((ControlTarget::Peer(addr), len)) => {
                         // Only to a peer that is still configured.
                         if let Some(peer) = self.peers.iter().find(|p| p.vtep.0 == addr) {
-                            send(peer.vtep, &buf[..len]);
+                            send(peer.vtep, port, &buf[..len]);
                         }
                     }
                     Err(e) => self.count_in(network, e.into()),
@@ -69,4 +75,19 @@ impl Switch {
             .map(|s| s.config().announce_interval / 2)
             .min()
     }
+}
+
+/// The outer UDP source port of every datagram of encrypted network `vni`, data and control
+/// alike, instead of a flow hash.
+///
+/// A receiver's replay window (`core::seal`) is per sender and key, and tolerates reordering only
+/// within [`REPLAY_WINDOW`](crate::core::seal::REPLAY_WINDOW) counters. The receiving data path
+/// runs a worker per core, and the kernel gives each worker the datagrams of some outer
+/// addresses and ports (`SO_REUSEPORT`); two workers drain their queues at their own pace, so
+/// datagrams of one sender spread over two of them can be processed thousands apart. One port
+/// per network keeps each sender's datagrams of a network in one queue, in the order they were
+/// sent. The cost: an encrypted network's traffic between two hosts takes one ECMP path and is
+/// opened by one worker there (sealing still runs on every worker of the sender).
+pub fn sealed_source_port(vni: Vni) -> u16 {
+    udp_source_port(vni.get().wrapping_mul(0x9e37_79b9))
 }

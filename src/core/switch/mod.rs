@@ -450,7 +450,10 @@ impl Switch {
         frame: Range<usize>,
     ) -> Result<Encapsulated, DropReason> {
         let inner = buf.get(frame.clone()).ok_or(DropReason::Truncated)?;
-        let src_port = udp_source_port(flow_hash(inner));
+        let src_port = match network.seal {
+            Some(_) => sealed_source_port(network.vni),
+            None => udp_source_port(flow_hash(inner)),
+        };
         let (header_len, overhead) = match network.seal {
             Some(_) => (
                 vxlan::HEADER_LEN + sealed::HEADER_LEN,
@@ -591,6 +594,7 @@ mod gateway;
 mod guard;
 mod idmap;
 pub use adverts::RemoteEndpoint;
+pub use announce::sealed_source_port;
 use idmap::IdMap;
 #[cfg(test)]
 mod adverts_tests;

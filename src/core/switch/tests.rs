@@ -212,3 +212,48 @@ fn announce_within_is_half_the_rotating_networks_shortest_interval() {
     sealers[1].rotate(&new_key, &[peer()], NOW).expect("rotate");
     assert_eq!(s.announce_within(), Some(Duration::from_millis(300)));
 }
+
+/// Every flow of an encrypted network, and its control datagrams, leave from the network's one
+/// source port (so a receiver takes them from one queue, in order: see `sealed_source_port`);
+/// a plain network's flows spread over ports by their hash.
+#[test]
+fn a_sealed_network_sends_every_flow_and_its_control_from_one_port() {
+    let ports = |sealed: bool| {
+        let s = switch(sealed);
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..32u8 {
+            let mut frame = broadcast(100);
+            frame[6..12].copy_from_slice(&[0x02, 0, 0, 0, i, 1]);
+            let (mut buf, range) = in_buffer(&frame);
+            let mut out = Forward::default();
+            s.frame_from_port(NOW, PortId(1), &buf[range.clone()], &mut out);
+            let sends = out
+                .deliver(&buf[range.clone()], |_, _| {})
+                .expect("to the peer");
+            let enc = s
+                .encapsulate(&sends, &mut buf, range)
+                .expect("encapsulated");
+            seen.insert(enc.src_port);
+        }
+        (s, seen)
+    };
+    let (_, plain) = ports(false);
+    assert!(plain.len() > 8, "32 flows spread over ports: {plain:?}");
+    let (sealed, one) = ports(true);
+    let port = sealed_source_port(vni());
+    assert_eq!(one.into_iter().collect::<Vec<_>>(), [port]);
+    assert!((49152..=65535).contains(&port));
+    assert_ne!(
+        port,
+        sealed_source_port(Vni::new(8).expect("vni")),
+        "per network"
+    );
+    let mut control = Vec::new();
+    sealed.announce(NOW, |vtep, src_port, bytes| {
+        control.push((vtep, src_port, bytes.len()))
+    });
+    assert!(!control.is_empty(), "the new peer's handshake is due");
+    for (vtep, src_port, _) in control {
+        assert_eq!((vtep, src_port), (Vtep(peer()), port));
+    }
+}
