@@ -15,8 +15,7 @@
 //! per flow (the one that last delivered the flow to it), and `SO_REUSEPORT` picks a socket by
 //! the outer addresses and ports, which are per flow too (see "Outer UDP source ports"). So a
 //! flow's frames are handled by one worker, in order, and both directions of a flow usually
-//! meet on the same one. After moving frames a worker polls on for [`SPIN`] before it sleeps,
-//! so an answer that follows within a round trip is picked up without a wake-up.
+//! meet on the same one. A worker with nothing ready sleeps in `epoll_wait`.
 //!
 //! No worker allocates per frame. They share the switch through a read-mostly lock (taken once
 //! per batch) and the port table through another; the control plane takes the write side only
@@ -95,8 +94,6 @@ const BATCH: usize = 32;
 /// Largest frame or datagram handled (jumbo frames included).
 const MAX_FRAME: usize = 65_535;
 const POLL: Duration = Duration::from_millis(200);
-/// How long a worker keeps polling after it last moved a frame (see "Workers").
-const SPIN: Duration = Duration::from_micros(200);
 /// Most workers a data path runs (`daemon --workers`).
 pub const MAX_WORKERS: usize = 16;
 /// Receive buffer of the underlay socket and send buffer of the pool sockets. 4 MiB overflowed

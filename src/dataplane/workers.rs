@@ -13,11 +13,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use super::segmenter::Segmenter;
 use super::sys::{self, RawSender, RecvBatch};
-use super::{Offload, PortSink, Shared, BATCH, HEADROOM, MAX_FRAME, POLL, SPIN, TAILROOM};
+use super::{Offload, PortSink, Shared, BATCH, HEADROOM, MAX_FRAME, POLL, TAILROOM};
 use crate::core::offload::{self, Coalescer, Offer, Push};
 use crate::core::sync::read;
 use crate::core::{DropReason, Forward, PortId, Sends, Switch, Timestamp, Vtep};
@@ -205,33 +204,18 @@ impl<'s> Worker<'s> {
         }
     }
 
-    /// Polls this worker's TAP queues and underlay socket until the data path stops.
-    ///
-    /// After it moved a frame the worker keeps polling, without sleeping, for [`SPIN`]: the
-    /// answer to what it just sent (a ping's reply, a TCP ACK) usually arrives within that time,
-    /// and finding it there saves a sleep and a wake-up, which on a VM cost tens of µs each.
-    /// An idle worker sleeps in `epoll_wait`.
+    /// Polls this worker's TAP queues and underlay socket until the data path stops. It reads
+    /// what is ready and goes: it never waits to fill a batch, and sleeps in `epoll_wait` when
+    /// nothing is (no spinning: measured, it made ping slower here, see README's Benchmarks).
     pub fn run(mut self) {
         let shared = self.shared;
         let epoll = &shared.epolls[self.index];
         let mut events = sys::epoll_events(64);
         let mut tokens = Vec::with_capacity(64);
-        let mut spin_until: Option<Instant> = None;
         while !shared.stop.load(Ordering::Relaxed) {
-            let spinning = spin_until.is_some_and(|t| Instant::now() < t);
-            let timeout = if spinning { Duration::ZERO } else { POLL };
-            if let Err(e) = epoll.wait(&mut events, &mut tokens, timeout) {
+            if let Err(e) = epoll.wait(&mut events, &mut tokens, POLL) {
                 tracing::error!("epoll_wait: {e}");
                 std::thread::sleep(POLL);
-                continue;
-            }
-            if tokens.is_empty() {
-                if spinning {
-                    // Let whatever else wants this core (the container answering) run.
-                    std::thread::yield_now();
-                } else {
-                    spin_until = None;
-                }
                 continue;
             }
             for &token in &tokens {
@@ -241,7 +225,6 @@ impl<'s> Worker<'s> {
                     self.tap_frames(PortId(token as u32), (token >> 32) as usize);
                 }
             }
-            spin_until = Some(Instant::now() + SPIN);
         }
     }
 
