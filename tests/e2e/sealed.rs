@@ -137,6 +137,10 @@ fn sealed_network_carries_traffic_and_no_plaintext() {
         1,
         "the marker frame crossed the sealed overlay once"
     );
+    // A few more flows while the capture runs, each with its own flow hash.
+    for port in 9310..9314 {
+        tcp_transfer(&c1, &c2, "10.30.0.2", port, 64 * 1024);
+    }
     let capture = cap.interrupt(Duration::from_secs(15));
     assert!(
         capture.err.iter().any(|l| l.contains("packets captured")),
@@ -172,12 +176,22 @@ fn sealed_network_carries_traffic_and_no_plaintext() {
         "vxlan.vni",
         "-e",
         "vxlan.flags",
+        "-e",
+        "ip.src",
+        "-e",
+        "udp.srcport",
     ]);
     // Every datagram: VNI 300, flags 0x0a (I and S). tshark prints the 16-bit flags field.
     // At least the marker, three echo requests and three replies.
     assert!(t.lines().count() >= 7, "tshark sees the datagrams: {t}");
+    // Each host sends every datagram of the network, whatever its flow, from one source port
+    // (so the receiver takes them from one queue, in order: README, Wire format).
+    let mut ports = std::collections::BTreeMap::<&str, std::collections::BTreeSet<&str>>::new();
     for l in t.lines() {
-        let (vni, flags) = l.split_once('\t').unwrap_or((l, ""));
+        let mut f = l.split('\t');
+        let (vni, flags) = (f.next().unwrap_or(""), f.next().unwrap_or(""));
+        let (src, sport) = (f.next().unwrap_or(""), f.next().unwrap_or(""));
+        ports.entry(src).or_default().insert(sport);
         let flags = match flags.trim().strip_prefix("0x") {
             Some(hex) => u32::from_str_radix(hex, 16),
             None => flags.trim().parse(),
@@ -187,6 +201,10 @@ fn sealed_network_carries_traffic_and_no_plaintext() {
             ("300", Ok(0x0a)),
             "a datagram that is not sealed VNI 300: {l:?}\n{t}"
         );
+    }
+    assert_eq!(ports.len(), 2, "datagrams both ways: {t}");
+    for (src, sports) in &ports {
+        assert_eq!(sports.len(), 1, "{src} sent from ports {sports:?}\n{t}");
     }
     // The TCP transfer alone is thousands of datagrams each way.
     assert_sealed_all_opened(&lab, 1000, 100);
