@@ -298,6 +298,7 @@ mod tests {
         let envelope = EnvelopeHeader::new_checked(&FIXTURE[..]).expect("valid fixture");
         assert_eq!(EnvelopeRepr::parse(&envelope), Ok(fixture_repr()));
         assert_eq!(envelope.flags(), 0);
+        assert_eq!(envelope.version(), VERSION_V2);
         assert!(envelope.ciphertext().is_empty());
         assert_eq!(envelope.tag(), &FIXTURE[HEADER_LEN..]);
         assert_eq!(&envelope.header()[..], &FIXTURE[..HEADER_LEN]);
@@ -330,6 +331,8 @@ mod tests {
                 EnvelopeRepr::parse(&EnvelopeHeader::new_unchecked(&bytes[..])),
                 Err(Error::BadVersion(version))
             );
+            // The getter reads the byte as it is, whatever it says.
+            assert_eq!(EnvelopeHeader::new_unchecked(&bytes[..]).version(), version);
         }
         // parse re-checks, so even an unchecked short view cannot make it panic.
         assert_eq!(
