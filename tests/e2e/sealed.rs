@@ -20,6 +20,26 @@ fn keygen(path: &Path) {
     assert!(out.status.success(), "key generate: {out:?}");
 }
 
+/// A key at `path` for rotating to from the keys at `others`: its 8-bit key id differs from
+/// theirs, as a rotation needs (the daemon refuses a new key with the current key's id), so
+/// the test does not fail one time in 256 on a chance collision. Generated again until so.
+fn keygen_for_rotation(path: &Path, others: &[&Path]) {
+    let id = |p: &Path| {
+        vswitch::daemon::keys::read(p)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+            .id()
+    };
+    let taken: Vec<_> = others.iter().map(|p| id(p)).collect();
+    for _ in 0..64 {
+        let _ = std::fs::remove_file(path);
+        keygen(path);
+        if !taken.contains(&id(path)) {
+            return;
+        }
+    }
+    panic!("64 keys in a row shared an id with {others:?}");
+}
+
 /// Two hosts, an encrypted network `sec` (VNI 300) on both with the named key files (made in
 /// the lab's dir), a container on each (10.30.0.1 on A, 10.30.0.2 on B).
 pub(crate) fn sealed_pair(key_a: &str, key_b: &str) -> (Lab, String, String) {
@@ -501,7 +521,7 @@ fn a_recording_replayed_after_the_receiver_restarts_is_never_delivered() {
 fn key_rotation_under_a_live_tcp_stream_loses_nothing() {
     let (lab, c1, c2) = sealed_pair("k1", "k1");
     let k2 = lab.dir.join("k2");
-    keygen(&k2);
+    keygen_for_rotation(&k2, &[&lab.dir.join("k1")]);
     lab.assert_ping(&c1, "10.30.0.2");
     let before = seal_stats(&lab.hosts[0])["sending_key"].clone();
     let k = k2.to_str().expect("path");
@@ -589,7 +609,7 @@ fn key_rotation_under_a_live_tcp_stream_loses_nothing() {
     // A third key during the overlap is refused, in words a user can act on (how long the old
     // key stays accepted, not the daemon's clock), and changes nothing.
     let k3 = lab.dir.join("k3");
-    keygen(&k3);
+    keygen_for_rotation(&k3, &[&lab.dir.join("k1"), &k2]);
     let sending = seal_stats(&lab.hosts[0])["sending_key"].clone();
     let out = lab.hosts[0].vs(&[
         "network",
