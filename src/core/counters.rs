@@ -197,8 +197,10 @@ impl DropCounters {
 /// How many sets of traffic counters each [`Traffic`] keeps: lane 0, which any number of
 /// threads share (an atomic read-modify-write per add), and `LANES - 1` lanes that one data-path
 /// worker each claims ([`Lane::claim`]) and adds to with a plain load and store: no
-/// lock-prefixed instruction and no cache line bounced between workers on the hot path.
-pub const LANES: usize = 4;
+/// lock-prefixed instruction and no cache line bounced between workers on the hot path. One
+/// lane for each of the data path's workers (at most 16, one per CPU) and the shared one: a
+/// `Traffic` is then about 1 KiB.
+pub const LANES: usize = 17;
 
 /// Which lanes (1..LANES) a [`Lane`] holds now.
 static CLAIMED: [AtomicBool; LANES - 1] = [const { AtomicBool::new(false) }; LANES - 1];

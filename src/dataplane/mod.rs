@@ -96,6 +96,8 @@ const MAX_FRAME: usize = 65_535;
 const POLL: Duration = Duration::from_millis(200);
 /// Most workers a data path runs (`daemon --workers`).
 pub const MAX_WORKERS: usize = 16;
+// Every worker gets a counter lane of its own (`core::counters`), lane 0 being the shared one.
+const _: () = assert!(MAX_WORKERS < crate::core::counters::LANES);
 /// Receive buffer of the underlay socket and send buffer of the pool sockets. 4 MiB overflowed
 /// under a fan-in of ten TCP streams (tens of thousands of datagrams dropped, each a
 /// retransmit); 16 MiB did not, at the same throughput (README, Benchmarks).
