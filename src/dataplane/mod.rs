@@ -52,7 +52,8 @@
 //! frames, where its batching across flows wins) writes the same pool port the flow hash would
 //! pick. One flow therefore always has one source port; the trade-off is entropy: only
 //! [`SOURCE_SOCKETS`] distinct source ports instead of 16384, which is plenty to spread flows
-//! over the handful of equal-cost paths an underlay has.
+//! over the handful of equal-cost paths an underlay has. An encrypted network uses one port for
+//! all its datagrams ([`crate::core::switch::sealed_source_port`] says why).
 
 mod overruns;
 mod raw;
