@@ -20,7 +20,7 @@ impl Switch {
     /// received datagrams), so that a handshake takes one round trip.
     ///
     /// `send` gets the VTEP, the outer source port to send from (the network's
-    /// [`sealed_source_port`](sealed_source_port), so that control datagrams stay in line
+    /// [`sealed_source_port`], so that control datagrams stay in line
     /// with the network's data) and the datagram.
     pub fn announce(&self, now: Timestamp, mut send: impl FnMut(Vtep, u16, &[u8])) {
         let mut buf = [0u8; CONTROL_LEN];
