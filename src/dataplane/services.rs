@@ -1,5 +1,5 @@
 //! The services worker: one thread that runs every network's gateway host
-//! ([`crate::core::gateway::Host`]). The ports worker hands it the frames the switch steered to
+//! ([`crate::core::gateway::Host`]). A data-path worker hands it the frames the switch steered to
 //! a gateway (a bounded queue: when it is full the frame is dropped and counted
 //! `gateway_queue_full`); the frames a gateway sends go back through
 //! `Switch::frame_from_gateway` to local TAPs only. DNS queries for names that are not the

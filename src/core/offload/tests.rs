@@ -366,7 +366,7 @@ fn receive(written: &[Vec<u8>]) -> Vec<u8> {
     stream
 }
 
-/// Feeds frames to a coalescer the way the underlay worker does; returns what it writes.
+/// Feeds frames to a coalescer the way a worker does with what its underlay socket received; returns what it writes.
 fn coalesce(frames: &[Vec<u8>], tag: u32) -> Vec<Vec<u8>> {
     let mut c = Coalescer::new();
     let mut out = Vec::new();
