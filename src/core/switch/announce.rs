@@ -91,3 +91,12 @@ impl Switch {
 pub fn sealed_source_port(vni: Vni) -> u16 {
     udp_source_port(vni.get().wrapping_mul(0x9e37_79b9))
 }
+
+/// The outer UDP source port of a datagram of `network` carrying `inner`: the flow's hash on a
+/// plain network (RFC 7348 §5), the network's one port on an encrypted one.
+pub(super) fn source_port(network: &super::Network, inner: &[u8]) -> u16 {
+    match network.seal {
+        Some(_) => sealed_source_port(network.vni),
+        None => udp_source_port(crate::wire::flow_hash(inner)),
+    }
+}

@@ -28,7 +28,7 @@ use super::time::Timestamp;
 use crate::wire::sealed::{self, SEAL_OVERHEAD};
 use crate::wire::underlay::OUTER_LEN;
 use crate::wire::vxlan::{self, VxlanPacket, VxlanRepr};
-use crate::wire::{classify, flow_hash, udp_source_port, Mac, Vni};
+use crate::wire::{classify, Mac, Vni};
 pub use guard::{PortSecurity, StormControl};
 
 /// Headroom a caller reserves in front of a frame so encapsulation writes in place: outer IPv4
@@ -450,10 +450,7 @@ impl Switch {
         frame: Range<usize>,
     ) -> Result<Encapsulated, DropReason> {
         let inner = buf.get(frame.clone()).ok_or(DropReason::Truncated)?;
-        let src_port = match network.seal {
-            Some(_) => sealed_source_port(network.vni),
-            None => udp_source_port(flow_hash(inner)),
-        };
+        let src_port = announce::source_port(network, inner);
         let (header_len, overhead) = match network.seal {
             Some(_) => (
                 vxlan::HEADER_LEN + sealed::HEADER_LEN,
