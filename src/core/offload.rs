@@ -424,19 +424,19 @@ impl Coalescer {
         let psh = flags & TCP_PSH != 0;
         let h = virtio_net::HEADER_LEN;
         if self.is_empty() {
-            self.buf[h..h + t.end].copy_from_slice(&frame[..t.end]);
-            self.len = t.end;
-            self.pending = Pending {
-                tag,
-                udp: false,
-                t,
-                gso_size: plen,
-                segments: 1,
-                next_seq: seq.wrapping_add(plen as u32),
-                closed: psh,
-                psh,
-            };
-            return Push::Merged;
+            return self.start(
+                &frame[..t.end],
+                Pending {
+                    tag,
+                    udp: false,
+                    t,
+                    gso_size: plen,
+                    segments: 1,
+                    next_seq: seq.wrapping_add(plen as u32),
+                    closed: psh,
+                    psh,
+                },
+            );
         }
         let p = &self.pending;
         let head = &self.buf[h..h + p.t.payload];
@@ -453,14 +453,32 @@ impl Coalescer {
         {
             return Push::Busy;
         }
-        self.buf[h + self.len..h + self.len + plen].copy_from_slice(&frame[t.payload..t.end]);
-        self.len += plen;
-        let p = &mut self.pending;
-        p.segments += 1;
+        let p = self.append(&frame[t.payload..t.end]);
         p.next_seq = seq.wrapping_add(plen as u32);
         p.psh |= psh;
         p.closed = psh || plen < p.gso_size;
         Push::Merged
+    }
+
+    /// Starts a run: `frame` (headers and payload) becomes the superframe, described by
+    /// `pending`.
+    fn start(&mut self, frame: &[u8], pending: Pending) -> Push {
+        let h = virtio_net::HEADER_LEN;
+        self.buf[h..h + frame.len()].copy_from_slice(frame);
+        self.len = frame.len();
+        self.pending = pending;
+        Push::Merged
+    }
+
+    /// Appends a segment's `payload` to the run; returns the run, one segment longer, for the
+    /// caller's own bookkeeping.
+    fn append(&mut self, payload: &[u8]) -> &mut Pending {
+        let h = virtio_net::HEADER_LEN;
+        self.buf[h + self.len..h + self.len + payload.len()].copy_from_slice(payload);
+        self.len += payload.len();
+        let p = &mut self.pending;
+        p.segments += 1;
+        p
     }
 
     /// Finishes the pending superframe and returns its tag and bytes (virtio-net header

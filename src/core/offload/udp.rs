@@ -50,22 +50,22 @@ impl Coalescer {
         let plen = u.end - at;
         let h = virtio_net::HEADER_LEN;
         if self.is_empty() {
-            self.buf[h..h + u.end].copy_from_slice(&frame[..u.end]);
-            self.len = u.end;
-            self.pending = Pending {
-                tag,
-                udp: true,
-                t: TcpFrame {
-                    v6: u.v6,
-                    l4: u.l4,
-                    payload: at,
-                    end: u.end,
+            return self.start(
+                &frame[..u.end],
+                Pending {
+                    tag,
+                    udp: true,
+                    t: TcpFrame {
+                        v6: u.v6,
+                        l4: u.l4,
+                        payload: at,
+                        end: u.end,
+                    },
+                    gso_size: plen,
+                    segments: 1,
+                    ..Pending::default()
                 },
-                gso_size: plen,
-                segments: 1,
-                ..Pending::default()
-            };
-            return Push::Merged;
+            );
         }
         let p = &self.pending;
         if p.tag != tag
@@ -80,10 +80,7 @@ impl Coalescer {
         {
             return Push::Busy;
         }
-        self.buf[h + self.len..h + self.len + plen].copy_from_slice(&frame[at..u.end]);
-        self.len += plen;
-        let p = &mut self.pending;
-        p.segments += 1;
+        let p = self.append(&frame[at..u.end]);
         p.closed = plen < p.gso_size;
         Push::Merged
     }
