@@ -239,6 +239,34 @@ mod tests {
     }
 
     #[test]
+    fn getters_read_the_emitted_packet() {
+        let h = emitted(100);
+        let packet = UnderlayPacket::new_checked(&h[..]).expect("room");
+        assert_eq!((packet.total_len(), packet.udp_len()), (128, 108));
+        assert_eq!(packet.payload(), &h[OUTER_LEN..]);
+        assert_eq!(packet.payload().len(), 100);
+        assert_eq!(packet.as_bytes(), &h[..]);
+    }
+
+    /// Each of parse's two conditions refuses on its own: an IPv4 header with options, and a
+    /// protocol other than UDP.
+    #[test]
+    fn parse_refuses_options_and_other_protocols() {
+        let mut options = emitted(10);
+        options[0] = 0x46;
+        let mut tcp = emitted(10);
+        tcp[9] = 6;
+        for h in [options, tcp] {
+            assert_eq!(
+                UnderlayRepr::parse(&UnderlayPacket::new_checked(&h[..]).expect("room")),
+                Err(UnderlayError::NotIpv4Udp),
+                "{:02x?}",
+                &h[..OUTER_LEN]
+            );
+        }
+    }
+
+    #[test]
     fn refusals() {
         assert_eq!(
             UnderlayPacket::new_checked(&[0u8; OUTER_LEN - 1][..]),
