@@ -141,6 +141,14 @@ mod tests {
     }
 
     #[test]
+    fn data_valid_is_plain_with_the_data_valid_flag() {
+        let mut expected = VnetHdr::PLAIN.to_bytes();
+        expected[0] = F_DATA_VALID;
+        assert_eq!(VnetHdr::DATA_VALID.to_bytes(), expected);
+        assert_eq!(VnetHdr::PLAIN.to_bytes(), [0; HEADER_LEN]);
+    }
+
+    #[test]
     fn short_buffers_are_errors() {
         for n in 0..HEADER_LEN {
             assert_eq!(VnetHdr::parse(&[0; 12][..n]), Err(WireError::Truncated));
