@@ -440,15 +440,9 @@ impl Coalescer {
         }
         let p = &self.pending;
         let head = &self.buf[h..h + p.t.payload];
-        if p.tag != tag
-            || p.closed
-            || p.udp
-            || p.t.v6 != t.v6
-            || p.t.l4 != t.l4
+        if !self.open_for(tag, false, t.v6, t.l4, plen)
             || p.t.payload != t.payload
             || seq != p.next_seq
-            || plen > p.gso_size
-            || self.len + plen - ETH_LEN > MAX_IP_LEN
             || !t.same_flow(head, &frame[..t.payload])
         {
             return Push::Busy;
@@ -458,6 +452,20 @@ impl Coalescer {
         p.psh |= psh;
         p.closed = psh || plen < p.gso_size;
         Push::Merged
+    }
+
+    /// Whether the pending run, for port `tag`, of UDP (`udp`) or TCP, with its IP header of
+    /// that family (`v6`) and length (`l4`), is still open and has room for `plen` more bytes of
+    /// payload no longer than its segments. Each protocol adds its own checks.
+    fn open_for(&self, tag: u32, udp: bool, v6: bool, l4: usize, plen: usize) -> bool {
+        let p = &self.pending;
+        p.tag == tag
+            && !p.closed
+            && p.udp == udp
+            && p.t.v6 == v6
+            && p.t.l4 == l4
+            && plen <= p.gso_size
+            && self.len + plen - ETH_LEN <= MAX_IP_LEN
     }
 
     /// Starts a run: `frame` (headers and payload) becomes the superframe, described by

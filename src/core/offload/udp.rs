@@ -1,7 +1,7 @@
 //! UDP in the offloads: cutting a `GSO_UDP_L4` superframe into datagrams ([`segment_udp`]) and
 //! coalescing datagrams into one ([`Coalescer::offer`] with `udp`).
 
-use super::{cut, layout, Coalescer, OffloadError, Pending, Push, Segments, ETH_LEN, MAX_IP_LEN};
+use super::{cut, layout, Coalescer, OffloadError, Pending, Push, Segments};
 use super::{MAX_UDP_SEGMENTS, PROTO_UDP, UDP_HEADER_LEN};
 use crate::wire::tcpip::{L4Frame, TcpFrame};
 use crate::wire::virtio_net::{self, VnetHdr};
@@ -67,15 +67,8 @@ impl Coalescer {
                 },
             );
         }
-        let p = &self.pending;
-        if p.tag != tag
-            || p.closed
-            || !p.udp
-            || p.t.v6 != u.v6
-            || p.t.l4 != u.l4
-            || plen > p.gso_size
-            || p.segments == MAX_UDP_SEGMENTS
-            || self.len + plen - ETH_LEN > MAX_IP_LEN
+        if !self.open_for(tag, true, u.v6, u.l4, plen)
+            || self.pending.segments == MAX_UDP_SEGMENTS
             || !u.same_udp_flow(&self.buf[h..h + at], &frame[..at])
         {
             return Push::Busy;
