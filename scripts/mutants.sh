@@ -51,6 +51,9 @@ done
 if [ -n "${MUTANTS_TESTS:-}" ]; then
     read -ra tests <<<"$MUTANTS_TESTS"
 fi
+# No debug info: it halves each mutant's build (12 s to 6.6 s for the library's tests here) and
+# changes no test's outcome.
+export CARGO_PROFILE_DEV_DEBUG=${CARGO_PROFILE_DEV_DEBUG:-0}
 out=${MUTANTS_OUT:-target/mutants}
 mkdir -p "$out"
 

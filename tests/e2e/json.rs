@@ -56,7 +56,31 @@ fn stats_and_fdb_json_have_the_documented_fields() {
         &s["restore"],
         &["readopted", "dropped", "reaped"],
     );
-    assert!(s["drops"].is_object(), "drops: {s}");
+    // README: the top-level `drops` lists every reason, zeros included.
+    let reasons: BTreeSet<&str> = s["drops"]
+        .as_object()
+        .unwrap_or_else(|| panic!("drops: {s}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let all: BTreeSet<&str> = vswitch::core::DropReason::ALL
+        .iter()
+        .map(|r| r.name())
+        .collect();
+    assert_eq!(reasons, all, "every drop reason, zeros included: {s}");
+    has_fields(
+        "stats store",
+        &s["store"],
+        &[
+            "backend",
+            "location",
+            "connected",
+            "revision",
+            "last_error",
+            "endpoints",
+            "ignored_endpoints",
+        ],
+    );
     let nets = s["networks"].as_array().expect("networks array");
     assert_eq!(nets.len(), 1, "{s}");
     let n = &nets[0];
@@ -106,7 +130,15 @@ fn stats_and_fdb_json_have_the_documented_fields() {
             "underlay_tx_datagrams",
             "underlay_send_errors",
             "underlay_recv_errors",
+            "superframes_segmented",
+            "superframes_coalesced",
+            "offload_errors",
             "checksums_completed",
+            "gateway_queue_full",
+            "dns_queries",
+            "dns_forwarded",
+            "dns_servfail",
+            "dns_malformed",
             "underlay_rx_overflows",
             "tap_queue_overruns",
         ],

@@ -231,7 +231,9 @@ fn underlay_capture_shows_vxlan_with_vni() {
 /// README: datagrams the kernel segments for us (UDP GSO, the TSO path) carry a UDP checksum,
 /// and it is right. Host A's underlay computes checksums in software (as a NIC without
 /// checksum offload does), so the capture sees the finished checksum instead of veth's partial
-/// one, and tshark verifies it.
+/// one, and tshark verifies it. These carry DF too, like the raw socket's single frames; and
+/// one flow keeps one outer source port whichever way its frames leave (single frames from the
+/// raw socket, runs from a GSO socket), so ECMP keeps it on one path, in order.
 #[test]
 fn gso_datagrams_carry_a_correct_udp_checksum() {
     require_root();
@@ -262,18 +264,50 @@ fn gso_datagrams_carry_a_correct_udp_checksum() {
             "-e",
             "udp.checksum.status",
         ])
+        .args([
+            "-e",
+            "ip.flags.df",
+            "-e",
+            "udp.srcport",
+            "-e",
+            "tcp.dstport",
+        ])
+        // The outer IP and UDP headers' fields; the TCP port is the inner frame's.
         .args(["-E", "occurrence=f"]);
     let mut tshark = Bg::spawn(&mut cmd);
     tshark.wait_for("Capturing on", Duration::from_secs(20));
     tcp_transfer(&ca, &cb, "10.100.0.2", 5201, 8 << 20);
     let r = tshark.interrupt(Duration::from_secs(20));
-    let rows: Vec<(String, String)> = r
+    let fields: Vec<Vec<String>> = r
         .out
         .iter()
-        .filter_map(|l| {
-            let (sum, status) = l.split_once('\t')?;
-            Some((sum.trim().to_string(), status.trim().to_string()))
-        })
+        .map(|l| l.split('\t').map(|f| f.trim().to_string()).collect())
+        .filter(|f: &Vec<String>| f.len() == 5)
+        .collect();
+    for f in &fields {
+        assert!(
+            f[2] == "1" || f[2] == "True",
+            "DF set on every datagram: {f:?}"
+        );
+    }
+    // The transfer's data direction (to port 5201) left as single frames (its handshake,
+    // checksum zero) and as GSO runs (checksummed), all from one outer source port.
+    let flow: Vec<&Vec<String>> = fields.iter().filter(|f| f[4] == "5201").collect();
+    let ports: std::collections::BTreeSet<&str> = flow.iter().map(|f| f[3].as_str()).collect();
+    let single = flow.iter().filter(|f| f[0] == "0x0000").count();
+    assert!(
+        single >= 1 && flow.len() - single > 100,
+        "the flow left both ways: {single} single frames, {} GSO datagrams",
+        flow.len() - single
+    );
+    assert_eq!(
+        ports.len(),
+        1,
+        "one flow, one outer source port, single frames and GSO runs alike: {ports:?}"
+    );
+    let rows: Vec<(String, String)> = fields
+        .iter()
+        .map(|f| (f[0].clone(), f[1].clone()))
         .collect();
     assert!(
         rows.len() > 1000,

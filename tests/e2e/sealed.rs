@@ -73,9 +73,9 @@ fn seal_stats(h: &Host) -> Value {
     s["networks"][0]["seal"].clone()
 }
 
-/// The `stats` drop counter `reason` of host `h`. `stats` lists only non-zero counters, so an
-/// absent key is 0; but `reason`, and every key present, must be a real drop reason name, so a
-/// misspelt or renamed reason fails here instead of reading as 0.
+/// The `stats` drop counter `reason` of host `h`. `stats` lists every reason, zeros included, so
+/// an absent key fails here instead of reading as 0; `reason`, and every key present, must be a
+/// real drop reason name, so a misspelt or renamed reason fails too.
 pub(crate) fn drops(h: &Host, reason: &str) -> u64 {
     use vswitch::core::DropReason;
     let known = |name: &str| DropReason::ALL.iter().any(|r| r.name() == name);
@@ -228,6 +228,56 @@ fn sealed_network_carries_traffic_and_no_plaintext() {
     }
     // The TCP transfer alone is thousands of datagrams each way.
     assert_sealed_all_opened(&lab, 1000, 100);
+    for h in &lab.hosts {
+        assert_steady_seal(h);
+    }
+}
+
+/// README's `SEAL` fields, every one, as they read on a host of a two-host sealed network
+/// that has carried traffic with one key and never rotated.
+fn assert_steady_seal(h: &Host) {
+    let s = seal_stats(h);
+    let keys: std::collections::BTreeSet<&str> = s
+        .as_object()
+        .unwrap_or_else(|| panic!("SEAL is an object: {s}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let documented = [
+        "accept_key",
+        "accepted_keys",
+        "announced",
+        "announcements_opened",
+        "answers_sent",
+        "challenges_sent",
+        "opened",
+        "phase",
+        "sealed",
+        "senders",
+        "sending_key",
+        "verified",
+        "waiting_for",
+    ];
+    assert_eq!(keys, documented.into(), "host {}: {s}", h.label);
+    let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("{k} in {s}"));
+    let key = n("sending_key");
+    assert_eq!(n("accept_key"), key, "host {}: {s}", h.label);
+    assert_eq!(s["accepted_keys"], serde_json::json!([key]), "{s}");
+    assert_eq!((n("announced"), n("announcements_opened")), (0, 0), "{s}");
+    // The peer's one sender, verified by one handshake with it, under the one key.
+    assert_eq!(
+        (n("senders"), n("verified")),
+        (1, 1),
+        "host {}: {s}",
+        h.label
+    );
+    assert!(n("challenges_sent") + n("answers_sent") >= 1, "{s}");
+    assert!(n("sealed") > 0 && n("opened") > 0, "{s}");
+    assert!(
+        s["phase"].as_str().is_some_and(|p| !p.is_empty()),
+        "phase in words: {s}"
+    );
+    assert_eq!(s["waiting_for"], serde_json::json!([]), "{s}");
 }
 
 /// Every datagram one host of `lab` sealed, the other opened, none refused: no sealed drop
@@ -517,6 +567,32 @@ fn a_recording_replayed_after_the_receiver_restarts_is_never_delivered() {
     lab.assert_ping(&c2, "10.30.0.1");
 }
 
+/// Waits until host `receiver` has opened `n` more sealed datagrams than when called, while
+/// `transfer` is still running: proof that the stream is live at this point. Fails after 15 s,
+/// or if the transfer ended first. (The receiver may take a while to start under load.)
+fn await_stream<T>(receiver: &Host, n: u64, transfer: &std::thread::ScopedJoinHandle<'_, T>) {
+    let opened = || seal_stats(receiver)["opened"].as_u64().expect("opened");
+    let base = opened();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(
+            !transfer.is_finished(),
+            "the stream ended before {n} more datagrams reached host {}",
+            receiver.label
+        );
+        if opened() >= base + n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "15 s without {n} more datagrams opened on host {}: {}",
+            receiver.label,
+            seal_stats(receiver)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn key_rotation_under_a_live_tcp_stream_loses_nothing() {
     let (lab, c1, c2) = sealed_pair("k1", "k1");
@@ -538,13 +614,11 @@ fn key_rotation_under_a_live_tcp_stream_loses_nothing() {
                 Duration::from_secs(6),
             )
         });
-        std::thread::sleep(Duration::from_secs(1));
+        // Each rotation waits until the stream has moved 100 more datagrams A -> B: it is
+        // live before, between and after them (checked, not assumed from sleeps).
+        await_stream(&lab.hosts[1], 100, &transfer);
         lab.hosts[0].ok(&["network", "rotate-key", "sec", "--key-file", k]);
-        std::thread::sleep(Duration::from_secs(1));
-        assert!(
-            !transfer.is_finished(),
-            "the stream must still be running when the second host rotates"
-        );
+        await_stream(&lab.hosts[1], 100, &transfer);
         lab.hosts[1].ok(&["network", "rotate-key", "sec", "--key-file", k]);
         let rotated = std::time::Instant::now();
         // Key announcements make both hosts switch on their own, well within the 30 s grace.
@@ -566,10 +640,7 @@ fn key_rotation_under_a_live_tcp_stream_loses_nothing() {
             );
             std::thread::sleep(Duration::from_millis(100));
         };
-        assert!(
-            !transfer.is_finished(),
-            "the switch must happen under the live stream"
-        );
+        await_stream(&lab.hosts[1], 100, &transfer);
         transfer
             .join()
             .expect("the checksummed transfer across the rotation succeeded");

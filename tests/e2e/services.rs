@@ -395,7 +395,13 @@ fn dns_names_aliases_ptr_isolation_and_upstreams() {
         stats["dataplane"]["dns_queries"].as_u64() >= Some(12),
         "{stats}"
     );
+    assert!(
+        stats["dataplane"]["dns_forwarded"].as_u64() >= Some(1),
+        "example.test went to host A's resolver: {stats}"
+    );
     let stats = b.json(&["stats"]);
+    // Host B's one query for a name it does not know: forwarded, unanswered, SERVFAIL.
+    assert_eq!(stats["dataplane"]["dns_forwarded"], 1, "{stats}");
     assert_eq!(stats["dataplane"]["dns_servfail"], 1, "{stats}");
 }
 
