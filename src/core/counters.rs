@@ -176,7 +176,6 @@ impl DropCounters {
         self.0.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 
-    /// The non-zero counters, by name.
     /// Every reason by name, zeros included (so a reader can tell a misspelt name from 0).
     pub fn snapshot_all(&self) -> std::collections::BTreeMap<String, u64> {
         DropReason::ALL
