@@ -80,7 +80,8 @@ impl TcpFrame {
         }
         let doff = usize::from(*frame.get(l4 + field::DATA_OFFSET)? >> 4) * 4;
         let payload = l4 + doff;
-        if doff < 20 || payload > end || end > frame.len() {
+        // (`L4Frame::parse` has checked that `end` lies within the frame.)
+        if doff < 20 || payload > end {
             return None;
         }
         Some(TcpFrame {
@@ -552,8 +553,35 @@ mod tests {
         let mut fragment = f.clone();
         fragment[ETH_LEN + 7] = 1;
         assert_eq!(TcpFrame::parse(&fragment), None);
-        let mut arp = f;
+        let mut arp = f.clone();
         arp[12..14].copy_from_slice(&[0x08, 0x06]);
         assert_eq!(TcpFrame::parse(&arp), None);
+        // A data offset below the header's 20 bytes, and one past the packet's end (each the
+        // only thing wrong).
+        let mut short = f.clone();
+        short[ETH_LEN + 20 + 12] = 4 << 4;
+        assert_eq!(TcpFrame::parse(&short), None);
+        let mut long = f.clone();
+        long[ETH_LEN + 20 + 12] = 7 << 4;
+        assert_eq!(
+            TcpFrame::parse(&long),
+            None,
+            "28-byte header in a 24-byte segment"
+        );
+        long[ETH_LEN + 20 + 12] = 6 << 4;
+        assert!(
+            TcpFrame::parse(&long).is_some(),
+            "24-byte header, no payload"
+        );
+    }
+
+    #[test]
+    fn ethernet_padding_is_not_payload() {
+        let f = segment();
+        let mut padded = f.clone();
+        padded.extend_from_slice(&[0; 6]);
+        let t = TcpFrame::parse(&padded).expect("a padded segment parses");
+        assert_eq!((t.end, t.payload_len()), (f.len(), 4));
+        assert_eq!(TcpFrame::parse(&f).map(|t| t.end), Some(f.len()));
     }
 }
