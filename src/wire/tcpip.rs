@@ -575,6 +575,102 @@ mod tests {
         );
     }
 
+    /// A frame of `proto` over IPv4 (with 4 bytes of IP options) or IPv6, with a transport
+    /// header of `l4_len` bytes and a 4-byte payload, that parses.
+    fn frame(v6: bool, proto: u8, l4_len: usize) -> (Vec<u8>, L4Frame) {
+        let ip_len = if v6 { IPV6_HEADER_LEN } else { 24 };
+        let mut f: Vec<u8> = (0..ETH_LEN + ip_len + l4_len + 4)
+            .map(|i| i as u8 | 0x20)
+            .collect();
+        let ip = ETH_LEN;
+        if v6 {
+            f[12..14].copy_from_slice(&ETHERTYPE_IPV6);
+            f[ip] = 0x60;
+            f[ip + 4..ip + 6].copy_from_slice(&((l4_len + 4) as u16).to_be_bytes());
+            f[ip + 6] = proto;
+        } else {
+            f[12..14].copy_from_slice(&ETHERTYPE_IPV4);
+            f[ip] = 0x46;
+            f[ip + 2..ip + 4].copy_from_slice(&((ip_len + l4_len + 4) as u16).to_be_bytes());
+            f[ip + 6..ip + 8].copy_from_slice(&[0x40, 0]);
+            f[ip + 9] = proto;
+        }
+        if proto == PROTO_TCP {
+            f[ip + ip_len + field::DATA_OFFSET] = ((l4_len / 4) as u8) << 4;
+        }
+        let l = L4Frame::parse(&f).expect("the test frame parses");
+        (f, l)
+    }
+
+    /// Every header byte flipped in every way: the flow is the same exactly when only a field
+    /// that changes from segment to segment differs. `may_differ(offset from the IP header or
+    /// the transport header, mask)`.
+    fn check_same_flow(
+        v6: bool,
+        proto: u8,
+        l4_len: usize,
+        same: impl Fn(&[u8], &[u8], &[u8]) -> bool,
+        l4_may_differ: impl Fn(usize, u8) -> bool,
+    ) {
+        let (a, l) = frame(v6, proto, l4_len);
+        let ip_may_differ = |i: usize, mask: u8| match (v6, i) {
+            (true, 4 | 5) => true,
+            // total length, id, checksum; the fragment offset (zero in any frame that
+            // parses: fragments are refused)
+            (false, 2..=5 | 10 | 11 | 7) => true,
+            (false, 6) => mask & 0xe0 == 0,
+            _ => false,
+        };
+        let headers = l.l4 + l4_len;
+        for i in 0..headers {
+            for mask in [0x01, 0x08, 0x10, 0x80, 0xff] {
+                let mut b = a.clone();
+                b[i] ^= mask;
+                let expected = match i {
+                    i if i < ETH_LEN => false,
+                    i if i < l.l4 => ip_may_differ(i - ETH_LEN, mask),
+                    i => l4_may_differ(i - l.l4, mask),
+                };
+                assert_eq!(
+                    same(&a, &a[..headers], &b[..headers]),
+                    expected,
+                    "v6 {v6}, proto {proto}: header byte {i} ^ {mask:#04x}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn same_flow_ignores_only_the_fields_that_change_per_segment() {
+        // sequence number, checksum, PSH
+        let tcp = |i: usize, mask: u8| {
+            matches!(i, 4..=7 | 16 | 17) || (i == field::FLAGS && mask == TCP_PSH)
+        };
+        for v6 in [false, true] {
+            // With 4 bytes of TCP options (and of IP options for IPv4).
+            let same = |f: &[u8], a: &[u8], b: &[u8]| {
+                let t = TcpFrame::parse(f).expect("parses");
+                assert_eq!((t.v6, t.payload), (v6, a.len()));
+                t.same_flow(a, b)
+            };
+            check_same_flow(v6, PROTO_TCP, 24, same, tcp);
+        }
+    }
+
+    #[test]
+    fn same_udp_flow_ignores_only_length_and_checksums() {
+        for v6 in [false, true] {
+            let same = |f: &[u8], a: &[u8], b: &[u8]| {
+                let l = L4Frame::parse(f).expect("parses");
+                assert_eq!((l.v6, l.proto), (v6, PROTO_UDP));
+                l.same_udp_flow(a, b)
+            };
+            check_same_flow(v6, PROTO_UDP, UDP_HEADER_LEN, same, |i, _| {
+                matches!(i, 4..=7)
+            });
+        }
+    }
+
     #[test]
     fn ethernet_padding_is_not_payload() {
         let f = segment();
