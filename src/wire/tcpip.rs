@@ -672,6 +672,47 @@ mod tests {
     }
 
     #[test]
+    fn l4_parse_refuses_each_bad_header_alone() {
+        for v6 in [false, true] {
+            let (f, l) = frame(v6, PROTO_UDP, UDP_HEADER_LEN);
+            assert_eq!((l.v6, l.proto, l.end), (v6, PROTO_UDP, f.len()));
+            let mut version = f.clone();
+            version[ETH_LEN] ^= 0x30;
+            assert_eq!(L4Frame::parse(&version), None, "v6 {v6}: version");
+        }
+        // IPv4: options (IHL 6) parse; IHL 4 does not; a total length shorter than the header.
+        let (f, l) = frame(false, PROTO_UDP, UDP_HEADER_LEN);
+        assert_eq!(l.l4, ETH_LEN + 24);
+        let mut ihl = f.clone();
+        ihl[ETH_LEN] = 0x44;
+        assert_eq!(L4Frame::parse(&ihl), None, "IHL 4");
+        let mut short = f.clone();
+        short[ETH_LEN + 2..ETH_LEN + 4].copy_from_slice(&20u16.to_be_bytes());
+        assert_eq!(L4Frame::parse(&short), None, "total length 20 < IHL 24");
+        // IPv6: an extension header as next header.
+        let (f, _) = frame(true, PROTO_UDP, UDP_HEADER_LEN);
+        let mut ext = f.clone();
+        ext[ETH_LEN + 6] = 0; // hop-by-hop options
+        assert_eq!(L4Frame::parse(&ext), None, "extension header");
+    }
+
+    #[test]
+    fn checksum_field_and_udp_length() {
+        let (f, l) = frame(false, PROTO_UDP, UDP_HEADER_LEN);
+        assert_eq!(l.checksum_field(), Some(l.l4 + 6..l.l4 + 8));
+        let mut good = f.clone();
+        good[l.l4 + 4..l.l4 + 6].copy_from_slice(&12u16.to_be_bytes());
+        assert!(l.udp_len_ok(&good));
+        good[l.l4 + 5] = 13;
+        assert!(!l.udp_len_ok(&good));
+        let (_, t) = frame(true, PROTO_TCP, 20);
+        assert_eq!(t.checksum_field(), Some(t.l4 + 16..t.l4 + 18));
+        // A header too short to hold its checksum; a protocol without one here.
+        assert_eq!(t.with_end(t.l4 + 17).checksum_field(), None);
+        assert_eq!(L4Frame { proto: 1, ..t }.checksum_field(), None);
+    }
+
+    #[test]
     fn ethernet_padding_is_not_payload() {
         let f = segment();
         let mut padded = f.clone();
