@@ -511,6 +511,10 @@ mod tests {
             t.same_flow(&psh[..t.payload], &f[..t.payload]),
             "PSH may differ"
         );
+        assert!(
+            t.same_flow(&f[..t.payload], &psh[..t.payload]),
+            "PSH may differ, whichever segment has it"
+        );
         t.set_flags(&mut f, TCP_ACK | TCP_FIN);
         assert!(!t.same_flow(&psh[..t.payload], &f[..t.payload]));
     }
