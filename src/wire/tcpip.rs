@@ -709,6 +709,12 @@ mod tests {
         assert!(l.udp_len_ok(&good));
         good[l.l4 + 5] = 13;
         assert!(!l.udp_len_ok(&good));
+        // A packet that ends inside the UDP header, whose length field says so.
+        good[l.l4 + 4..l.l4 + 6].copy_from_slice(&6u16.to_be_bytes());
+        assert!(
+            !l.with_end(l.l4 + 6).udp_len_ok(&good),
+            "6 bytes of UDP header"
+        );
         let (_, t) = frame(true, PROTO_TCP, 20);
         assert_eq!(t.checksum_field(), Some(t.l4 + 16..t.l4 + 18));
         // A header too short to hold its checksum; a protocol without one here.
