@@ -242,6 +242,27 @@ fn set_int_option(
     Ok(())
 }
 
+/// The datagrams the kernel has dropped for this socket because its receive queue was full:
+/// the count `SO_RXQ_OVFL` stamps on later datagrams, read directly (`SO_MEMINFO`'s
+/// `SK_MEMINFO_DROPS`), so it is seen even when no datagram follows on this socket.
+pub fn socket_drops(fd: RawFd) -> io::Result<u32> {
+    // SK_MEMINFO_VARS since Linux 4.x; DROPS is the last.
+    let mut info = [0u32; 9];
+    let mut len = size_of_val(&info) as libc::socklen_t;
+    // SAFETY: the option value points at a live, writable buffer of `len` bytes, and `len` at
+    // a live socklen_t; the kernel writes at most `len` bytes.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    })?;
+    Ok(info[8])
+}
+
 /// Asks the kernel to hand this UDP socket runs of same-sized datagrams from one sender as one
 /// buffer (`UDP_GRO`); [`recv_batch`] reports the segment size in [`RecvBatch::gso_size`].
 pub fn enable_udp_gro(fd: RawFd) -> io::Result<()> {
