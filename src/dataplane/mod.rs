@@ -401,7 +401,16 @@ impl Dataplane {
     }
 
     pub fn stats(&self) -> DataplaneStats {
-        self.shared.counters.snapshot()
+        // Datagrams received carry their socket's overflow count (`SO_RXQ_OVFL`), but a socket
+        // that overflowed and then gets no more traffic would keep an old count (the kernel
+        // hashes each flow to one socket of the group): read each one's count now as well.
+        let c = &self.shared.counters;
+        for (i, sock) in self.shared.udp.iter().enumerate() {
+            if let Ok(drops) = sys::socket_drops(sock.as_raw_fd()) {
+                c.underlay_rx_overflows[i].fetch_max(u64::from(drops), Ordering::Relaxed);
+            }
+        }
+        c.snapshot()
     }
 
     /// Each TAP port's queue overruns: frames its container sent that the TAP's queue had no

@@ -212,23 +212,11 @@ impl<'s> Worker<'s> {
         let epoll = &shared.epolls[self.index];
         let mut events = sys::epoll_events(64);
         let mut tokens = Vec::with_capacity(64);
-        let mut drops_read = std::time::Instant::now();
         while !shared.stop.load(Ordering::Relaxed) {
             if let Err(e) = epoll.wait(&mut events, &mut tokens, POLL) {
                 tracing::error!("epoll_wait: {e}");
                 std::thread::sleep(POLL);
                 continue;
-            }
-            // Datagrams received carry the socket's overflow count (`SO_RXQ_OVFL`), but a
-            // socket that overflowed and then gets no more traffic would keep an old count
-            // (the kernel hashes each flow to one socket of the group): read it directly too,
-            // at most every POLL.
-            if drops_read.elapsed() >= POLL {
-                drops_read = std::time::Instant::now();
-                if let Ok(drops) = sys::socket_drops(shared.udp[self.index].as_raw_fd()) {
-                    shared.counters.underlay_rx_overflows[self.index]
-                        .fetch_max(u64::from(drops), Ordering::Relaxed);
-                }
             }
             for &token in &tokens {
                 if token == UNDERLAY {
