@@ -269,3 +269,46 @@ fn ethernet_padding_is_not_payload() {
     assert_eq!((t.end, t.payload_len()), (f.len(), 4));
     assert_eq!(TcpFrame::parse(&f).map(|t| t.end), Some(f.len()));
 }
+
+#[test]
+fn udp_checksum_ok_needs_a_nonzero_correct_checksum() {
+    for v6 in [false, true] {
+        let (mut f, l) = frame(v6, PROTO_UDP, UDP_HEADER_LEN);
+        let payload = l.l4 + UDP_HEADER_LEN..l.end;
+        let payload_sum = sum(&f[payload], 0);
+        l.fill_udp_len_and_checksum_with(&mut f, payload_sum);
+        assert!(l.udp_checksum_ok(&f), "v6 {v6}: a filled checksum verifies");
+        let mut wrong = f.clone();
+        wrong[l.end - 1] ^= 0x01;
+        assert!(
+            !l.udp_checksum_ok(&wrong),
+            "v6 {v6}: a changed payload byte"
+        );
+        let mut none = f.clone();
+        none[l.l4 + UDP_CHECKSUM_OFFSET..l.l4 + UDP_HEADER_LEN].copy_from_slice(&[0, 0]);
+        assert!(!l.udp_checksum_ok(&none), "v6 {v6}: checksum 0 is none");
+        // A datagram whose checksum computes to 0 is sent as 0xffff (RFC 768); the same
+        // datagram with 0 in the field has no checksum, although its sum adds up.
+        let mut zero = none.clone();
+        let w = l.l4 + UDP_HEADER_LEN;
+        let folded = fold(sum(&zero[l.l4..l.end], l.pseudo_sum(&zero)));
+        let word = u64::from(u16::from_be_bytes([zero[w], zero[w + 1]]));
+        let adjusted = fold(word + u64::from(0xffff - folded));
+        zero[w..w + 2].copy_from_slice(&adjusted.to_be_bytes());
+        assert_eq!(fold(sum(&zero[l.l4..l.end], l.pseudo_sum(&zero))), 0xffff);
+        assert!(
+            !l.udp_checksum_ok(&zero),
+            "v6 {v6}: 0 means none, sum or not"
+        );
+        let mut ones = zero.clone();
+        l.fill_udp_len_and_checksum_with(&mut ones, sum(&zero[w..l.end], 0));
+        assert_eq!(ones[l.l4 + UDP_CHECKSUM_OFFSET..w], [0xff, 0xff]);
+        assert!(
+            l.udp_checksum_ok(&ones),
+            "v6 {v6}: 0xffff is a checksum of 0"
+        );
+        // A frame cut inside its checksum field.
+        let cut = &f[..l.l4 + UDP_CHECKSUM_OFFSET + 1];
+        assert!(!l.with_end(cut.len()).udp_checksum_ok(cut), "v6 {v6}: cut");
+    }
+}
