@@ -57,8 +57,13 @@ export CARGO_PROFILE_DEV_DEBUG=${CARGO_PROFILE_DEV_DEBUG:-0}
 out=${MUTANTS_OUT:-target/mutants}
 mkdir -p "$out"
 
-run=(cargo mutants "${args[@]}" --test-tool=cargo --no-shuffle --jobs 1 --output "$out"
-    -- "${tests[@]}")
+# The test binaries go to every cargo invocation (--cargo-arg), not only to `cargo test`: the
+# build of each mutant then builds just those binaries, not every test target of the crate
+# (for the library's tests alone, 6 s instead of 12 s here).
+for t in "${tests[@]}"; do
+    args+=("--cargo-arg=$t")
+done
+run=(cargo mutants "${args[@]}" --test-tool=cargo --no-shuffle --jobs 1 --output "$out")
 set +e
 if [ -n "${MUTANTS_TIMEOUT:-}" ]; then
     timeout --signal=INT "$MUTANTS_TIMEOUT" "${run[@]}"
