@@ -203,17 +203,43 @@ fn a_removed_advertisement_or_peer_takes_the_entry_and_the_arp_answer_away() {
 #[test]
 fn a_moved_endpoint_follows_its_new_advertisement() {
     let mut s = switch(true);
+    let entry = |s: &Switch| {
+        let e = s.fdb_entries(vni());
+        assert_eq!(s.network(vni()).expect("n").fdb.pinned(), e.len());
+        e.iter()
+            .find(|e| e.mac == mac(9))
+            .map(|e| (e.location, e.last_seen, e.pinned))
+    };
     s.set_remote_endpoint(vni(), mac(9), Some(ip(9)), vtep(2), NOW)
         .expect("installed");
-    s.set_remote_endpoint(vni(), mac(9), Some(ip(9)), vtep(3), NOW)
+    // The same advertisement again (a resync) changes nothing: not even the entry's time.
+    assert!(s
+        .set_remote_endpoint(vni(), mac(9), Some(ip(9)), vtep(2), Timestamp(5_000))
+        .expect("again"));
+    assert_eq!(entry(&s), Some((Location::Vtep(vtep(2)), NOW, true)));
+    s.set_remote_endpoint(vni(), mac(9), Some(ip(9)), vtep(3), Timestamp(6_000))
         .expect("moved");
+    assert_eq!(
+        entry(&s),
+        Some((Location::Vtep(vtep(3)), Timestamp(6_000), true))
+    );
     let (_, vteps) = from_port(&s, NOW, PortId(1), &unicast(mac(9), mac(1)));
     assert_eq!(vteps, [vtep(3)]);
-    // The address moved to another MAC: ARP answers with the new one.
+    // The address moved to another MAC: ARP answers with the new one, and the old MAC is
+    // listed without it.
     s.set_remote_endpoint(vni(), mac(7), Some(ip(9)), vtep(2), NOW)
         .expect("installed");
     let (ports, _) = from_port(&s, NOW, PortId(1), &arp_request((mac(1), ip(1)), ip(9)));
     assert_eq!(&ports[0].1[6..12], &mac(7).0);
+    let listed: Vec<_> = s
+        .remote_endpoints(vni())
+        .iter()
+        .map(|e| (e.mac, e.ip, e.vtep))
+        .collect();
+    assert_eq!(
+        listed,
+        [(mac(7), Some(ip(9)), vtep(2)), (mac(9), None, vtep(3))]
+    );
     // Removing the old MAC does not take the address's answer from the new one.
     s.remove_remote_endpoint(vni(), mac(9)).expect("network");
     let (ports, _) = from_port(&s, NOW, PortId(1), &arp_request((mac(1), ip(1)), ip(9)));
