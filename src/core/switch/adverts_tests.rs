@@ -76,6 +76,12 @@ fn arp_request(from: (Mac, Ipv4Addr), wanted: Ipv4Addr) -> Vec<u8> {
     arp(1, from, (Mac([0; 6]), wanted))
 }
 
+/// `frame` with Ethernet source `src`.
+fn with_src(mut frame: Vec<u8>, src: Mac) -> Vec<u8> {
+    frame[6..12].copy_from_slice(&src.0);
+    frame
+}
+
 fn datagram(frame: &[u8]) -> Vec<u8> {
     let mut d = VxlanRepr {
         vni: vni(),
@@ -277,6 +283,9 @@ fn arp_for_a_known_address_is_answered_to_the_asker_alone() {
         arp_request((mac(9), ip(9)), ip(9)),
         arp(2, (mac(1), ip(1)), (mac(9), ip(9))),
         arp_request((mac(9), ip(0)), ip(9)),
+        // The owner asking, named by its Ethernet source only or by its ARP sender only.
+        with_src(arp_request((mac(9), ip(0)), ip(9)), mac(5)),
+        with_src(arp_request((mac(5), ip(0)), ip(9)), mac(9)),
     ] {
         let src = Mac(<[u8; 6]>::try_from(&frame[6..12]).expect("mac"));
         let port = if src == mac(1) { PortId(1) } else { PortId(2) };
