@@ -253,6 +253,11 @@ impl Drop for Lane {
     }
 }
 
+/// Held by every test that claims lanes (workers included), so that a test that claims them
+/// all sees them all.
+#[cfg(test)]
+pub(crate) static LANE_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Marks the first free slot of `registry` held and returns it.
 fn claim_in(registry: &[AtomicBool]) -> Option<usize> {
     // Acquire: see every add the slot's previous holder made before it released the slot.
@@ -376,9 +381,30 @@ mod tests {
         assert_eq!(claim_in(&registry), Some(1));
         assert_eq!(claim_in(&registry), None);
         // A clone never shares a claimed lane.
+        let _alone = LANE_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         let lane = Lane::claim();
         assert!(!lane.clone().is_own());
         assert!(!Lane::default().is_own());
+    }
+
+    #[test]
+    fn each_lane_has_one_holder_and_comes_back_when_dropped() {
+        let _alone = LANE_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        for round in 0..2 {
+            let lanes: Vec<Lane> = (0..LANES).map(|_| Lane::claim()).collect();
+            let own: std::collections::BTreeSet<usize> =
+                lanes.iter().filter(|l| l.is_own()).map(|l| l.0).collect();
+            assert_eq!(
+                own,
+                (1..LANES).collect(),
+                "round {round}: every worker lane once"
+            );
+            assert_eq!(lanes[LANES - 1].0, 0, "round {round}: then the shared lane");
+            // Dropped here: the next round gets every lane again.
+        }
+        let worker = crate::core::Forward::with_own_lane();
+        assert!(worker.lane.is_own());
+        assert!(!crate::core::Forward::default().lane.is_own());
     }
 
     #[test]
@@ -386,6 +412,7 @@ mod tests {
         // Two threads with lanes of their own (or the shared lane, if other tests hold them
         // all) and two on the shared lane, at once: every add counts.
         const ADDS: u64 = 200_000;
+        let _alone = LANE_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         let t = Traffic::default();
         std::thread::scope(|s| {
             for own in [true, true, false, false] {

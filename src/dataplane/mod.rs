@@ -540,6 +540,10 @@ mod tests {
     /// can queue as much for sending (the kernel reports twice what was set).
     #[test]
     fn sockets_get_burst_sized_buffers() {
+        // Its workers claim counter lanes.
+        let _alone = crate::core::counters::LANE_TESTS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let switch = Arc::new(RwLock::new(Switch::new(SwitchConfig::default())));
         let dp = match Dataplane::start(switch, Ipv4Addr::LOCALHOST, 0, 2, Instant::now()) {
             Ok(dp) => dp,
