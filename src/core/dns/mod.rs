@@ -65,10 +65,6 @@ impl Names {
     pub fn lookup(&self, name: &str) -> &[Ipv4Addr] {
         self.forward.get(&key(name)).map_or(&[], Vec::as_slice)
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.forward.is_empty()
-    }
 }
 
 /// Why a container name cannot be a DNS name.
