@@ -165,6 +165,15 @@ fn container_names_must_be_dns_names() {
         let e = check_name(bad).expect_err(bad);
         assert!(e.to_string().contains("is not a DNS name"), "{e}");
     }
+    // 253 characters in all, a trailing dot not counted; one more is too long, although
+    // every label is short enough.
+    let longest = [&"x".repeat(63)[..]; 3].join(".") + "." + &"y".repeat(61);
+    assert_eq!(longest.len(), 253);
+    assert_eq!(check_name(&longest), Ok(()));
+    assert_eq!(check_name(&format!("{longest}.")), Ok(()));
+    let over = format!("{longest}y");
+    assert_eq!(check_name(&over), Err(NameError(over.clone())));
+    assert_eq!(check_name("."), Err(NameError(".".into())));
 }
 
 #[test]
