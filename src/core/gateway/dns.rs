@@ -18,8 +18,6 @@ pub const PORT: u16 = 53;
 const TCP_LISTENERS: usize = 4;
 /// Queries waiting for an upstream at once; more get SERVFAIL at once.
 const MAX_PENDING: usize = 64;
-/// The largest DNS message over TCP (its 2-byte length prefix).
-const TCP_MAX: usize = 65_535;
 
 /// A query for the host's resolvers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,30 +143,32 @@ impl Server {
             l.connected = true;
             l.conn += 1;
         }
+        // Whole messages are taken out as they arrive, so what stays in `buf` is the start of
+        // one message: at most 2 + 65 535 bytes, however much a client pipelines.
+        let mut messages = Vec::new();
         let mut chunk = [0u8; 1024];
         while let Ok(n @ 1..) = socket.recv_slice(&mut chunk) {
             l.buf.extend_from_slice(&chunk[..n]);
-            if l.buf.len() > TCP_MAX + 2 {
-                socket.abort();
-                return;
+            while let [hi, lo, rest @ ..] = &l.buf[..] {
+                let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+                if rest.len() < len {
+                    break;
+                }
+                messages.push(rest[..len].to_vec());
+                l.buf.drain(..2 + len);
             }
         }
-        // The client is done sending (it may still be reading): close our side too.
-        if socket.state() == tcp::State::CloseWait && l.buf.len() < 2 {
-            socket.close();
-        }
-        let conn = l.conn;
-        let mut messages = Vec::new();
-        while let [hi, lo, rest @ ..] = &l.buf[..] {
-            let len = usize::from(u16::from_be_bytes([*hi, *lo]));
-            if rest.len() < len {
-                break;
-            }
-            messages.push(rest[..len].to_vec());
-            l.buf.drain(..2 + len);
-        }
+        let client = Client::Tcp(i, l.conn);
         for m in messages {
-            self.handle(sockets, Client::Tcp(i, conn), &m);
+            self.handle(sockets, client, &m);
+        }
+        // The client is done sending (it may still be reading): once every query it sent has
+        // its answer queued, close our side too. A message it left unfinished never will.
+        let socket = sockets.get_mut::<tcp::Socket>(self.tcp[i].handle);
+        if socket.state() == tcp::State::CloseWait
+            && !self.waiting.values().any(|(c, _)| *c == client)
+        {
+            socket.close();
         }
     }
 

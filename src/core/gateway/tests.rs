@@ -176,22 +176,18 @@ fn garbage_is_dropped_and_the_queue_is_bounded() {
 
 // ---- DNS on the gateway
 
+mod dns_tcp;
+
 mod dns {
-    use std::collections::VecDeque;
     use std::str::FromStr;
 
     use hickory_proto::op::{Message, Query, ResponseCode};
     use hickory_proto::rr::{Name, RData, RecordType};
-    use smoltcp::iface::{Config, Interface, SocketSet};
-    use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
-    use smoltcp::socket::tcp;
-    use smoltcp::time::Instant;
-    use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 
     use super::*;
     use crate::core::dns::Names;
 
-    fn query(name: &str, id: u16) -> Vec<u8> {
+    pub(super) fn query(name: &str, id: u16) -> Vec<u8> {
         let mut m = Message::new();
         m.set_id(id);
         m.add_query(Query::query(
@@ -220,7 +216,7 @@ mod dns {
         Message::from_vec(udp.payload()).expect("a DNS message")
     }
 
-    fn host_with_names() -> Host {
+    pub(super) fn host_with_names() -> Host {
         let mut h = host();
         let web = ["web".to_string()];
         h.set_names(Names::new([(&web[..], Ipv4Addr::new(10, 0, 0, 7))]));
@@ -283,102 +279,5 @@ mod dns {
         assert!(h.transmit().is_none());
         let stats = h.take_dns_stats();
         assert_eq!((stats.forwarded, stats.servfail), (2, 1));
-    }
-
-    /// A second smoltcp interface as the container, wired to the gateway host through queues.
-    struct Wire(VecDeque<Vec<u8>>, VecDeque<Vec<u8>>);
-    struct Rx(Vec<u8>);
-    struct Tx<'a>(&'a mut VecDeque<Vec<u8>>);
-    impl RxToken for Rx {
-        fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-            f(&self.0)
-        }
-    }
-    impl TxToken for Tx<'_> {
-        fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-            let mut b = vec![0u8; len];
-            let r = f(&mut b);
-            self.0.push_back(b);
-            r
-        }
-    }
-    impl Device for Wire {
-        type RxToken<'a> = Rx;
-        type TxToken<'a> = Tx<'a>;
-        fn receive(&mut self, _: Instant) -> Option<(Rx, Tx<'_>)> {
-            let f = self.0.pop_front()?;
-            Some((Rx(f), Tx(&mut self.1)))
-        }
-        fn transmit(&mut self, _: Instant) -> Option<Tx<'_>> {
-            Some(Tx(&mut self.1))
-        }
-        fn capabilities(&self) -> DeviceCapabilities {
-            let mut c = DeviceCapabilities::default();
-            c.medium = Medium::Ethernet;
-            c.max_transmission_unit = 1514;
-            c
-        }
-    }
-
-    #[test]
-    fn answers_names_over_tcp() {
-        let mut h = host_with_names();
-        let mut wire = Wire(VecDeque::new(), VecDeque::new());
-        let mut iface = Interface::new(
-            Config::new(HardwareAddress::Ethernet(EthernetAddress(C1.0))),
-            &mut wire,
-            Instant::from_millis(0),
-        );
-        iface.update_ip_addrs(|ips| {
-            let _ = ips.push(IpCidr::new(IpAddress::Ipv4(C1_IP), 24));
-        });
-        let mut sockets = SocketSet::new(Vec::new());
-        let socket = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; 4096]),
-            tcp::SocketBuffer::new(vec![0; 4096]),
-        );
-        let handle = sockets.add(socket);
-        sockets
-            .get_mut::<tcp::Socket>(handle)
-            .connect(iface.context(), (IpAddress::Ipv4(GW_IP), 53), 40001)
-            .expect("connect");
-        let q = query("web.", 9);
-        let mut sent = false;
-        let mut got = Vec::new();
-        for t in 1..200u64 {
-            let now = Instant::from_millis(t as i64 * 10);
-            iface.poll(now, &mut wire, &mut sockets);
-            while let Some(f) = wire.1.pop_front() {
-                h.receive(&f);
-            }
-            h.poll(Timestamp(t * 10));
-            while let Some(f) = h.transmit() {
-                wire.0.push_back(f);
-            }
-            let s = sockets.get_mut::<tcp::Socket>(handle);
-            if s.may_send() && !sent {
-                let len = u16::try_from(q.len()).expect("small");
-                s.send_slice(&len.to_be_bytes()).expect("send");
-                s.send_slice(&q).expect("send");
-                sent = true;
-            }
-            let mut buf = [0u8; 1024];
-            while let Ok(n @ 1..) = s.recv_slice(&mut buf) {
-                got.extend_from_slice(&buf[..n]);
-            }
-            if got.len() >= 2 && got.len() >= 2 + usize::from(u16::from_be_bytes([got[0], got[1]]))
-            {
-                break;
-            }
-        }
-        let state = sockets.get::<tcp::Socket>(handle).state();
-        let stats = h.take_dns_stats();
-        assert!(
-            got.len() > 2,
-            "no answer over TCP (client {state}, sent {sent}, {stats:?})"
-        );
-        let m = Message::from_vec(&got[2..]).expect("a DNS message");
-        assert_eq!(m.id(), 9);
-        assert_eq!(m.answers().len(), 1);
     }
 }
