@@ -13,6 +13,9 @@
 #        MUTANTS_RE       only mutants whose description matches this regex
 #        MUTANTS_TIMEOUT  stop after this many seconds (what ran is still reported)
 #        MUTANTS_OUT      where mutants.out/ goes (default target/mutants)
+#        MUTANTS_ITERATE  1: test again only what the last run in MUTANTS_OUT did not catch
+#                         (cargo-mutants --iterate), e.g. a --lib run's survivors with every
+#                         non-root test binary
 #        MUTANTS_TESTS    the test binaries, as cargo test arguments (default: the library's
 #                         tests and every non-root test binary; a narrower set is faster, and a
 #                         survivor of it must be re-run with the default before it counts)
@@ -37,6 +40,9 @@ for g in "${globs[@]}"; do
 done
 if [ -n "${MUTANTS_SHARD:-}" ]; then
     args+=(--shard "$MUTANTS_SHARD")
+fi
+if [ "${MUTANTS_ITERATE:-}" = 1 ]; then
+    args+=(--iterate)
 fi
 if [ -n "${MUTANTS_RE:-}" ]; then
     args+=(--re "$MUTANTS_RE")
