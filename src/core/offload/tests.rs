@@ -229,6 +229,24 @@ fn completes_partial_udp_and_tcp_checksums() {
     let before = tcp.clone();
     complete_checksum(&mut tcp, &VnetHdr::PLAIN).expect("no-op");
     assert_eq!(tcp, before);
+    // The field may be the frame's last two bytes, not one byte further.
+    let mut tail = vec![0x11; 20];
+    let at_end = VnetHdr {
+        csum_start: 10,
+        csum_offset: 8,
+        ..hdr
+    };
+    complete_checksum(&mut tail, &at_end).expect("the last two bytes");
+    // The field held the pseudo-header sum (0x1111 here), which the checksum covers.
+    assert_eq!(fold(sum(&tail[10..], 0x1111)), 0xffff, "{tail:02x?}");
+    let past = VnetHdr {
+        csum_offset: 9,
+        ..at_end
+    };
+    assert_eq!(
+        complete_checksum(&mut tail, &past),
+        Err(OffloadError::BadChecksumOffset)
+    );
 }
 
 /// A frame as the kernel's vxlan device sends it over a veth: a full frame whose TCP or UDP
