@@ -364,11 +364,6 @@ impl Coalescer {
         self.len == 0
     }
 
-    /// The tag of the pending superframe, if any.
-    pub fn pending_tag(&self) -> Option<u32> {
-        (!self.is_empty()).then_some(self.pending.tag)
-    }
-
     /// Offers one Ethernet frame bound for `tag`. Its TCP checksum is verified first: a frame
     /// that fails is [`Push::Unsuitable`].
     pub fn push(&mut self, tag: u32, frame: &[u8]) -> Push {

@@ -157,6 +157,16 @@ fn segmentation_errors() {
         Err(OffloadError::NoRoom),
         "arena too small for 3 slots"
     );
+    // Exactly 3 slots (each rounded up to 16 bytes) is enough.
+    let stride = (HEADROOM + 54 + 1000 + TAILROOM).next_multiple_of(16);
+    let mut exact = vec![0u8; 3 * stride];
+    let segs = segment(&frame, &hdr, &mut exact, HEADROOM, TAILROOM).expect("3 slots fit");
+    assert_eq!((segs.count, segs.stride), (3, stride));
+    let mut short = vec![0u8; 3 * stride - 1];
+    assert_eq!(
+        segment(&frame, &hdr, &mut short, HEADROOM, TAILROOM),
+        Err(OffloadError::NoRoom)
+    );
     let mut arena = arena();
     let v6 = VnetHdr {
         gso_type: virtio_net::GSO_TCPV6,
@@ -514,6 +524,31 @@ fn a_single_segment_is_written_data_valid() {
     let written = coalesce(&segs, 0);
     assert_eq!(VnetHdr::parse(&written[0]), Ok(VnetHdr::DATA_VALID));
     assert_eq!(&written[0][12..], &segs[0][..]);
+}
+
+#[test]
+fn a_segment_without_ack_is_not_merged() {
+    let (frame, hdr) = superframe(false, false, &[3; 2000], Flags::default(), 1000);
+    let segs = segments(&frame, &hdr);
+    let verified = Offer {
+        verified: true,
+        udp: false,
+    };
+    for i in 0..2 {
+        let mut c = Coalescer::new();
+        let mut no_ack = segs.clone();
+        no_ack[i][14 + 20 + 13] &= !TCP_ACK;
+        assert_eq!(
+            c.offer(0, &no_ack[0], verified),
+            [Push::Unsuitable, Push::Merged][i]
+        );
+        let second = c.offer(0, &no_ack[1], verified);
+        assert_eq!(
+            second,
+            [Push::Merged, Push::Unsuitable][i],
+            "segment {i} without ACK"
+        );
+    }
 }
 
 #[test]
