@@ -551,6 +551,69 @@ fn a_segment_without_ack_is_not_merged() {
     }
 }
 
+/// `segment` with its TCP sequence number moved by `by`.
+fn with_seq_moved(mut segment: Vec<u8>, by: u32) -> Vec<u8> {
+    let at = 14 + 20 + 4;
+    let seq = u32::from_be_bytes(segment[at..at + 4].try_into().expect("4 bytes"));
+    segment[at..at + 4].copy_from_slice(&seq.wrapping_add(by).to_be_bytes());
+    segment
+}
+
+#[test]
+fn a_run_closes_after_psh_or_a_short_segment() {
+    let (frame, hdr) = superframe(false, false, &[4; 3000], Flags::default(), 1000);
+    let segs = segments(&frame, &hdr);
+    let verified = Offer {
+        verified: true,
+        udp: false,
+    };
+    let offers = |frames: &[&Vec<u8>]| {
+        let mut c = Coalescer::new();
+        frames
+            .iter()
+            .map(|f| c.offer(0, f, verified))
+            .collect::<Vec<_>>()
+    };
+    let all = [Push::Merged; 3];
+    assert_eq!(offers(&[&segs[0], &segs[1], &segs[2]]), all);
+    // PSH on a full segment ends the run.
+    let mut psh = segs[1].clone();
+    psh[14 + 20 + 13] |= TCP_PSH;
+    let busy = [Push::Merged, Push::Merged, Push::Busy];
+    assert_eq!(offers(&[&segs[0], &psh, &segs[2]]), busy);
+    // So does a segment shorter than the first, without PSH: 500 bytes, then one that
+    // follows it in sequence.
+    let mut short = segs[1][..14 + 40 + 500].to_vec();
+    short[16..18].copy_from_slice(&540u16.to_be_bytes());
+    let next = with_seq_moved(segs[2].clone(), 0u32.wrapping_sub(500));
+    assert_eq!(offers(&[&segs[0], &short, &next]), busy);
+}
+
+#[test]
+fn a_run_stops_at_the_largest_ip_packet() {
+    let verified = Offer {
+        verified: true,
+        udp: false,
+    };
+    // 5 segments of 13 099 bytes: an IP packet of 65 535 bytes, exactly the largest.
+    let (frame, hdr) = superframe(false, false, &[7; 5 * 13_099], Flags::default(), 13_099);
+    let mut c = Coalescer::new();
+    for s in segments(&frame, &hdr) {
+        assert_eq!(c.offer(0, &s, verified), Push::Merged);
+    }
+    let (_, bytes) = c.take().expect("one superframe");
+    assert_eq!(bytes.len(), virtio_net::HEADER_LEN + 14 + 65_535);
+    // Segments of 13 100 bytes: a fifth would make it 65 540.
+    let (frame, hdr) = superframe(false, false, &[7; 4 * 13_100], Flags::default(), 13_100);
+    let segs = segments(&frame, &hdr);
+    let mut c = Coalescer::new();
+    for s in &segs {
+        assert_eq!(c.offer(0, s, verified), Push::Merged);
+    }
+    let fifth = with_seq_moved(segs[3].clone(), 13_100);
+    assert_eq!(c.offer(0, &fifth, verified), Push::Busy);
+}
+
 #[test]
 fn non_tcp_is_unsuitable() {
     let mut udp = Vec::new();
