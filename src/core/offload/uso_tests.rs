@@ -230,7 +230,7 @@ fn coalesce_udp(frames: &[Vec<u8>], how: Offer) -> Vec<(VnetHdr, Vec<u8>)> {
 #[test]
 fn consecutive_datagrams_coalesce_into_a_udp_superframe_that_cuts_back_to_them() {
     for v6 in [false, true] {
-        let payload: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+        let payload: Vec<u8> = (0..20_000u32).map(|i| (i * 7) as u8).collect();
         let (frame, hdr) = udp_superframe(v6, &payload, 1400);
         let sent = datagrams(&frame, &hdr);
         let written = coalesce_udp(&sent, UDP);
@@ -240,7 +240,7 @@ fn consecutive_datagrams_coalesce_into_a_udp_superframe_that_cuts_back_to_them()
             (vnet.gso_type, vnet.gso_size, vnet.flags),
             (virtio_net::GSO_UDP_L4, 1400, virtio_net::F_NEEDS_CSUM)
         );
-        assert_eq!(usize::from(vnet.hdr_len), superframe.len() - 5000);
+        assert_eq!(usize::from(vnet.hdr_len), superframe.len() - 20_000);
         // What the container's kernel does with it: cut it back into the same datagrams.
         assert_eq!(datagrams(&superframe, &vnet), sent, "v6 {v6}");
         // And the partial checksum, completed, is the whole superframe's UDP checksum.
