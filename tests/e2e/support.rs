@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -264,6 +264,16 @@ impl Bg {
 
     pub fn spawn(cmd: &mut Command) -> Bg {
         let desc = format!("{cmd:?}");
+        // SIGINT and SIGQUIT back to their defaults: a suite started in the background by a
+        // non-interactive shell inherits them ignored, and `interrupt` relies on SIGINT.
+        // SAFETY: signal(2) is async-signal-safe, as a pre_exec hook requires.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
