@@ -11,6 +11,7 @@ use smoltcp::wire::{IpAddress, IpListenEndpoint};
 
 use super::GatewayAddr;
 use crate::core::dns::{self, Answer, Names};
+use crate::core::Timestamp;
 
 /// The DNS port.
 pub const PORT: u16 = 53;
@@ -18,6 +19,13 @@ pub const PORT: u16 = 53;
 const TCP_LISTENERS: usize = 4;
 /// Queries waiting for an upstream at once; more get SERVFAIL at once.
 const MAX_PENDING: usize = 64;
+/// How long (ms) a TCP connection may go without a byte from its client, while none of its
+/// queries waits for the upstream, before the gateway closes it (RFC 7766 6.2.3: servers time
+/// out idle connections; four listeners are too few to leave to clients that never close).
+pub(super) const TCP_IDLE_MS: u64 = 10_000;
+/// How long (ms) a connection the gateway closed may take to finish closing (a client that
+/// never sends its own FIN, or never acknowledges ours) before it is reset.
+pub(super) const TCP_LINGER_MS: u64 = 2_000;
 
 /// A query for the host's resolvers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +58,10 @@ struct Listener {
     /// Counts connections, so a late upstream answer never reaches the next one.
     conn: u64,
     connected: bool,
+    /// When the client last sent a byte or had a query waiting for the upstream.
+    active_at: Timestamp,
+    /// When the gateway closed its side of this connection.
+    closed_at: Option<Timestamp>,
 }
 
 #[derive(Debug)]
@@ -87,6 +99,8 @@ impl Server {
                     buf: Vec::new(),
                     conn: 0,
                     connected: false,
+                    active_at: Timestamp(0),
+                    closed_at: None,
                 }
             })
             .collect();
@@ -114,8 +128,8 @@ impl Server {
         std::mem::take(&mut self.stats)
     }
 
-    /// Answers what the sockets received.
-    pub(super) fn serve(&mut self, sockets: &mut SocketSet<'static>) {
+    /// Answers what the sockets received, and closes the TCP connections that are due.
+    pub(super) fn serve(&mut self, sockets: &mut SocketSet<'static>, now: Timestamp) {
         loop {
             let socket = sockets.get_mut::<udp::Socket>(self.udp);
             let Ok((query, meta)) = socket.recv() else {
@@ -125,16 +139,30 @@ impl Server {
             self.handle(sockets, Client::Udp(meta), &query);
         }
         for i in 0..self.tcp.len() {
-            self.serve_tcp(sockets, i);
+            self.serve_tcp(sockets, i, now);
         }
     }
 
-    fn serve_tcp(&mut self, sockets: &mut SocketSet<'static>, i: usize) {
+    /// When a TCP connection is next due to be closed or reset, if any is open.
+    pub(super) fn poll_at(&self) -> Option<Timestamp> {
+        self.tcp
+            .iter()
+            .filter(|l| l.connected)
+            .map(|l| match l.closed_at {
+                Some(at) => at.0.saturating_add(TCP_LINGER_MS),
+                None => l.active_at.0.saturating_add(TCP_IDLE_MS),
+            })
+            .min()
+            .map(Timestamp)
+    }
+
+    fn serve_tcp(&mut self, sockets: &mut SocketSet<'static>, i: usize, now: Timestamp) {
         let l = &mut self.tcp[i];
         let socket = sockets.get_mut::<tcp::Socket>(l.handle);
         if !socket.is_open() {
             l.buf.clear();
             l.connected = false;
+            l.closed_at = None;
             // Listening on a closed socket with a non-zero port cannot fail.
             let _ = socket.listen(PORT);
             return;
@@ -142,12 +170,14 @@ impl Server {
         if socket.is_active() && !l.connected {
             l.connected = true;
             l.conn += 1;
+            l.active_at = now;
         }
         // Whole messages are taken out as they arrive, so what stays in `buf` is the start of
         // one message: at most 2 + 65 535 bytes, however much a client pipelines.
         let mut messages = Vec::new();
         let mut chunk = [0u8; 1024];
         while let Ok(n @ 1..) = socket.recv_slice(&mut chunk) {
+            l.active_at = now;
             l.buf.extend_from_slice(&chunk[..n]);
             while let [hi, lo, rest @ ..] = &l.buf[..] {
                 let len = usize::from(u16::from_be_bytes([*hi, *lo]));
@@ -162,13 +192,25 @@ impl Server {
         for m in messages {
             self.handle(sockets, client, &m);
         }
+        let waiting = self.waiting.values().any(|(c, _)| *c == client);
+        let l = &mut self.tcp[i];
+        let socket = sockets.get_mut::<tcp::Socket>(l.handle);
+        if waiting {
+            l.active_at = now;
+        }
+        if let Some(at) = l.closed_at {
+            if now.0 >= at.0.saturating_add(TCP_LINGER_MS) {
+                socket.abort();
+            }
+            return;
+        }
         // The client is done sending (it may still be reading): once every query it sent has
         // its answer queued, close our side too. A message it left unfinished never will.
-        let socket = sockets.get_mut::<tcp::Socket>(self.tcp[i].handle);
-        if socket.state() == tcp::State::CloseWait
-            && !self.waiting.values().any(|(c, _)| *c == client)
-        {
+        let done = socket.state() == tcp::State::CloseWait && !waiting;
+        let idle = l.connected && now.0 >= l.active_at.0.saturating_add(TCP_IDLE_MS);
+        if done || idle {
             socket.close();
+            l.closed_at = Some(now);
         }
     }
 

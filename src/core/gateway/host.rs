@@ -86,7 +86,7 @@ impl Host {
     pub fn poll(&mut self, now: Timestamp) {
         self.iface
             .poll(instant(now), &mut self.device, &mut self.sockets);
-        self.dns.serve(&mut self.sockets);
+        self.dns.serve(&mut self.sockets, now);
         self.iface
             .poll(instant(now), &mut self.device, &mut self.sockets);
     }
@@ -117,11 +117,14 @@ impl Host {
         self.device.tx.pop_front()
     }
 
-    /// When the host next needs a [`Host::poll`] without new frames (TCP timers), if ever.
+    /// When the host next needs a [`Host::poll`] without new frames (TCP timers, an idle DNS
+    /// connection to close), if ever.
     pub fn poll_at(&mut self, now: Timestamp) -> Option<Timestamp> {
-        self.iface
+        let smoltcp = self
+            .iface
             .poll_delay(instant(now), &self.sockets)
-            .map(|d| Timestamp(now.0.saturating_add(d.total_millis())))
+            .map(|d| Timestamp(now.0.saturating_add(d.total_millis())));
+        [smoltcp, self.dns.poll_at()].into_iter().flatten().min()
     }
 }
 

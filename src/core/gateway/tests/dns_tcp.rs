@@ -12,6 +12,7 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 
 use super::dns::{host_with_names, query};
 use super::*;
+use crate::core::gateway::dns::{TCP_IDLE_MS, TCP_LINGER_MS};
 
 /// Frames to the container (`0`) and from it (`1`).
 struct Wire(VecDeque<Vec<u8>>, VecDeque<Vec<u8>>);
@@ -82,8 +83,13 @@ impl Bench {
     }
 
     /// Both sides, 10 ms at a time, until `done` (true) or 3 s have passed (false).
-    fn run_until(&mut self, mut done: impl FnMut(&mut Bench) -> bool) -> bool {
-        for _ in 0..300 {
+    fn run_until(&mut self, done: impl FnMut(&mut Bench) -> bool) -> bool {
+        self.run_within(3_000, done)
+    }
+
+    /// Both sides, 10 ms at a time, until `done` (true) or `ms` have passed (false).
+    fn run_within(&mut self, ms: u64, mut done: impl FnMut(&mut Bench) -> bool) -> bool {
+        for _ in 0..ms / 10 {
             self.ms += 10;
             let now = Instant::from_millis(self.ms as i64);
             self.iface.poll(now, &mut self.wire, &mut self.sockets);
@@ -247,4 +253,110 @@ fn a_client_that_stops_inside_a_message_is_closed() {
     let again = b.connect(40006);
     b.send(again, &[query("web.", 6)]);
     assert_eq!(ids(&b.receive(again, 1)), [6]);
+}
+
+#[test]
+fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let mut b = Bench::new();
+    let c = b.connect(40007);
+    let connected = b.ms;
+    // The host asks to be polled when the connection falls due, so the daemon needs no traffic
+    // to close it.
+    let due = b.h.poll_at(Timestamp(b.ms)).expect("a deadline");
+    assert!(
+        due.0 <= connected + TCP_IDLE_MS,
+        "{due:?}, connected at {connected}"
+    );
+    // A query and its answer restart the clock.
+    b.run_within(TCP_IDLE_MS / 2, |_| false);
+    b.send(c, &[query("web.", 7)]);
+    assert_eq!(ids(&b.receive(c, 1)), [7]);
+    let asked = b.ms;
+    assert!(
+        !b.run_within(TCP_IDLE_MS - 200, |b| b.socket(c).state()
+            != tcp::State::Established),
+        "closed {} ms after the last query: {}",
+        b.ms - asked,
+        b.socket(c).state()
+    );
+    assert!(b.closed_by_gateway(c), "{}", b.socket(c).state());
+    assert!(
+        b.ms - asked >= TCP_IDLE_MS - 100,
+        "closed early: {} ms",
+        b.ms - asked
+    );
+}
+
+#[test]
+fn a_client_that_never_finishes_closing_is_reset() {
+    let mut b = Bench::new();
+    let c = b.connect(40008);
+    // The gateway's FIN after the idle timeout: the client acknowledges it and never closes.
+    assert!(b.run_within(TCP_IDLE_MS + 1_000, |b| b.socket(c).state()
+        == tcp::State::CloseWait));
+    let fin = b.ms;
+    assert!(
+        b.run_within(TCP_LINGER_MS + 1_000, |b| b.socket(c).state()
+            == tcp::State::Closed),
+        "{}",
+        b.socket(c).state()
+    );
+    assert!(
+        b.ms - fin >= TCP_LINGER_MS - 100,
+        "reset early: {} ms",
+        b.ms - fin
+    );
+    // The listener serves again.
+    let again = b.connect(40009);
+    b.send(again, &[query("web.", 8)]);
+    assert_eq!(ids(&b.receive(again, 1)), [8]);
+}
+
+#[test]
+fn idle_clients_hold_every_listener_only_until_the_timeout() {
+    let mut b = Bench::new();
+    let idle: Vec<_> = (0..4).map(|i| b.connect(40010 + i)).collect();
+    // Every listener is taken: a fifth client is refused.
+    let fifth = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; 4096]),
+        tcp::SocketBuffer::new(vec![0; 4096]),
+    );
+    let fifth = b.sockets.add(fifth);
+    let cx = b.iface.context();
+    b.sockets
+        .get_mut::<tcp::Socket>(fifth)
+        .connect(cx, (IpAddress::Ipv4(GW_IP), 53), 40020)
+        .expect("connect");
+    assert!(b.run_until(|b| b.socket(fifth).state() == tcp::State::Closed));
+    // The idle ones are closed and, as they never close their side, reset.
+    for &c in &idle {
+        assert!(
+            b.run_within(TCP_IDLE_MS + TCP_LINGER_MS, |b| b.socket(c).state()
+                == tcp::State::Closed),
+            "{}",
+            b.socket(c).state()
+        );
+    }
+    let later = b.connect(40021);
+    b.send(later, &[query("web.", 9)]);
+    assert_eq!(ids(&b.receive(later, 1)), [9]);
+}
+
+#[test]
+fn a_query_waiting_for_the_upstream_is_not_idle() {
+    let mut b = Bench::new();
+    let c = b.connect(40022);
+    b.send(c, &[query("example.org.", 10)]);
+    let up = b.upstream();
+    assert!(
+        !b.run_within(TCP_IDLE_MS + 2_000, |b| b.socket(c).state()
+            != tcp::State::Established),
+        "closed while its query waited: {}",
+        b.socket(c).state()
+    );
+    b.h.upstream_answer(up.token, Some(response(&up)));
+    assert_eq!(ids(&b.receive(c, 1)), [10]);
+    // Answered, the connection is idle from then on.
+    assert!(b.run_within(TCP_IDLE_MS + 1_000, |b| b.socket(c).state()
+        == tcp::State::CloseWait));
 }
