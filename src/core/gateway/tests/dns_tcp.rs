@@ -107,8 +107,8 @@ impl Bench {
         false
     }
 
-    /// A client connected to the gateway's port 53 from `port`.
-    fn connect(&mut self, port: u16) -> SocketHandle {
+    /// A client from `port` that has sent its SYN to the gateway's port 53.
+    fn dial(&mut self, port: u16) -> SocketHandle {
         let socket = tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0; 4096]),
             tcp::SocketBuffer::new(vec![0; 4096]),
@@ -119,11 +119,25 @@ impl Bench {
             .get_mut::<tcp::Socket>(c)
             .connect(cx, (IpAddress::Ipv4(GW_IP), 53), port)
             .expect("connect");
+        c
+    }
+
+    /// A client connected to the gateway's port 53 from `port`.
+    fn connect(&mut self, port: u16) -> SocketHandle {
+        let c = self.dial(port);
         assert!(
             self.run_until(|b| b.socket(c).may_send()),
             "port {port}: not connected"
         );
         c
+    }
+
+    /// A new client from `port` asks for `web.` with id `id` and gets the answer: a listener is
+    /// free.
+    fn serves(&mut self, port: u16, id: u16) {
+        let c = self.connect(port);
+        self.send(c, &[query("web.", id)]);
+        assert_eq!(ids(&self.receive(c, 1)), [id], "port {port}");
     }
 
     /// Sends `messages`, each behind its 2-byte length, in one write.
@@ -250,9 +264,7 @@ fn a_client_that_stops_inside_a_message_is_closed() {
     b.socket(c).close();
     assert!(b.closed_by_gateway(c), "{}", b.socket(c).state());
     // The listener serves again.
-    let again = b.connect(40006);
-    b.send(again, &[query("web.", 6)]);
-    assert_eq!(ids(&b.receive(again, 1)), [6]);
+    b.serves(40006, 6);
 }
 
 #[test]
@@ -307,9 +319,7 @@ fn a_client_that_never_finishes_closing_is_reset() {
         b.ms - fin
     );
     // The listener serves again.
-    let again = b.connect(40009);
-    b.send(again, &[query("web.", 8)]);
-    assert_eq!(ids(&b.receive(again, 1)), [8]);
+    b.serves(40009, 8);
 }
 
 #[test]
@@ -317,16 +327,7 @@ fn idle_clients_hold_every_listener_only_until_the_timeout() {
     let mut b = Bench::new();
     let idle: Vec<_> = (0..4).map(|i| b.connect(40010 + i)).collect();
     // Every listener is taken: a fifth client is refused.
-    let fifth = tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0; 4096]),
-        tcp::SocketBuffer::new(vec![0; 4096]),
-    );
-    let fifth = b.sockets.add(fifth);
-    let cx = b.iface.context();
-    b.sockets
-        .get_mut::<tcp::Socket>(fifth)
-        .connect(cx, (IpAddress::Ipv4(GW_IP), 53), 40020)
-        .expect("connect");
+    let fifth = b.dial(40020);
     assert!(b.run_until(|b| b.socket(fifth).state() == tcp::State::Closed));
     // The idle ones are closed and, as they never close their side, reset.
     for &c in &idle {
@@ -337,9 +338,7 @@ fn idle_clients_hold_every_listener_only_until_the_timeout() {
             b.socket(c).state()
         );
     }
-    let later = b.connect(40021);
-    b.send(later, &[query("web.", 9)]);
-    assert_eq!(ids(&b.receive(later, 1)), [9]);
+    b.serves(40021, 9);
 }
 
 #[test]
