@@ -385,3 +385,80 @@ fn static_entries_are_neither_evicted_nor_counted_against_the_capacity() {
         Err(SwitchError::BadMac(Mac([0xff; 6])))
     );
 }
+
+/// A table with ten seconds of ageing and room for `capacity` learned entries.
+fn fdb(capacity: usize) -> Fdb {
+    Fdb::new(FdbConfig {
+        ageing: Duration::from_secs(10),
+        capacity,
+    })
+}
+
+#[test]
+fn pinning_replaces_what_the_mac_had_unless_a_live_port_holds_it() {
+    let at = |s| NOW.saturating_add(Duration::from_secs(s));
+    let port = Location::Port(PortId(1));
+    let f = fdb(8);
+    // Learned at a VTEP: pinning there makes it static (it no longer ages) and counts it once.
+    f.learn(mac(1), Location::Vtep(vtep(2)), NOW);
+    assert!(f.pin(mac(1), vtep(2), NOW));
+    assert_eq!(f.pinned(), 1);
+    f.age(at(60));
+    assert_eq!(f.lookup(mac(1), at(60)), Some(Location::Vtep(vtep(2))));
+    // Pinned elsewhere, it moves, and is still counted once.
+    assert!(f.pin(mac(1), vtep(3), at(60)));
+    assert_eq!(f.lookup(mac(1), at(60)), Some(Location::Vtep(vtep(3))));
+    assert_eq!(f.pinned(), 1);
+    // A fresh entry at another VTEP is no reason to refuse.
+    f.learn(mac(2), Location::Vtep(vtep(2)), NOW);
+    assert!(f.pin(mac(2), vtep(3), NOW));
+    assert_eq!(f.lookup(mac(2), NOW), Some(Location::Vtep(vtep(3))));
+    assert_eq!(f.pinned(), 2);
+    // A live port keeps its MAC until the very instant its entry expires.
+    f.learn(mac(3), port, NOW);
+    assert!(!f.pin(mac(3), vtep(2), Timestamp(at(10).0 - 1)));
+    assert_eq!(f.pinned(), 2);
+    assert!(f.pin(mac(3), vtep(2), at(10)));
+    assert_eq!(f.lookup(mac(3), at(10)), Some(Location::Vtep(vtep(2))));
+    assert_eq!(f.pinned(), 3);
+}
+
+#[test]
+fn a_port_entry_moves_to_a_vtep_from_the_instant_it_expires() {
+    let f = fdb(8);
+    let port = Location::Port(PortId(1));
+    let peer = Location::Vtep(vtep(2));
+    f.learn(mac(1), port, NOW);
+    let expiry = NOW.saturating_add(Duration::from_secs(10));
+    assert_eq!(
+        f.learn(mac(1), peer, Timestamp(expiry.0 - 1)),
+        Learned::Refused
+    );
+    assert_eq!(f.learn(mac(1), peer, expiry), Learned::Moved);
+    assert_eq!(f.lookup(mac(1), expiry), Some(peer));
+}
+
+#[test]
+fn a_port_taking_a_static_entry_over_evicts_only_when_the_learned_entries_fill_the_table() {
+    let port = Location::Port(PortId(1));
+    // Room for two learned entries; one learned and one static: the takeover fits.
+    let f = fdb(2);
+    f.learn(mac(1), port, NOW);
+    assert!(f.pin(mac(2), vtep(2), NOW));
+    assert_eq!(
+        f.learn(mac(2), Location::Port(PortId(2)), NOW),
+        Learned::Moved
+    );
+    assert_eq!((f.len(), f.pinned()), (2, 0));
+    assert_eq!(f.lookup(mac(1), NOW), Some(port), "nothing evicted");
+    // Two learned and one static: the takeover makes room first.
+    let f = fdb(2);
+    f.learn(mac(1), port, NOW);
+    f.learn(mac(3), port, NOW);
+    assert!(f.pin(mac(2), vtep(2), NOW));
+    assert_eq!(
+        f.learn(mac(2), Location::Port(PortId(2)), NOW),
+        Learned::Moved
+    );
+    assert_eq!((f.len(), f.pinned()), (2, 0));
+}
