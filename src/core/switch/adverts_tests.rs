@@ -348,10 +348,7 @@ fn floods_go_only_to_the_flood_list() {
 
 #[test]
 fn static_entries_are_neither_evicted_nor_counted_against_the_capacity() {
-    let fdb = Fdb::new(FdbConfig {
-        ageing: Duration::from_secs(10),
-        capacity: 2,
-    });
+    let fdb = fdb(2);
     for n in 10..13 {
         assert!(fdb.pin(mac(n), vtep(2), NOW));
     }
